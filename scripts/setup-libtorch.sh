@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Provision libtorch for tch 0.26 (PyTorch 2.13.0) once, outside the work tree.
+#
+# - If LIBTORCH is set, it is used as is (checked, never modified).
+# - Otherwise a virtualenv at $ATTNREC_TORCH_VENV (default ~/.cache/attnrec/torch-2.13.0)
+#   gets torch==2.13.0 from PyPI. Idempotent: an existing, importable venv is left alone.
+#
+# Writes nothing into the repository. Prints the environment to build with when called
+# with --print-env (used by the Makefile and .ci/run).
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+VENV="${ATTNREC_TORCH_VENV:-$HOME/.cache/attnrec/torch-$TORCH_VERSION}"
+
+die() { echo "setup-libtorch: $*" >&2; exit 1; }
+
+if [ -n "${LIBTORCH:-}" ]; then
+  [ -d "$LIBTORCH/lib" ] || die "LIBTORCH=$LIBTORCH has no lib/ folder; unset LIBTORCH to let this script install torch==$TORCH_VERSION"
+  if [ "${1:-}" = "--print-env" ]; then
+    echo "export LIBTORCH=$LIBTORCH"
+  fi
+  exit 0
+fi
+
+ready() {
+  [ -x "$VENV/bin/python" ] &&
+    "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null
+}
+
+if ! ready; then
+  command -v python3 >/dev/null || die "python3 not found; install Python 3.9+ and rerun 'make setup'"
+  echo "setup-libtorch: installing torch==$TORCH_VERSION into $VENV (one-time, a few GB)" >&2
+  mkdir -p "$(dirname "$VENV")"
+  # Build in a temp folder and move it into place so an interrupted install never looks ready.
+  tmp="$VENV.partial"
+  rm -rf "$tmp"
+  python3 -m venv "$tmp"
+  "$tmp/bin/python" -m pip install --quiet --upgrade pip >&2
+  # numpy and scikit-learn are for the test-fixture generators only.
+  "$tmp/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" numpy scikit-learn >&2
+  rm -rf "$VENV"
+  mv "$tmp" "$VENV"
+  # A venv records its own path in scripts; recreate the activation shims at the final path.
+  python3 -m venv --upgrade "$VENV" >/dev/null 2>&1 || true
+  ready || die "torch==$TORCH_VERSION installed into $VENV but does not import; remove $VENV and rerun 'make setup'"
+fi
+
+if [ "${1:-}" = "--print-env" ]; then
+  echo "export LIBTORCH_USE_PYTORCH=1"
+  echo "export PATH=$VENV/bin:\$PATH"
+  echo "export VIRTUAL_ENV=$VENV"
+fi

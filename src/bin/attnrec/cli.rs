@@ -1,0 +1,133 @@
+//! clap types only; behavior lives in `commands/`.
+use attnrec::data::protocol::Split;
+use attnrec::data::synth::Preset;
+use attnrec::data::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "attnrec", version, about = "Attention-based CTR models (DIN, ...) on libtorch: data → features → model → AUC")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a deterministic synthetic MovieLens-format dataset (ml-1m layout).
+    Synth(SynthArgs),
+    /// Train one model on a dataset folder and write a run folder.
+    Train(TrainArgs),
+    /// Evaluate a saved run on a split (AUC, GAUC, LogLoss).
+    Eval(EvalArgs),
+    /// Generate the synthetic dataset if needed, train base and DIN, print a comparison table.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder (created; ratings.dat, movies.dat, users.dat are written into it).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Size preset.
+    #[arg(long, value_enum, default_value_t = Preset::Small)]
+    pub preset: Preset,
+    /// Seed of the generator: the same preset and seed give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Flags shared by commands that train.
+#[derive(Debug, Args, Clone)]
+pub struct TrainFlags {
+    /// Maximum number of epochs [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Mini-batch size [default: 256].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate [default: 0.001].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Early-stopping patience in epochs without a better valid AUC [default: 2].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// libtorch intra-op threads, 0 = all cores [default: 0].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device: cpu, cuda or cuda:N [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Embedding width per feature [default: 16].
+    #[arg(long)]
+    pub embed_dim: Option<i64>,
+    /// History length L: the last L events before each sample [default: 50].
+    #[arg(long)]
+    pub history_len: Option<usize>,
+    /// No progress bars or per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset folder (format detected from its files). Overrides [data].path of --config.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Dataset layout, when detection is not wanted.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Model: base or din. Overrides [model] of --config with that model's defaults.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Run folder to write (config.toml, feature_map.json, model.safetensors, metrics).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML config with [data], [protocol], [model], [train] sections; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Random seed for weights, shuffling and dropout [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run folder written by `attnrec train`.
+    pub run: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Evaluate on another dataset folder (same layout) instead of the run's own.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Synthetic preset to generate when --data has no dataset yet.
+    #[arg(long, value_enum, default_value_t = Preset::Small)]
+    pub preset: Preset,
+    /// Dataset folder; generated from --preset if it holds no ratings.dat [default: data/synth-PRESET].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Folder for the run folders (replaced runs: <out>/<model>-seed<N>).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Number of seeds per model (42, 43, ...); the table shows mean ± std.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// Print the table as JSON lines (one object per run) instead.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+}

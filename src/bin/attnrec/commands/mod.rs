@@ -1,0 +1,76 @@
+//! One file per subcommand.
+mod demo;
+mod eval;
+mod synth;
+mod train;
+
+use crate::cli::{Cli, Command, TrainFlags};
+use attnrec::config::RunConfig;
+use attnrec::models::ModelConfig;
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Applies the flags the user gave to a config; absent flags keep the config's values.
+pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
+    let t = &mut cfg.train;
+    if let Some(v) = f.epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = f.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = f.lr {
+        t.lr = v;
+    }
+    if let Some(v) = f.patience {
+        t.patience = v;
+    }
+    if let Some(v) = f.threads {
+        t.threads = v;
+    }
+    if let Some(v) = &f.device {
+        t.device = v.clone();
+    }
+    if let Some(v) = f.history_len {
+        cfg.protocol.history_len = v;
+    }
+    if let Some(d) = f.embed_dim {
+        match &mut cfg.model {
+            ModelConfig::Base(m) => m.embed_dim = d,
+            ModelConfig::Din(m) => m.embed_dim = d,
+        }
+    }
+    cfg.validate()?;
+    Ok(())
+}
+
+/// A plain text table with right-aligned numeric columns.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(c, s)| if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) })
+            .collect();
+        println!("{}", parts.join("  "));
+    };
+    line(header.to_vec());
+    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn fmt_metric(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.4}"))
+}

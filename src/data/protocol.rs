@@ -1,0 +1,162 @@
+//! The `ml-ctr-v1` protocol of shared/PROTOCOL.md: label by rating threshold, stable temporal order
+//! within each user, per-user ratio split, and histories of the user's earlier events of any label.
+//!
+//! The polars pipeline produces one row per event in protocol order; histories are not materialized
+//! (they would be `N × L` ids): event `k`'s history is the contiguous range
+//! `max(user_start[k], k - L) .. k` of the same arrays, so it can never contain the event itself or
+//! anything after it.
+use super::Dataset;
+use crate::error::{Error, Result};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolConfig {
+    /// `rating >= label_threshold` is a click.
+    pub label_threshold: f64,
+    /// A user with `n` events puts the first `floor(train_ratio * n)` in train ...
+    pub train_ratio: f64,
+    /// ... and the events up to `floor((train_ratio + valid_ratio) * n)` in valid; the rest is test.
+    pub valid_ratio: f64,
+    /// History length `L`: the last `L` earlier events of the user.
+    pub history_len: usize,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig { label_threshold: 4.0, train_ratio: 0.8, valid_ratio: 0.1, history_len: 50 }
+    }
+}
+
+impl ProtocolConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !self.label_threshold.is_finite() {
+            return Err(Error::config("protocol.label_threshold must be a finite number"));
+        }
+        if !(self.train_ratio > 0.0 && self.train_ratio < 1.0) {
+            return Err(Error::config(format!("protocol.train_ratio must be in (0, 1), got {}", self.train_ratio)));
+        }
+        if !(self.valid_ratio >= 0.0 && self.train_ratio + self.valid_ratio <= 1.0) {
+            return Err(Error::config(format!(
+                "protocol.valid_ratio must be >= 0 with train_ratio + valid_ratio <= 1, got {}",
+                self.valid_ratio
+            )));
+        }
+        if self.history_len == 0 || self.history_len > 10_000 {
+            return Err(Error::config(format!("protocol.history_len must be in 1..=10000, got {}", self.history_len)));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Split {
+    Train = 0,
+    Valid = 1,
+    Test = 2,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Every event in protocol order (user, then timestamp, then file order), with raw ids.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    pub user: Vec<i64>,
+    pub item: Vec<i64>,
+    pub timestamp: Vec<i64>,
+    pub label: Vec<f32>,
+    pub split: Vec<Split>,
+    /// Index of the first event of this event's user.
+    pub user_start: Vec<u32>,
+    /// 0-based line order of the event in the input log (for tracing a sample back to its file).
+    pub row: Vec<u32>,
+}
+
+impl Events {
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+    /// The history of event `k`: at most `l` earlier events of the same user, oldest first.
+    pub fn history(&self, k: usize, l: usize) -> Range<usize> {
+        let start = (self.user_start[k] as usize).max(k.saturating_sub(l));
+        start..k
+    }
+    /// Indices of the events in `split`, in protocol order.
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.len()).filter(|&k| self.split[k] == split).collect()
+    }
+}
+
+/// Applies the protocol to a dataset's rating log.
+pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
+    cfg.validate()?;
+    let n_rows = ds.ratings.height();
+    if n_rows > u32::MAX as usize {
+        return Err(Error::dataset(&ds.root, format!("{n_rows} ratings: more than this build supports (2^32)")));
+    }
+    let n_f = col("n").cast(DataType::Float64);
+    let train_end = (n_f.clone() * lit(cfg.train_ratio)).floor().cast(DataType::Int64);
+    let valid_end = (n_f * lit(cfg.train_ratio + cfg.valid_ratio)).floor().cast(DataType::Int64);
+    let df = ds
+        .ratings
+        .clone()
+        .lazy()
+        .with_row_index("row", None)
+        // `row` breaks timestamp ties: equal timestamps keep their order in the input file.
+        .sort_by_exprs([col("user_id"), col("timestamp"), col("row")], SortMultipleOptions::default())
+        .with_columns([
+            col("rating").gt_eq(lit(cfg.label_threshold)).cast(DataType::Float32).alias("label"),
+            (col("row").cum_count(false).over([col("user_id")])?.cast(DataType::Int64) - lit(1i64)).alias("pos"),
+            col("row").len().over([col("user_id")])?.cast(DataType::Int64).alias("n"),
+        ])
+        .with_column(
+            when(col("pos").lt(train_end))
+                .then(lit(Split::Train as u8 as i32))
+                .when(col("pos").lt(valid_end))
+                .then(lit(Split::Valid as u8 as i32))
+                .otherwise(lit(Split::Test as u8 as i32))
+                .cast(DataType::Int32)
+                .alias("split"),
+        )
+        .select([col("user_id"), col("item_id"), col("timestamp"), col("label"), col("split"), col("pos"), col("row")])
+        .collect()?;
+
+    let user: Vec<i64> = df.column("user_id")?.i64()?.into_no_null_iter().collect();
+    let pos = df.column("pos")?.i64()?;
+    let user_start: Vec<u32> = pos.into_no_null_iter().enumerate().map(|(k, p)| (k as i64 - p) as u32).collect();
+    let split = df
+        .column("split")?
+        .i32()?
+        .into_no_null_iter()
+        .map(|s| match s {
+            0 => Split::Train,
+            1 => Split::Valid,
+            _ => Split::Test,
+        })
+        .collect();
+    Ok(Events {
+        user,
+        item: df.column("item_id")?.i64()?.into_no_null_iter().collect(),
+        timestamp: df.column("timestamp")?.i64()?.into_no_null_iter().collect(),
+        label: df.column("label")?.f32()?.into_no_null_iter().collect(),
+        split,
+        user_start,
+        row: df.column("row")?.idx()?.into_no_null_iter().map(|r| r as u32).collect(),
+    })
+}

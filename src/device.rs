@@ -1,0 +1,45 @@
+//! Device selection. rustc links with `--as-needed`, which drops `libtorch_cuda.so` because no
+//! symbol of it is referenced directly; without it libtorch sees no GPU. We load it on demand, from
+//! the libtorch folder baked in at build time, only when a CUDA device is asked for.
+use crate::error::{Error, Result};
+use crate::train::parse_device;
+use tch::Device;
+
+/// Parses `cpu` / `cuda` / `cuda:N` and checks that the device exists.
+pub fn resolve(spec: &str) -> Result<Device> {
+    let device = parse_device(spec)?;
+    if let Device::Cuda(i) = device {
+        load_cuda_backend();
+        if !tch::Cuda::is_available() {
+            return Err(Error::config(format!("device '{spec}': libtorch finds no CUDA GPU on this machine")));
+        }
+        let n = tch::Cuda::device_count() as usize;
+        if i >= n {
+            return Err(Error::config(format!("device '{spec}': only {n} CUDA device(s) present")));
+        }
+    }
+    Ok(device)
+}
+
+fn load_cuda_backend() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = env!("ATTNREC_LIBTORCH_LIB");
+        for lib in ["libtorch_cuda.so", "libc10_cuda.so"] {
+            let path = std::path::Path::new(dir).join(lib);
+            if let Some(c) = path.to_str().and_then(|s| std::ffi::CString::new(s).ok()) {
+                if path.is_file() {
+                    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the
+                    // life of the process (libtorch registers its CUDA hooks in static initializers).
+                    unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+                }
+            }
+        }
+    });
+}
+
+/// Sets libtorch's intra-op threads (0 = all cores). Call before any tensor work.
+pub fn set_threads(n: usize) {
+    let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };
+    tch::set_num_threads(n as i32);
+}

@@ -1,0 +1,99 @@
+//! Mini-batches as tensors. Histories are right-aligned (most recent event in the last column) and
+//! cut to the longest history in the batch, so short histories do not pay for `L` padded columns;
+//! masked positions contribute exactly nothing, so the result does not depend on that width.
+use super::Encoded;
+use tch::{Device, Kind, Tensor};
+
+/// One mini-batch. Shapes: `B` samples, `L` ≤ history_len columns.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[B]` i64
+    pub user: Tensor,
+    /// `[B]` i64
+    pub item: Tensor,
+    /// `[B]` i64
+    pub genre: Tensor,
+    /// `[B, L]` i64, 0 = padding
+    pub hist_item: Tensor,
+    /// `[B, L]` i64, 0 = padding
+    pub hist_genre: Tensor,
+    /// `[B, L]` bool, true where a history event is present
+    pub hist_mask: Tensor,
+    /// `[B]` f32 in {0, 1}
+    pub label: Tensor,
+}
+
+impl Batch {
+    pub fn size(&self) -> i64 {
+        self.user.size()[0]
+    }
+}
+
+/// Builds batches from encoded events, reusing its buffers between batches.
+pub struct Batcher<'a> {
+    data: &'a Encoded,
+    device: Device,
+    hist_item: Vec<i64>,
+    hist_genre: Vec<i64>,
+    mask: Vec<bool>,
+}
+
+impl<'a> Batcher<'a> {
+    pub fn new(data: &'a Encoded, device: Device) -> Self {
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), mask: Vec::new() }
+    }
+
+    /// The batch of events `idx` (indices into the encoded arrays).
+    pub fn batch(&mut self, idx: &[usize]) -> Batch {
+        let d = self.data;
+        let b = idx.len();
+        let width = idx.iter().map(|&k| d.history(k).len()).max().unwrap_or(0).max(1);
+        self.hist_item.clear();
+        self.hist_item.resize(b * width, 0);
+        self.hist_genre.clear();
+        self.hist_genre.resize(b * width, 0);
+        self.mask.clear();
+        self.mask.resize(b * width, false);
+        for (r, &k) in idx.iter().enumerate() {
+            let h = d.history(k);
+            let off = r * width + width - h.len();
+            self.hist_item[off..off + h.len()].copy_from_slice(&d.item[h.clone()]);
+            self.hist_genre[off..off + h.len()].copy_from_slice(&d.genre[h.clone()]);
+            self.mask[off..off + h.len()].fill(true);
+        }
+        let gather = |v: &[i64]| Tensor::from_slice(&idx.iter().map(|&k| v[k]).collect::<Vec<_>>());
+        let shape = [b as i64, width as i64];
+        let batch = Batch {
+            user: gather(&d.user),
+            item: gather(&d.item),
+            genre: gather(&d.genre),
+            hist_item: Tensor::from_slice(&self.hist_item).view(shape),
+            hist_genre: Tensor::from_slice(&self.hist_genre).view(shape),
+            hist_mask: Tensor::from_slice(&self.mask).view(shape),
+            label: Tensor::from_slice(&idx.iter().map(|&k| d.label[k]).collect::<Vec<f32>>()),
+        };
+        if self.device == Device::Cpu {
+            batch
+        } else {
+            batch.to_device(self.device)
+        }
+    }
+}
+
+impl Batch {
+    pub fn to_device(&self, device: Device) -> Batch {
+        Batch {
+            user: self.user.to_device(device),
+            item: self.item.to_device(device),
+            genre: self.genre.to_device(device),
+            hist_item: self.hist_item.to_device(device),
+            hist_genre: self.hist_genre.to_device(device),
+            hist_mask: self.hist_mask.to_device(device),
+            label: self.label.to_device(device),
+        }
+    }
+    /// `[B, L]` f32 mask (1 where present).
+    pub fn mask_f32(&self) -> Tensor {
+        self.hist_mask.to_kind(Kind::Float)
+    }
+}

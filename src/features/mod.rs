@@ -1,0 +1,190 @@
+//! Features: vocabularies fitted on the train split, the [`FeatureMap`] saved beside the weights
+//! (so scoring needs only the run folder), the encoded event arrays, and batching into tensors.
+//!
+//! Index 0 of every vocabulary is padding, index 1 is out-of-vocabulary: ids first seen in valid or
+//! test map to 1, exactly as shared/PROTOCOL.md requires.
+pub mod batch;
+
+use crate::data::protocol::{Events, Split};
+use crate::data::Dataset;
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::Hash;
+
+pub use batch::{Batch, Batcher};
+
+pub const PAD: i64 = 0;
+pub const OOV: i64 = 1;
+
+/// A fitted vocabulary: `keys[i]` has index `i + 2`. Serialized as the plain key list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "Vec<K>", into = "Vec<K>")]
+pub struct Vocab<K: Hash + Eq + Clone> {
+    keys: Vec<K>,
+    index: HashMap<K, i64>,
+}
+
+impl<K: Hash + Eq + Clone> From<Vec<K>> for Vocab<K> {
+    fn from(keys: Vec<K>) -> Self {
+        let index = keys.iter().enumerate().map(|(i, k)| (k.clone(), i as i64 + 2)).collect();
+        Vocab { keys, index }
+    }
+}
+
+impl<K: Hash + Eq + Clone> From<Vocab<K>> for Vec<K> {
+    fn from(v: Vocab<K>) -> Self {
+        v.keys
+    }
+}
+
+impl<K: Hash + Eq + Clone + Ord> Vocab<K> {
+    /// Sorted distinct keys: the same data always gives the same indices.
+    pub fn fit(keys: impl IntoIterator<Item = K>) -> Self {
+        let mut keys: Vec<K> = keys.into_iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Vocab::from(keys)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Vocab<K> {
+    /// Rows of the embedding table: keys + padding + OOV.
+    pub fn size(&self) -> i64 {
+        self.keys.len() as i64 + 2
+    }
+    pub fn encode(&self, key: &K) -> i64 {
+        self.index.get(key).copied().unwrap_or(OOV)
+    }
+    pub fn keys(&self) -> &[K] {
+        &self.keys
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabName {
+    User,
+    Item,
+    Genre,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// One id per sample.
+    Categorical,
+    /// Up to `max_len` ids per sample, right-aligned (most recent last), padded with 0.
+    Sequence { max_len: usize },
+}
+
+/// One model input, as recorded in `feature_map.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: FeatureKind,
+    pub vocab: VocabName,
+    pub vocab_size: i64,
+    pub padding_idx: i64,
+    pub oov_idx: i64,
+}
+
+/// The contract between data and model: which inputs exist and how raw ids map to indices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureMap {
+    pub protocol: String,
+    pub history_len: usize,
+    pub features: Vec<FeatureSpec>,
+    pub user: Vocab<i64>,
+    pub item: Vocab<i64>,
+    pub genre: Vocab<String>,
+}
+
+/// Every event's encoded features, in protocol order; histories are ranges of these arrays.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub user: Vec<i64>,
+    pub item: Vec<i64>,
+    pub genre: Vec<i64>,
+    pub label: Vec<f32>,
+    pub split: Vec<Split>,
+    pub user_start: Vec<u32>,
+    /// Raw user ids, the groups of GAUC (OOV users must not be pooled into one group).
+    pub raw_user: Vec<i64>,
+    pub history_len: usize,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.len()).filter(|&k| self.split[k] == split).collect()
+    }
+    /// Range of event `k`'s history (at most `history_len` earlier events of the same user).
+    pub fn history(&self, k: usize) -> std::ops::Range<usize> {
+        let start = (self.user_start[k] as usize).max(k.saturating_sub(self.history_len));
+        start..k
+    }
+}
+
+/// First listed genre of every item ("" when the item has none).
+pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
+    let ids = ds.items.column("item_id")?.i64()?;
+    let genres = ds.items.column("genres")?.str()?;
+    Ok(ids
+        .into_no_null_iter()
+        .zip(genres)
+        .map(|(id, g)| (id, g.unwrap_or("").split('|').next().unwrap_or("").trim().to_string()))
+        .collect())
+}
+
+impl FeatureMap {
+    /// Fits the vocabularies on the train split only.
+    pub fn fit(events: &Events, item_genre: &HashMap<i64, String>, history_len: usize) -> FeatureMap {
+        let train: Vec<usize> = events.indices(Split::Train);
+        let user = Vocab::fit(train.iter().map(|&k| events.user[k]));
+        let item = Vocab::fit(train.iter().map(|&k| events.item[k]));
+        let genre = Vocab::fit(
+            train.iter().filter_map(|&k| item_genre.get(&events.item[k])).filter(|g| !g.is_empty()).cloned(),
+        );
+        let spec = |name: &str, kind: FeatureKind, vocab: VocabName, size: i64| FeatureSpec {
+            name: name.to_string(),
+            kind,
+            vocab,
+            vocab_size: size,
+            padding_idx: PAD,
+            oov_idx: OOV,
+        };
+        let seq = FeatureKind::Sequence { max_len: history_len };
+        let features = vec![
+            spec("user_id", FeatureKind::Categorical, VocabName::User, user.size()),
+            spec("item_id", FeatureKind::Categorical, VocabName::Item, item.size()),
+            spec("genre", FeatureKind::Categorical, VocabName::Genre, genre.size()),
+            spec("hist_item_id", seq.clone(), VocabName::Item, item.size()),
+            spec("hist_genre", seq, VocabName::Genre, genre.size()),
+        ];
+        FeatureMap { protocol: "ml-ctr-v1".to_string(), history_len, features, user, item, genre }
+    }
+
+    pub fn encode(&self, events: &Events, item_genre: &HashMap<i64, String>) -> Encoded {
+        let genre_of = |item: i64| match item_genre.get(&item) {
+            Some(g) if !g.is_empty() => self.genre.encode(g),
+            _ => OOV,
+        };
+        Encoded {
+            user: events.user.iter().map(|u| self.user.encode(u)).collect(),
+            item: events.item.iter().map(|i| self.item.encode(i)).collect(),
+            genre: events.item.iter().map(|&i| genre_of(i)).collect(),
+            label: events.label.clone(),
+            split: events.split.clone(),
+            user_start: events.user_start.clone(),
+            raw_user: events.user.clone(),
+            history_len: self.history_len,
+        }
+    }
+}

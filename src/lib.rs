@@ -1,0 +1,32 @@
+//! # attnrec
+//!
+//! Attention-based click-through-rate models (DIN, and the attention framework they are built
+//! from) on libtorch, with leakage-free MovieLens pipelines and honest offline evaluation.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! raw files ──data──▶ Dataset ──data::protocol──▶ Events (train/valid/test) ──features──▶ Encoded + FeatureMap
+//!     ──features::batch──▶ Batch tensors ──models──▶ logits ──metrics──▶ AUC / GAUC / LogLoss ──run──▶ run folder
+//! ```
+//!
+//! - [`data`]: loaders (one per format), the `ml-ctr-v1` protocol, the synthetic generator;
+//! - [`features`]: vocabularies, the [`features::FeatureMap`], batching;
+//! - [`attention`]: score × align × context, composable;
+//! - [`nn`]: embeddings, MLP, activations;
+//! - [`models`]: `base` (mean pooling) and `din`;
+//! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders.
+pub mod attention;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod features;
+pub mod metrics;
+pub mod models;
+pub mod nn;
+pub mod run;
+pub mod train;
+pub mod util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,138 @@
+//! Offline CTR metrics exactly as shared/PROTOCOL.md defines them: tie-aware AUC (Mann-Whitney
+//! with average ranks), GAUC (per-user AUC weighted by the user's sample count, over users with
+//! both classes), LogLoss with clipping, and RelaImpr.
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Probabilities are clipped to [EPS, 1 - EPS] inside LogLoss.
+pub const LOGLOSS_EPS: f64 = 1e-7;
+
+/// AUC of `scores` against binary `labels` (1 = positive), tie-aware: tied scores get the average
+/// of their ranks. Returns `None` when one class is absent.
+pub fn auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
+    assert_eq!(scores.len(), labels.len(), "auc: scores and labels differ in length");
+    let n = scores.len();
+    let n_pos = labels.iter().filter(|&&l| l > 0.5).count();
+    let n_neg = n - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Sum of the (1-based, tie-averaged) ranks of the positives.
+    let mut rank_sum_pos = 0.0f64;
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && scores[order[j]] == scores[order[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + 1 + j) as f64 / 2.0; // ranks i+1 ..= j
+        let pos_in_group = order[i..j].iter().filter(|&&k| labels[k] > 0.5).count();
+        rank_sum_pos += avg_rank * pos_in_group as f64;
+        i = j;
+    }
+    let u = rank_sum_pos - (n_pos as f64) * (n_pos as f64 + 1.0) / 2.0;
+    Some(u / (n_pos as f64 * n_neg as f64))
+}
+
+/// GAUC: per-group AUC averaged with weights = the group's sample count, over groups that contain
+/// both classes. Returns `None` when no group has both classes.
+pub fn gauc<G: std::hash::Hash + Eq + Copy>(scores: &[f64], labels: &[f32], groups: &[G]) -> Option<f64> {
+    assert_eq!(scores.len(), groups.len(), "gauc: scores and groups differ in length");
+    let mut by_group: HashMap<G, Vec<usize>> = HashMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        by_group.entry(*g).or_default().push(i);
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let mut s = Vec::new();
+    let mut l = Vec::new();
+    for idx in by_group.values() {
+        s.clear();
+        l.clear();
+        s.extend(idx.iter().map(|&i| scores[i]));
+        l.extend(idx.iter().map(|&i| labels[i]));
+        if let Some(a) = auc(&s, &l) {
+            num += a * idx.len() as f64;
+            den += idx.len() as f64;
+        }
+    }
+    (den > 0.0).then(|| num / den)
+}
+
+/// Mean binary cross-entropy of probabilities `probs`, clipped to [1e-7, 1 - 1e-7].
+pub fn logloss(probs: &[f64], labels: &[f32]) -> f64 {
+    assert_eq!(probs.len(), labels.len(), "logloss: probs and labels differ in length");
+    if probs.is_empty() {
+        return f64::NAN;
+    }
+    let total: f64 = probs
+        .iter()
+        .zip(labels)
+        .map(|(&p, &y)| {
+            let p = p.clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
+            if y > 0.5 { -p.ln() } else { -(1.0 - p).ln() }
+        })
+        .sum();
+    total / probs.len() as f64
+}
+
+/// RelaImpr of `auc` over `auc_base`, in percent: ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100.
+pub fn rela_impr(auc: f64, auc_base: f64) -> f64 {
+    ((auc - 0.5) / (auc_base - 0.5) - 1.0) * 100.0
+}
+
+/// The metrics of one split, as reported in tables and `metrics.json`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct SplitMetrics {
+    pub auc: Option<f64>,
+    pub gauc: Option<f64>,
+    pub logloss: f64,
+    pub samples: usize,
+    pub positive_rate: f64,
+}
+
+impl SplitMetrics {
+    /// `probs` are probabilities in [0, 1]; `users` group samples for GAUC.
+    pub fn compute(probs: &[f64], labels: &[f32], users: &[i64]) -> Self {
+        let positives = labels.iter().filter(|&&l| l > 0.5).count();
+        SplitMetrics {
+            auc: auc(probs, labels),
+            gauc: gauc(probs, labels, users),
+            logloss: logloss(probs, labels),
+            samples: labels.len(),
+            positive_rate: if labels.is_empty() { f64::NAN } else { positives as f64 / labels.len() as f64 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_by_hand() {
+        // Pairs (pos, neg): (0.8,0.1) win, (0.8,0.4) win, (0.4,0.1) win, (0.4,0.4) tie → 3.5 / 4.
+        let scores = [0.1, 0.4, 0.4, 0.8];
+        let labels = [0.0, 0.0, 1.0, 1.0];
+        assert!((auc(&scores, &labels).unwrap() - 0.875).abs() < 1e-12);
+        assert_eq!(auc(&[0.3, 0.2], &[1.0, 1.0]), None);
+    }
+
+    #[test]
+    fn gauc_skips_single_class_users_and_weights_by_count() {
+        let scores = [0.9, 0.1, 0.2, 0.8, 0.7, 0.5, 0.6];
+        let labels = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0];
+        let users = [1, 1, 2, 2, 2, 3, 3];
+        // user 1: AUC 1 (2 samples); user 2: pos 0.2 vs negs 0.8, 0.7 → 0 (3 samples); user 3: one class.
+        let g = gauc(&scores, &labels, &users).unwrap();
+        assert!((g - (1.0 * 2.0 + 0.0 * 3.0) / 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logloss_clips() {
+        let ll = logloss(&[0.0, 1.0], &[1.0, 0.0]);
+        assert!((ll - (-(1e-7f64).ln())).abs() < 1e-6);
+        assert!((rela_impr(0.75, 0.7) - 25.0).abs() < 1e-9);
+    }
+}

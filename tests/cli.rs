@@ -1,0 +1,92 @@
+//! The command line as a user meets it: help texts, one-line errors with exit code 2, and the
+//! train → eval path through the binary.
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+
+fn attnrec() -> Command {
+    Command::cargo_bin("attnrec").unwrap()
+}
+
+/// Runs with `args`, expects exit code 2 and a single `error: ...` line containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = attnrec().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", out);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(needle), "{args:?}: stderr {err:?} lacks {needle:?}");
+    assert!(out.stdout.is_empty(), "{args:?}: printed to stdout");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn help_describes_every_subcommand_and_flag() {
+    attnrec().arg("--help").assert().success().stdout(
+        predicate::str::contains("synth").and(predicate::str::contains("train")).and(predicate::str::contains("eval")),
+    );
+    let train = attnrec().args(["train", "--help"]).output().unwrap();
+    let text = String::from_utf8(train.stdout).unwrap();
+    for flag in ["--data", "--model", "--out", "--config", "--epochs", "--batch-size", "--lr", "--seed", "--threads", "--device", "--force"] {
+        assert!(text.contains(flag), "train --help lacks {flag}");
+    }
+    for sub in ["synth", "eval", "demo"] {
+        attnrec().args([sub, "--help"]).assert().success();
+    }
+}
+
+#[test]
+fn user_mistakes_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("run");
+    let out_s = out.to_str().unwrap();
+    fails_with(&["train", "--data", "/no/such/folder", "--model", "din", "--out", out_s], "/no/such/folder: not a folder");
+    fails_with(&["train", "--data", d.to_str().unwrap(), "--model", "din", "--out", out_s], "no known dataset layout");
+    fs::write(d.join("ratings.dat"), "1::10::5::100\n2::10::oops::7\n").unwrap();
+    fs::write(d.join("movies.dat"), "10::Ten (1990)::Drama\n").unwrap();
+    fails_with(&["train", "--data", d.to_str().unwrap(), "--model", "din", "--out", out_s], "ratings.dat:2: rating is not a number");
+    fails_with(&["train", "--data", d.to_str().unwrap(), "--model", "lstm", "--out", out_s], "unknown model 'lstm'");
+    fails_with(&["train", "--data", d.to_str().unwrap(), "--model", "din", "--out", out_s, "--lr", "-1"], "train.lr");
+    fails_with(&["train", "--data", d.to_str().unwrap(), "--model", "din", "--out", out_s, "--device", "tpu"], "unknown device 'tpu'");
+    fails_with(&["train", "--model", "din", "--out", out_s], "--data DIR is required");
+    fails_with(&["eval", d.join("nope").to_str().unwrap()], "not found");
+    fails_with(&["eval", d.to_str().unwrap(), "--split", "holdout"], "invalid value 'holdout'");
+    fs::write(d.join("bad.toml"), "[data]\npath = \"x\"\n[model]\nkind = \"din\"\nembed_dimm = 3\n").unwrap();
+    fails_with(&["train", "--config", d.join("bad.toml").to_str().unwrap(), "--out", out_s], "unknown field `embed_dimm`");
+    assert!(!out.exists(), "a failed run left {out:?} behind");
+    assert!(!d.join("run.partial").exists());
+}
+
+#[test]
+fn synth_train_eval_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    let run = dir.path().join("run");
+    attnrec()
+        .args(["synth", "--preset", "tiny", "--out", data.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ratings"));
+    attnrec()
+        .args(["train", "--data", data.to_str().unwrap(), "--model", "din", "--out", run.to_str().unwrap()])
+        .args(["--epochs", "2", "--threads", "1", "--quiet"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("test AUC"));
+    let cfg = fs::read_to_string(run.join("config.toml")).unwrap();
+    for key in ["label_threshold = 4.0", "history_len = 50", "kind = \"din\"", "epochs = 2", "seed = 42"] {
+        assert!(cfg.contains(key), "resolved config lacks {key}:\n{cfg}");
+    }
+    let out = attnrec().args(["eval", run.to_str().unwrap(), "--split", "test", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["auc"], summary["test"]["auc"]);
+    assert_eq!(v["samples"], summary["test"]["samples"]);
+    // Training again into the same folder is refused, and the run is left intact.
+    attnrec()
+        .args(["train", "--data", data.to_str().unwrap(), "--model", "base", "--out", run.to_str().unwrap(), "-q"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert!(run.join("model.safetensors").is_file());
+}

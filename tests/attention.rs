@@ -94,7 +94,7 @@ fn fully_masked_rows_give_zero_weights_and_finite_gradients() {
         let ctx = context::soft(&w, &values);
         assert_close(&ctx.get(0), &[0.0; 4]);
         ctx.sum(Kind::Float).backward();
-        let g = scores.grad();
+        let mut g = scores.grad();
         assert!(bool::try_from(g.isfinite().all()).unwrap(), "{a:?}: non-finite gradient");
         assert_close(&g.get(0), &[0.0, 0.0, 0.0]);
         let _ = g.zero_();

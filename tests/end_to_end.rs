@@ -8,9 +8,16 @@ use attnrec::models::ModelConfig;
 use attnrec::run::{eval_run, train_run, RunSummary};
 use attnrec::train::Silent;
 
+/// libtorch's generator and thread count are process-wide: tests that train take turns, or one
+/// test's initialization would draw from another's seeded stream.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn train(model: &str, data: &std::path::Path, out: &std::path::Path) -> RunSummary {
+    let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = RunConfig::new(data.to_path_buf(), ModelConfig::by_name(model).unwrap());
-    cfg.train.epochs = 8;
+    cfg.train.epochs = 20;
+    cfg.train.patience = 4;
+    cfg.train.lr = 0.005;
     cfg.train.batch_size = 64;
     cfg.train.threads = 1;
     train_run(&cfg, out, false, &mut Silent).unwrap()
@@ -23,7 +30,7 @@ fn synthetic_generator_is_deterministic() {
     let b = dir.path().join("b");
     let s = generate(&Preset::Tiny.spec(), 7, &a).unwrap();
     generate(&Preset::Tiny.spec(), 7, &b).unwrap();
-    assert!(s.ratings > 2000 && s.ratings < 5000, "{}", s.ratings);
+    assert!(s.ratings > 3000 && s.ratings < 5000, "{}", s.ratings);
     assert!(s.positive_rate > 0.3 && s.positive_rate < 0.7, "{}", s.positive_rate);
     for f in ["ratings.dat", "movies.dat", "users.dat"] {
         assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
@@ -42,7 +49,8 @@ fn tiny_preset_trains_and_round_trips() {
     let din_dir = dir.path().join("din");
     let din = train("din", &data, &din_dir);
     let test_auc = din.test.auc.unwrap();
-    assert!(test_auc > 0.6, "DIN test AUC {test_auc} on tiny");
+    // Seen: 0.71–0.74 over generator seeds 1–3; chance is 0.5.
+    assert!(test_auc > 0.62, "DIN test AUC {test_auc} on tiny");
     assert!(din.test.logloss.is_finite() && din.test.gauc.is_some());
     for f in ["config.toml", "feature_map.json", "model.safetensors", "metrics.jsonl", "summary.json"] {
         assert!(din_dir.join(f).is_file(), "{f} missing");

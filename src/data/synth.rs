@@ -24,7 +24,7 @@ pub const GENRES: [&str; 18] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// ~3.6k ratings, for tests.
+    /// ~3.7k ratings, for tests.
     Tiny,
     /// ~100k ratings, the demo default.
     Small,
@@ -65,7 +65,10 @@ impl Preset {
             recent_window: 20,
         };
         match self {
-            Preset::Tiny => SynthSpec { users: 60, items: 240, clusters: 16, mean_events: 60, max_events: 90, ..base },
+            // Few clusters (one genre each) and many users, so that 4k ratings carry a learnable signal.
+            Preset::Tiny => {
+                SynthSpec { users: 150, items: 90, clusters: 6, mean_events: 28, max_events: 40, focus: 0.6, ..base }
+            }
             Preset::Small => SynthSpec { users: 1000, items: 2000, clusters: 40, mean_events: 100, max_events: 400, ..base },
             Preset::Ml1m => SynthSpec { users: 6040, items: 3700, clusters: 60, mean_events: 165, max_events: 2000, ..base },
             Preset::Ml25m => {

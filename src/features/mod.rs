@@ -138,7 +138,7 @@ pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
     let genres = ds.items.column("genres")?.str()?;
     Ok(ids
         .into_no_null_iter()
-        .zip(genres)
+        .zip(genres.iter())
         .map(|(id, g)| (id, g.unwrap_or("").split('|').next().unwrap_or("").trim().to_string()))
         .collect())
 }

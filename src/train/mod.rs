@@ -79,7 +79,8 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
-/// Seeds libtorch; every Rust RNG of a run is derived from the same seed.
+/// Seeds libtorch; every Rust RNG of a run is derived from the same seed. libtorch's generator is
+/// process-wide, so two runs training at once in one process are not reproducible.
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
 }

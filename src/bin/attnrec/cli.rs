@@ -47,7 +47,7 @@ pub struct TrainFlags {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Adam learning rate [default: 0.001].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Early-stopping patience in epochs without a better valid AUC [default: 2].
     #[arg(long)]

@@ -94,13 +94,18 @@ impl Events {
     }
     /// The history of event `k`: at most `l` earlier events of the same user, oldest first.
     pub fn history(&self, k: usize, l: usize) -> Range<usize> {
-        let start = (self.user_start[k] as usize).max(k.saturating_sub(l));
-        start..k
+        history_range(self.user_start[k], k, l)
     }
     /// Indices of the events in `split`, in protocol order.
     pub fn indices(&self, split: Split) -> Vec<usize> {
         (0..self.len()).filter(|&k| self.split[k] == split).collect()
     }
+}
+
+/// The history of event `k` whose user's first event is `user_start`: at most `l` earlier events,
+/// never `k` itself or anything after it.
+pub fn history_range(user_start: u32, k: usize, l: usize) -> Range<usize> {
+    (user_start as usize).max(k.saturating_sub(l))..k
 }
 
 /// Applies the protocol to a dataset's rating log.

@@ -5,7 +5,7 @@
 //! test map to 1, exactly as shared/PROTOCOL.md requires.
 pub mod batch;
 
-use crate::data::protocol::{Events, Split};
+use crate::data::protocol::{history_range, Events, Split};
 use crate::data::Dataset;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
@@ -127,8 +127,7 @@ impl Encoded {
     }
     /// Range of event `k`'s history (at most `history_len` earlier events of the same user).
     pub fn history(&self, k: usize) -> std::ops::Range<usize> {
-        let start = (self.user_start[k] as usize).max(k.saturating_sub(self.history_len));
-        start..k
+        history_range(self.user_start[k], k, self.history_len)
     }
 }
 

@@ -24,7 +24,7 @@ pub const GENRES: [&str; 18] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// ~3.7k ratings, for tests.
+    /// ~4k ratings, for tests.
     Tiny,
     /// ~100k ratings, the demo default.
     Small,

@@ -1,7 +1,5 @@
 //! Attention and models on hand-computed examples, masking, and fully padded histories.
-use attnrec::attention::{align, context, score, AlignConfig, AttentionConfig, ContextConfig, ScoreConfig, TargetAttention};
-use attnrec::features::{Batch, FeatureMap, FeatureSpec};
-use attnrec::models::ModelConfig;
+use attnrec::attention::{align, context, score, AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
 use attnrec::nn::Activation;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -27,14 +25,10 @@ fn assert_close(a: &Tensor, expected: &[f32]) {
 }
 
 /// DIN's activation unit with weights set by hand: h = relu(q0 + k1 + (q⊙k)0), score = 2h + 0.5.
-fn din_with_known_weights(align: AlignConfig) -> (nn::VarStore, TargetAttention) {
+fn din_with_known_weights(align: AlignConfig) -> (nn::VarStore, Attention) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = AttentionConfig {
-        score: ScoreConfig::DinMlp { hidden: vec![1], activation: Activation::Relu },
-        align,
-        context: ContextConfig::Soft,
-    };
-    let attn = TargetAttention::new(vs.root() / "attn", &cfg, 2, 2).unwrap();
+    let cfg = AttentionConfig::new(ScoreConfig::DinMlp { hidden: vec![1], activation: Activation::Relu }, align, ContextConfig::Soft);
+    let attn = Attention::new(vs.root() / "attn", &cfg, 2, 2, 2).unwrap();
     let vars = vs.variables();
     tch::no_grad(|| {
         // [q0, q1, k0, k1, (q-k)0, (q-k)1, (q*k)0, (q*k)1]
@@ -86,8 +80,11 @@ fn fully_masked_rows_give_zero_weights_and_finite_gradients() {
     let scores = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 0.5, 0.1, 9.0]).view([2, 3]).set_requires_grad(true);
     let mask = Tensor::from_slice(&[false, false, false, true, false, true]).view([2, 3]);
     let values = Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu));
-    for a in [AlignConfig::Softmax, AlignConfig::Sigmoid, AlignConfig::None] {
-        let w = a.apply(&scores, &mask);
+    let q = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+    let vs = nn::VarStore::new(Device::Cpu);
+    let aligns = [AlignConfig::Softmax, AlignConfig::Sigmoid, AlignConfig::None, AlignConfig::LocalM { window: 1 }, AlignConfig::LocalP { window: 2 }];
+    for a in aligns {
+        let w = attnrec::attention::Align::new(vs.root() / "align", a, 2).unwrap().forward(&scores, &mask, &q);
         let got = Vec::<f32>::try_from(&w.flatten(0, -1)).unwrap();
         assert_eq!(&got[..3], &[0.0, 0.0, 0.0], "{a:?}");
         assert_eq!(got[4], 0.0, "{a:?}");
@@ -103,74 +100,59 @@ fn fully_masked_rows_give_zero_weights_and_finite_gradients() {
     assert!((w.get(1).sum(Kind::Float).double_value(&[]) - 1.0).abs() < 1e-6);
 }
 
-fn tiny_feature_map() -> FeatureMap {
-    serde_json::from_value(serde_json::json!({
-        "protocol": "ml-ctr-v1",
-        "history_len": 4,
-        "features": Vec::<FeatureSpec>::new(),
-        "user": [1, 2],
-        "item": [10, 11, 12],
-        "genre": ["Comedy", "Drama"],
-    }))
-    .unwrap()
-}
-
-fn padded_batch() -> Batch {
-    let i = |v: &[i64]| Tensor::from_slice(v);
-    Batch {
-        user: i(&[2, 3]),
-        item: i(&[2, 4]),
-        genre: i(&[2, 3]),
-        hist_item: i(&[0, 0, 0, 0, 0, 0, 3, 4]).view([2, 4]),
-        hist_genre: i(&[0, 0, 0, 0, 0, 0, 2, 3]).view([2, 4]),
-        hist_mask: Tensor::from_slice(&[false, false, false, false, false, false, true, true]).view([2, 4]),
-        label: Tensor::from_slice(&[1.0f32, 0.0]),
-    }
-}
-
 #[test]
-fn fully_padded_history_gives_finite_logits_and_gradients() {
-    let fm = tiny_feature_map();
-    for name in ["base", "din"] {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = ModelConfig::by_name(name).unwrap().build(vs.root(), &fm).unwrap();
-        let b = padded_batch();
-        let logits = model.forward_t(&b, true);
-        assert_eq!(logits.size(), vec![2]);
-        assert!(bool::try_from(logits.isfinite().all()).unwrap(), "{name}: non-finite logits");
-        logits.sum(Kind::Float).backward();
-        for (k, v) in vs.variables() {
-            let g = v.grad();
-            if g.defined() {
-                assert!(bool::try_from(g.isfinite().all()).unwrap(), "{name}: non-finite gradient in {k}");
-            }
-        }
-        // The padding row of every embedding stays zero and gets no gradient.
-        for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight"] {
-            let v = &vs.variables()[table];
-            assert_eq!(v.get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table}[0]");
-            assert_eq!(v.grad().get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table} grad[0]");
-        }
-    }
-}
-
-#[test]
-fn din_ignores_padding_width() {
-    // The same samples with 2 extra padded columns give the same logits.
-    let fm = tiny_feature_map();
+fn hard_attention_is_one_hot_at_evaluation_and_trains_its_score() {
+    let (q, keys, mask) = example();
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = ModelConfig::by_name("din").unwrap().build(vs.root(), &fm).unwrap();
-    let b = padded_batch();
-    let pad = |t: &Tensor, v: i64| Tensor::cat(&[Tensor::full([2, 2], v, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
-    let wide = Batch {
-        hist_item: pad(&b.hist_item, 0),
-        hist_genre: pad(&b.hist_genre, 0),
-        hist_mask: Tensor::cat(&[Tensor::zeros([2, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
-        user: b.user.shallow_clone(),
-        item: b.item.shallow_clone(),
-        genre: b.genre.shallow_clone(),
-        label: b.label.shallow_clone(),
-    };
-    let d = (model.forward_t(&b, false) - model.forward_t(&wide, false)).abs().max().double_value(&[]);
-    assert!(d < 1e-6, "{d}");
+    let attn = Attention::new(vs.root() / "attn", &AttentionConfig::preset("hard").unwrap(), 2, 2, 2).unwrap();
+    let (ctx, w) = attn.forward_t(&q, &keys, &keys, &mask, false);
+    // One position per row, always a present one, and the context is that position's value.
+    let w_rows = Vec::<f32>::try_from(&w.flatten(0, -1)).unwrap();
+    for (row, m) in w_rows.chunks(3).zip([[true, true, false], [false, true, true]]) {
+        assert_eq!(row.iter().filter(|&&x| x == 1.0).count(), 1, "{row:?}");
+        assert_eq!(row.iter().filter(|&&x| x == 0.0).count(), 2, "{row:?}");
+        assert!(row.iter().zip(m).all(|(&x, on)| on || x == 0.0), "{row:?}");
+    }
+    assert_close(&ctx, &Vec::<f32>::try_from(&w.unsqueeze(1).bmm(&keys).flatten(0, -1)).unwrap());
+    // The argmax is the softmax's argmax.
+    let sw = align::softmax(&score::general(&q, &keys, &vs.variables()["attn.score.w"]), &mask);
+    assert_eq!(Vec::<i64>::try_from(&sw.argmax(-1, false)).unwrap(), Vec::<i64>::try_from(&w.argmax(-1, false)).unwrap());
+
+    // Training samples a position and still sends gradient into the score's parameters.
+    tch::manual_seed(3);
+    let (ctx, w) = attn.forward_t(&q, &keys, &keys, &mask, true);
+    let w_rows = Vec::<f32>::try_from(&w.flatten(0, -1)).unwrap();
+    for row in w_rows.chunks(3) {
+        assert!(row.iter().filter(|&&x| (x - 1.0).abs() < 1e-6).count() == 1, "{row:?}");
+    }
+    (ctx * Tensor::from_slice(&[1.0f32, -2.0]).view([1, 2])).sum(Kind::Float).backward();
+    let g = vs.variables()["attn.score.w"].grad();
+    assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "no gradient reached the score");
+
+    // A fully padded row gives zero weights and context in both modes.
+    let none = Tensor::zeros([2, 3], (Kind::Bool, Device::Cpu));
+    for train in [false, true] {
+        let (ctx, w) = attn.forward_t(&q, &keys, &keys, &none, train);
+        assert_eq!(w.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(ctx.abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+}
+
+#[test]
+fn local_alignments_stay_inside_their_window() {
+    // One row of 6 present events; local_m with window 1 weights only the 2 most recent.
+    let scores = Tensor::from_slice(&[5.0f32, 4.0, 3.0, 2.0, 1.0, 0.0]).view([1, 6]);
+    let mask = Tensor::ones([1, 6], (Kind::Bool, Device::Cpu));
+    let w = align::local_m(&scores, &mask, 1);
+    let e = (-1.0f32).exp();
+    assert_close(&w, &[0.0, 0.0, 0.0, 0.0, 1.0 / (1.0 + e), e / (1.0 + e)]);
+    // local_p centred on rank 1 with window 2: ranks 0..=3 inside, Gaussian σ = 1 around 1.
+    let flat = Tensor::zeros([1, 6], (Kind::Float, Device::Cpu));
+    let w = align::local_p(&flat, &mask, &Tensor::from_slice(&[1.0f32]), 2);
+    let g = |d: f32| (-d * d / 2.0).exp() / 4.0;
+    assert_close(&w, &[g(1.0), g(0.0), g(1.0), g(2.0), 0.0, 0.0]);
+    // Ranks and recency count present events only.
+    let holes = Tensor::from_slice(&[false, true, false, true, true, false]).view([1, 6]);
+    assert_eq!(Vec::<f32>::try_from(&align::rank(&holes).flatten(0, -1)).unwrap(), vec![0.0, 0.0, 0.0, 1.0, 2.0, 0.0]);
+    assert_eq!(Vec::<i64>::try_from(&align::recency(&holes).flatten(0, -1)).unwrap(), vec![0, 2, 0, 1, 0, 0]);
 }

@@ -1,16 +1,26 @@
 //! Score functions: how well each key matches the query.
 //!
 //! # Shapes
-//! `q: [B, Dq]`, `keys: [B, L, Dk]` → scores `[B, L]`.
+//! A query is one vector per row, `q: [B, Dq]` (target attention), or one per step,
+//! `q: [B, T, Dq]` (self-attention); `keys: [B, L, Dk]`. Scores are `[B, L]` or `[B, T, L]`.
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
+/// Runs `f` on a 3-d query `[B, T, Dq]`, lifting a 2-d query to `T = 1` and back.
+fn per_step(q: &Tensor, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+    if q.dim() == 2 {
+        f(&q.unsqueeze(1)).squeeze_dim(1)
+    } else {
+        f(q)
+    }
+}
+
 /// `qᵀk` per position. Requires `Dq == Dk`.
 pub fn dot(q: &Tensor, keys: &Tensor) -> Tensor {
-    keys.matmul(&q.unsqueeze(-1)).squeeze_dim(-1)
+    per_step(q, |q| q.matmul(&keys.transpose(-2, -1)))
 }
 
 /// `qᵀk / √d`, the Transformer's score.
@@ -24,10 +34,35 @@ pub fn general(q: &Tensor, keys: &Tensor, w: &Tensor) -> Tensor {
     dot(&q.matmul(w), keys)
 }
 
-/// DIN's activation-unit input `[q, k, q − k, q ⊙ k]`: `[B, L, 4D]` for `q: [B, D]`, `keys: [B, L, D]`.
+/// Bahdanau's `additive` score `vᵀ tanh(W₁q + W₂k)`, given the projections
+/// `qp = W₁q: [B, (T,) A]` and `kp = W₂k: [B, L, A]`, and `v: [A]`.
+pub fn additive(qp: &Tensor, kp: &Tensor, v: &Tensor) -> Tensor {
+    per_step(qp, |qp| (qp.unsqueeze(2) + kp.unsqueeze(1)).tanh().matmul(v))
+}
+
+/// Every (query, key) pair side by side: `[B, T, L, Dq + Dk]` for a 3-d query.
+fn pairs(q: &Tensor, keys: &Tensor) -> Tensor {
+    let (b, t, l) = (q.size()[0], q.size()[1], keys.size()[1]);
+    let qe = q.unsqueeze(2).expand([b, t, l, -1], false);
+    let ke = keys.unsqueeze(1).expand([b, t, l, -1], false);
+    Tensor::cat(&[qe, ke], -1)
+}
+
+/// Luong's `concat` score `vᵀ tanh(W [q; k])`, with `w` the linear map `Dq + Dk → A`, `v: [A]`.
+pub fn concat(q: &Tensor, keys: &Tensor, w: &nn::Linear, v: &Tensor) -> Tensor {
+    per_step(q, |q| w.forward(&pairs(q, keys)).tanh().matmul(v))
+}
+
+/// DIN's activation-unit input `[q, k, q − k, q ⊙ k]`: `[B, (T,) L, 4D]`.
 pub fn din_features(q: &Tensor, keys: &Tensor) -> Tensor {
-    let q = q.unsqueeze(1).expand_as(keys);
-    Tensor::cat(&[&q, keys, &(&q - keys), &(&q * keys)], -1)
+    per_step(q, |q| {
+        let (b, t, l) = (q.size()[0], q.size()[1], keys.size()[1]);
+        let qe = q.unsqueeze(2).expand([b, t, l, -1], false);
+        let ke = keys.unsqueeze(1).expand([b, t, l, -1], false);
+        let diff = &qe - &ke;
+        let prod = &qe * &ke;
+        Tensor::cat(&[qe, ke, diff, prod], -1)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,32 +71,54 @@ pub enum ScoreConfig {
     Dot,
     ScaledDot,
     General,
+    /// Bahdanau et al. 2015. `hidden` is the width of `tanh(W₁q + W₂k)`, by default the key width.
+    Additive {
+        #[serde(default)]
+        hidden: Option<i64>,
+    },
+    /// Luong et al. 2015's concat score. `hidden` as for `additive`.
+    Concat {
+        #[serde(default)]
+        hidden: Option<i64>,
+    },
     /// DIN's activation unit: an MLP over `[q, k, q − k, q ⊙ k]` followed by a linear output.
     DinMlp {
         #[serde(default = "din_hidden")]
         hidden: Vec<i64>,
-        #[serde(default)]
+        #[serde(default = "din_activation")]
         activation: Activation,
     },
 }
 
+/// The activation unit of DIN's reference code (`din_fcn_attention`: 80 → 40 → 1, sigmoid).
 fn din_hidden() -> Vec<i64> {
-    vec![36]
+    vec![80, 40]
+}
+fn din_activation() -> Activation {
+    Activation::Sigmoid
 }
 
 impl ScoreConfig {
     pub fn din_default() -> Self {
-        ScoreConfig::DinMlp { hidden: din_hidden(), activation: Activation::Prelu }
+        ScoreConfig::DinMlp { hidden: din_hidden(), activation: din_activation() }
     }
 }
 
-/// A score function with its parameters.
+/// A score function with its parameters. Checkpoint keys: `w` (general), `q`, `k`, `v` (additive),
+/// `w`, `v` (concat), `mlp`, `out` (din_mlp).
 #[derive(Debug)]
 pub enum Score {
     Dot,
     ScaledDot,
     General { w: Tensor },
+    Additive { wq: nn::Linear, wk: nn::Linear, v: Tensor },
+    Concat { w: nn::Linear, v: Tensor },
     DinMlp { mlp: Mlp, out: nn::Linear },
+}
+
+fn uniform(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
 }
 
 impl Score {
@@ -73,6 +130,11 @@ impl Score {
                 Err(Error::config(format!("score '{name}' needs query and key of one width, got {dq} and {dk}")))
             }
         };
+        let width = |name: &str, hidden: &Option<i64>| match *hidden {
+            None => Ok(dk),
+            Some(h) if h > 0 => Ok(h),
+            Some(h) => Err(Error::config(format!("{name}.hidden must be positive, got {h}"))),
+        };
         Ok(match cfg {
             ScoreConfig::Dot => {
                 same("dot")?;
@@ -82,16 +144,27 @@ impl Score {
                 same("scaled_dot")?;
                 Score::ScaledDot
             }
-            ScoreConfig::General => {
-                let bound = 1.0 / (dq as f64).sqrt();
-                Score::General { w: p.var("w", &[dq, dk], nn::Init::Uniform { lo: -bound, up: bound }) }
+            ScoreConfig::General => Score::General { w: p.var("w", &[dq, dk], uniform(dq)) },
+            ScoreConfig::Additive { hidden } => {
+                let a = width("additive", hidden)?;
+                let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
+                Score::Additive {
+                    wq: nn::linear(&p / "q", dq, a, Default::default()),
+                    wk: nn::linear(&p / "k", dk, a, no_bias),
+                    v: p.var("v", &[a], uniform(a)),
+                }
+            }
+            ScoreConfig::Concat { hidden } => {
+                let a = width("concat", hidden)?;
+                Score::Concat { w: nn::linear(&p / "w", dq + dk, a, Default::default()), v: p.var("v", &[a], uniform(a)) }
             }
             ScoreConfig::DinMlp { hidden, activation } => {
                 same("din_mlp")?;
-                if hidden.is_empty() || hidden.iter().any(|&h| h <= 0) {
-                    return Err(Error::config("din_mlp.hidden must list positive layer widths"));
+                if hidden.is_empty() {
+                    return Err(Error::config("din_mlp.hidden must list at least one layer width"));
                 }
-                let mlp_cfg = MlpConfig { hidden: hidden.clone(), activation: *activation, dropout: 0.0 };
+                let mlp_cfg = MlpConfig { hidden: hidden.clone(), activation: *activation, ..MlpConfig::default() };
+                mlp_cfg.validate("din_mlp")?;
                 let mlp = Mlp::new(&p / "mlp", 4 * dq, &mlp_cfg);
                 let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
                 Score::DinMlp { mlp, out }
@@ -99,12 +172,14 @@ impl Score {
         })
     }
 
-    /// `q: [B, Dq]`, `keys: [B, L, Dk]` → `[B, L]`.
+    /// `q: [B, (T,) Dq]`, `keys: [B, L, Dk]` → `[B, (T,) L]`.
     pub fn forward_t(&self, q: &Tensor, keys: &Tensor, train: bool) -> Tensor {
         match self {
             Score::Dot => dot(q, keys),
             Score::ScaledDot => scaled_dot(q, keys),
             Score::General { w } => general(q, keys, w),
+            Score::Additive { wq, wk, v } => additive(&wq.forward(q), &wk.forward(keys), v),
+            Score::Concat { w, v } => concat(q, keys, w, v),
             Score::DinMlp { mlp, out } => out.forward(&mlp.forward_t(&din_features(q, keys), train)).squeeze_dim(-1),
         }
     }

@@ -162,6 +162,6 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
         label: df.column("label")?.f32()?.into_no_null_iter().collect(),
         split,
         user_start,
-        row: df.column("row")?.idx()?.into_no_null_iter().map(|r| r as u32).collect(),
+        row: df.column("row")?.idx()?.into_no_null_iter().collect(),
     })
 }

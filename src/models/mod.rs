@@ -1,7 +1,10 @@
 //! CTR models: one file per model, one trait ([`CtrModel`]), one serde-tagged config enum
 //! ([`ModelConfig`]). A model maps a [`Batch`] to logits `[B]`; the trainer owns the loss.
+pub mod attn_pool;
 pub mod base;
+pub mod bst;
 pub mod din;
+pub mod din_sa;
 
 use crate::error::{Error, Result};
 use crate::features::{Batch, FeatureMap};
@@ -25,27 +28,66 @@ pub enum ModelConfig {
     Base(base::BaseConfig),
     /// Deep Interest Network: target attention over the history.
     Din(din::DinConfig),
+    /// Behavior Sequence Transformer: self-attention over the history and the target.
+    Bst(bst::BstConfig),
+    /// DIN's target attention over a self-attention encoding of the history.
+    DinSa(din_sa::DinSaConfig),
+    /// History pooled by any attention of the library.
+    AttnPool(attn_pool::AttnPoolConfig),
 }
+
+/// The names [`ModelConfig::by_name`] knows, besides `attn_pool:<attention preset>`.
+pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool"];
 
 impl ModelConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Base(_) => "base",
             ModelConfig::Din(_) => "din",
+            ModelConfig::Bst(_) => "bst",
+            ModelConfig::DinSa(_) => "din_sa",
+            ModelConfig::AttnPool(_) => "attn_pool",
         }
     }
-    /// The default configuration of the model called `name`.
+
+    pub fn embed_dim_mut(&mut self) -> &mut i64 {
+        match self {
+            ModelConfig::Base(m) => &mut m.embed_dim,
+            ModelConfig::Din(m) => &mut m.embed_dim,
+            ModelConfig::Bst(m) => &mut m.embed_dim,
+            ModelConfig::DinSa(m) => &mut m.embed_dim,
+            ModelConfig::AttnPool(m) => &mut m.embed_dim,
+        }
+    }
+
+    /// The default configuration of the model called `name`; `attn_pool:PRESET` pools the history
+    /// with a named attention preset (see [`crate::attention::AttentionConfig::preset`]).
     pub fn by_name(name: &str) -> Result<ModelConfig> {
+        if let Some(preset) = name.strip_prefix("attn_pool:") {
+            let attention = crate::attention::AttentionConfig::preset(preset)?;
+            return Ok(ModelConfig::AttnPool(attn_pool::AttnPoolConfig { attention, ..Default::default() }));
+        }
         match name {
             "base" => Ok(ModelConfig::Base(Default::default())),
             "din" => Ok(ModelConfig::Din(Default::default())),
-            other => Err(Error::config(format!("unknown model '{other}' (known: base, din)"))),
+            "bst" => Ok(ModelConfig::Bst(Default::default())),
+            "din_sa" => Ok(ModelConfig::DinSa(Default::default())),
+            "attn_pool" => Ok(ModelConfig::AttnPool(Default::default())),
+            other => Err(Error::config(format!(
+                "unknown model '{other}' (known: {}, attn_pool:PRESET with PRESET one of {})",
+                MODELS.join(", "),
+                crate::attention::PRESETS.join(", ")
+            ))),
         }
     }
+
     pub fn build(&self, p: nn::Path, fm: &FeatureMap) -> Result<Box<dyn CtrModel>> {
         Ok(match self {
             ModelConfig::Base(c) => Box::new(base::Base::new(p, c, fm)?),
-            ModelConfig::Din(c) => Box::new(din::Din::new(p, c, fm)?),
+            ModelConfig::Din(c) => Box::new(din::build(p, c, fm)?),
+            ModelConfig::Bst(c) => Box::new(bst::Bst::new(p, c, fm)?),
+            ModelConfig::DinSa(c) => Box::new(din_sa::build(p, c, fm)?),
+            ModelConfig::AttnPool(c) => Box::new(attn_pool::TargetPool::new(p, fm, c.embed_dim, None, &c.attention, &c.mlp)?),
         })
     }
 }

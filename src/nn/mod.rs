@@ -1,8 +1,14 @@
-//! Layers shared by the models: embeddings with a zero, frozen padding row; an MLP with dropout;
-//! activations (ReLU, sigmoid, PReLU).
-use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
-use tch::Tensor;
+//! Layers shared by the models: embeddings with a zero, frozen padding row; an MLP with dropout and
+//! optional batch norm; activations (ReLU, sigmoid, PReLU, Dice).
+pub mod activation;
+pub mod mlp;
+pub mod transformer;
+
+pub use activation::{Act, Activation, Dice};
+pub use mlp::{Mlp, MlpConfig};
+pub use transformer::{Encoder, FfnActivation, TransformerBlock, TransformerConfig};
+
+use tch::nn;
 
 /// An embedding table whose row 0 (padding) is zero and receives no gradient.
 /// Rows are drawn from N(0, init_std²); small std keeps early attention scores near zero.
@@ -19,92 +25,20 @@ pub fn embedding(p: nn::Path, rows: i64, dim: i64, init_std: f64) -> nn::Embeddi
     emb
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Relu,
-    Sigmoid,
-    /// Per-unit PReLU, slope initialized to 0.25.
-    #[default]
-    Prelu,
+/// Applies `f` to `x: [..., C]` viewed as `[N, C]` and restores the leading dims: batch norm
+/// normalizes per channel over every other position (all samples and sequence steps).
+pub(crate) fn over_last_dim(x: &tch::Tensor, f: impl FnOnce(&tch::Tensor) -> tch::Tensor) -> tch::Tensor {
+    let size = x.size();
+    let c = *size.last().expect("at least 1-d");
+    f(&x.reshape([-1, c])).view(size.as_slice())
 }
 
-/// An activation with its parameters (PReLU has one slope per unit, applied on the last dim).
-#[derive(Debug)]
-pub enum Act {
-    Relu,
-    Sigmoid,
-    Prelu(Tensor),
-}
-
-impl Act {
-    pub fn new(p: nn::Path, kind: Activation, units: i64) -> Act {
-        match kind {
-            Activation::Relu => Act::Relu,
-            Activation::Sigmoid => Act::Sigmoid,
-            Activation::Prelu => Act::Prelu(p.var("slope", &[units], nn::Init::Const(0.25))),
-        }
-    }
-}
-
-impl Module for Act {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        match self {
-            Act::Relu => x.relu(),
-            Act::Sigmoid => x.sigmoid(),
-            // max(0, x) + a * min(0, x), broadcast over the last dim (torch's prelu uses dim 1).
-            Act::Prelu(a) => x.clamp_min(0.0) + a * x.clamp_max(0.0),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MlpConfig {
-    pub hidden: Vec<i64>,
-    pub activation: Activation,
-    pub dropout: f64,
-}
-
-impl Default for MlpConfig {
-    fn default() -> Self {
-        MlpConfig { hidden: vec![200, 80], activation: Activation::Prelu, dropout: 0.0 }
-    }
-}
-
-/// Linear → activation → dropout, per hidden layer; no output layer (callers add their own).
-#[derive(Debug)]
-pub struct Mlp {
-    layers: Vec<(nn::Linear, Act)>,
-    dropout: f64,
-    out_dim: i64,
-}
-
-impl Mlp {
-    pub fn new(p: nn::Path, in_dim: i64, cfg: &MlpConfig) -> Mlp {
-        let mut layers = Vec::new();
-        let mut d = in_dim;
-        for (i, &h) in cfg.hidden.iter().enumerate() {
-            let lp = &p / format!("layer{i}");
-            layers.push((nn::linear(&lp / "linear", d, h, Default::default()), Act::new(&lp / "act", cfg.activation, h)));
-            d = h;
-        }
-        Mlp { layers, dropout: cfg.dropout, out_dim: d }
-    }
-    pub fn out_dim(&self) -> i64 {
-        self.out_dim
-    }
-}
-
-impl nn::ModuleT for Mlp {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for (lin, act) in &self.layers {
-            h = act.forward(&lin.forward(&h));
-            if self.dropout > 0.0 {
-                h = h.dropout(self.dropout, train);
-            }
-        }
-        h
-    }
+/// Batch norm over the last dim. A training batch with one row has no variance to normalize by, so
+/// it uses the running statistics (torch would raise an error; a trailing batch of 1 is ordinary).
+pub(crate) fn batch_norm_last(bn: &nn::BatchNorm, x: &tch::Tensor, train: bool) -> tch::Tensor {
+    use tch::nn::ModuleT;
+    over_last_dim(x, |flat| {
+        let train = train && flat.size()[0] > 1;
+        bn.forward_t(flat, train)
+    })
 }

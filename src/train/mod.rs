@@ -156,7 +156,9 @@ pub fn fit(
     let mut opt = nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.lr)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut batcher = Batcher::new(data, device);
-    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    // (valid AUC, epoch, a copy of every variable)
+    type Best = (f64, usize, Vec<(String, Tensor)>);
+    let mut best: Option<Best> = None;
     let mut epochs = Vec::new();
     let (mut total_samples, mut total_seconds) = (0usize, 0.0f64);
     for epoch in 1..=cfg.epochs {

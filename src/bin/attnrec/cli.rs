@@ -20,7 +20,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a saved run on a split (AUC, GAUC, LogLoss).
     Eval(EvalArgs),
-    /// Generate the synthetic dataset if needed, train base and DIN, print a comparison table.
+    /// Generate the synthetic dataset if needed, train models (base and DIN by default), print a comparison table.
     Demo(DemoArgs),
 }
 
@@ -77,7 +77,9 @@ pub struct TrainArgs {
     /// Dataset layout, when detection is not wanted.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Model: base or din. Overrides [model] of --config with that model's defaults.
+    /// Model: base, din, bst, din_sa, attn_pool or attn_pool:PRESET (din, luong_dot, luong_general,
+    /// luong_concat, bahdanau, local_m, local_p, hard, transformer). Overrides [model] of --config
+    /// with that model's defaults.
     #[arg(long)]
     pub model: Option<String>,
     /// Run folder to write (config.toml, feature_map.json, model.safetensors, metrics).
@@ -122,6 +124,9 @@ pub struct DemoArgs {
     /// Folder for the run folders (replaced runs: <out>/<model>-seed<N>).
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
+    /// Models to compare, comma-separated (names as for `train --model`).
+    #[arg(long, value_delimiter = ',', default_value = "base,din")]
+    pub models: Vec<String>,
     /// Number of seeds per model (42, 43, ...); the table shows mean ± std.
     #[arg(long, default_value_t = 1)]
     pub seeds: u64,

@@ -1,5 +1,5 @@
 //! The README's main command: the whole path, data → features → attention model → AUC, on the
-//! synthetic dataset, for base and DIN, as one table.
+//! synthetic dataset, for base and DIN (or any models), as one table.
 use super::{apply_flags, print_table};
 use crate::cli::DemoArgs;
 use crate::progress::Progress;
@@ -36,14 +36,15 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         let s = synth::generate(&a.preset.spec(), 42, &data)?;
         eprintln!("generated {} ({} ratings, preset {preset_name})", data.display(), s.ratings);
     }
+    let configs = a.models.iter().map(|m| Ok((m.as_str(), ModelConfig::by_name(m)?))).collect::<attnrec::Result<Vec<_>>>()?;
     let mut rows = Vec::new();
-    for model in ["base", "din"] {
+    for (model, model_cfg) in configs {
         let mut runs = Vec::new();
         for seed in 42..42 + a.seeds {
-            let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name(model)?);
+            let mut cfg = RunConfig::new(data.clone(), model_cfg.clone());
             cfg.train.seed = seed;
             apply_flags(&mut cfg, &a.flags)?;
-            let out = a.out.join(format!("{model}-seed{seed}"));
+            let out = a.out.join(format!("{}-seed{seed}", model.replace(':', "-")));
             let mut progress = Progress::new(format!("{model} seed {seed}"), a.flags.quiet);
             let s = train_run(&cfg, &out, true, &mut progress)?;
             if a.json {

@@ -6,7 +6,6 @@ mod train;
 
 use crate::cli::{Cli, Command, TrainFlags};
 use attnrec::config::RunConfig;
-use attnrec::models::ModelConfig;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -42,10 +41,7 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
         cfg.protocol.history_len = v;
     }
     if let Some(d) = f.embed_dim {
-        match &mut cfg.model {
-            ModelConfig::Base(m) => m.embed_dim = d,
-            ModelConfig::Din(m) => m.embed_dim = d,
-        }
+        *cfg.model.embed_dim_mut() = d;
     }
     cfg.validate()?;
     Ok(())

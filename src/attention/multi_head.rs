@@ -1,0 +1,167 @@
+//! [`Attention`]: one Score × Align × Context, optionally over H heads.
+//!
+//! With one head the query, keys and values are used as they are (DIN's target attention). With
+//! H > 1 each of them is projected to the model width `dim`, split into H heads of `dim / H`,
+//! attended per head (the score, align and context parameters are shared by the heads, the
+//! projections are not), concatenated and projected back, as in the Transformer.
+use super::{Align, AttentionConfig, ContextConfig, Score, ScoreConfig};
+use crate::error::{Error, Result};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+#[derive(Debug)]
+struct Projections {
+    q: nn::Linear,
+    k: nn::Linear,
+    v: nn::Linear,
+    o: nn::Linear,
+}
+
+#[derive(Debug)]
+pub struct Attention {
+    heads: i64,
+    proj: Option<Projections>,
+    score: Score,
+    align: Align,
+    context: ContextConfig,
+    /// `scaled_dot + softmax + soft`: the one combination that libtorch's fused kernel computes.
+    fused: bool,
+    out_dim: i64,
+}
+
+impl Attention {
+    /// `dq`, `dk`, `dv`: query, key and value widths.
+    pub fn new(p: nn::Path, cfg: &AttentionConfig, dq: i64, dk: i64, dv: i64) -> Result<Self> {
+        let heads = cfg.heads;
+        if heads < 1 {
+            return Err(Error::config(format!("attention.heads must be at least 1, got {heads}")));
+        }
+        let (proj, head_q, head_k, out_dim) = if heads == 1 {
+            (None, dq, dk, dv)
+        } else {
+            let dim = cfg.dim.unwrap_or(dk);
+            if dim < 1 || dim % heads != 0 {
+                return Err(Error::config(format!("attention.dim ({dim}) must be a positive multiple of attention.heads ({heads})")));
+            }
+            let proj = Projections {
+                q: nn::linear(&p / "q", dq, dim, Default::default()),
+                k: nn::linear(&p / "k", dk, dim, Default::default()),
+                v: nn::linear(&p / "v", dv, dim, Default::default()),
+                o: nn::linear(&p / "o", dim, dim, Default::default()),
+            };
+            (Some(proj), dim / heads, dim / heads, dim)
+        };
+        let fused = cfg.score == ScoreConfig::ScaledDot
+            && cfg.align == super::AlignConfig::Softmax
+            && cfg.context == ContextConfig::Soft;
+        Ok(Attention {
+            heads,
+            proj,
+            score: Score::new(&p / "score", &cfg.score, head_q, head_k)?,
+            align: Align::new(&p / "align", cfg.align, head_q)?,
+            context: cfg.context,
+            fused,
+            out_dim,
+        })
+    }
+
+    /// Width of the context vector.
+    pub fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+
+    /// Returns `(context, weights)`.
+    ///
+    /// # Shapes
+    /// `q: [B, Dq]` or `[B, T, Dq]`, `keys: [B, L, Dk]`, `values: [B, L, Dv]`, `mask: [B, L]` bool →
+    /// context `[B, (T,) out_dim]`, weights `[B, (H,) (T,) L]` (the H axis only when H > 1).
+    pub fn forward_t(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let Some(proj) = &self.proj else {
+            return self.attend(q, keys, values, mask, train);
+        };
+        let (b, h) = (q.size()[0], self.heads);
+        let qh = split_heads(&proj.q.forward(q), h);
+        let kh = split_heads(&proj.k.forward(keys), h);
+        let vh = split_heads(&proj.v.forward(values), h);
+        let mh = mask.unsqueeze(1).expand([b, h, -1], false).reshape([b * h, -1]);
+        let (ctx, w) = self.attend(&qh, &kh, &vh, &mh, train);
+        let mut w_size = w.size();
+        w_size[0] = h;
+        w_size.insert(0, b);
+        (proj.o.forward(&merge_heads(&ctx, b, h)), w.view(w_size.as_slice()))
+    }
+
+    /// The context alone. For the Transformer's combination this runs libtorch's fused
+    /// `scaled_dot_product_attention` (it never materializes the weights, so [`Self::forward_t`]
+    /// cannot use it); every other combination goes through [`Self::forward_t`].
+    pub fn context_t(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        if !self.fused {
+            return self.forward_t(q, keys, values, mask, train).0;
+        }
+        let b = q.size()[0];
+        let single = q.dim() == 2;
+        let q3 = if single { q.unsqueeze(1) } else { q.shallow_clone() };
+        let (q4, k4, v4) = match &self.proj {
+            Some(p) => (
+                to_heads(&p.q.forward(&q3), self.heads),
+                to_heads(&p.k.forward(keys), self.heads),
+                to_heads(&p.v.forward(values), self.heads),
+            ),
+            None => (q3.unsqueeze(1), keys.unsqueeze(1), values.unsqueeze(1)),
+        };
+        // The fused kernel gives NaN for a row with no key at all: let such rows see every key,
+        // then zero their output.
+        let any = mask.any_dim(-1, true);
+        let safe = mask.logical_or(&any.logical_not()).view([b, 1, 1, -1]);
+        let ctx = Tensor::scaled_dot_product_attention(&q4, &k4, &v4, Some(safe), 0.0, false, None, false);
+        // [B, H, T, dh] → [B, T, H·dh]
+        let ctx = ctx.transpose(1, 2).flatten(2, 3);
+        let ctx = match &self.proj {
+            Some(p) => p.o.forward(&ctx),
+            None => ctx,
+        };
+        let kind = ctx.kind();
+        let ctx = ctx * any.unsqueeze(-1).to_kind(kind);
+        if single {
+            ctx.squeeze_dim(1)
+        } else {
+            ctx
+        }
+    }
+
+    fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let scores = self.score.forward_t(q, keys, train);
+        let weights = self.align.forward(&scores, mask, q);
+        self.context.apply(&weights, values, mask, train)
+    }
+}
+
+/// `[B, (T,) H·dh]` → `[B, H, (T,) dh]` as 4-d `[B, H, T, dh]` (T = 1 for a 2-d input).
+fn to_heads(x: &Tensor, h: i64) -> Tensor {
+    let x = if x.dim() == 2 { x.unsqueeze(1) } else { x.shallow_clone() };
+    let (b, t) = (x.size()[0], x.size()[1]);
+    x.view([b, t, h, -1]).transpose(1, 2)
+}
+
+/// `[B, (T,) H·dh]` → `[B·H, (T,) dh]`.
+fn split_heads(x: &Tensor, h: i64) -> Tensor {
+    let single = x.dim() == 2;
+    let x4 = to_heads(x, h);
+    let (b, t) = (x4.size()[0], x4.size()[2]);
+    let flat = x4.reshape([b * h, t, -1]);
+    if single {
+        flat.squeeze_dim(1)
+    } else {
+        flat
+    }
+}
+
+/// `[B·H, (T,) dh]` → `[B, (T,) H·dh]`.
+fn merge_heads(x: &Tensor, b: i64, h: i64) -> Tensor {
+    if x.dim() == 2 {
+        x.view([b, -1])
+    } else {
+        let t = x.size()[1];
+        x.view([b, h, t, -1]).transpose(1, 2).reshape([b, t, -1])
+    }
+}

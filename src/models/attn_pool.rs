@@ -1,0 +1,80 @@
+//! `attn_pool`: the CTR model whose history pooling is any attention of the library (any Score ×
+//! Align × Context × heads, see [`crate::attention`]), so Luong's general and local-p, Bahdanau's
+//! additive and hard attention can be compared on the same data. DIN and DIN+SA are this model with
+//! DIN's activation unit (and, for DIN+SA, a self-attention encoder over the history first).
+use super::{CtrModel, Embeddings};
+use crate::attention::{align, AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
+use crate::error::Result;
+use crate::features::{Batch, FeatureMap};
+use crate::nn::{Encoder, Mlp, MlpConfig, TransformerConfig};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttnPoolConfig {
+    pub embed_dim: i64,
+    /// Default: Luong's global attention with the `general` score.
+    pub attention: AttentionConfig,
+    pub mlp: MlpConfig,
+}
+
+impl Default for AttnPoolConfig {
+    fn default() -> Self {
+        AttnPoolConfig { embed_dim: 16, attention: AttentionConfig::new(ScoreConfig::General, AlignConfig::Softmax, ContextConfig::Soft), mlp: MlpConfig::default() }
+    }
+}
+
+/// Embeddings → (optional encoder over the history) → target attention → MLP on
+/// `[user, target, interest]`.
+#[derive(Debug)]
+pub struct TargetPool {
+    emb: Embeddings,
+    encoder: Option<Encoder>,
+    attn: Attention,
+    mlp: Mlp,
+    out: nn::Linear,
+}
+
+impl TargetPool {
+    pub fn new(p: nn::Path, fm: &FeatureMap, embed_dim: i64, encoder: Option<&TransformerConfig>, attention: &AttentionConfig, mlp: &MlpConfig) -> Result<Self> {
+        mlp.validate("mlp")?;
+        let emb = Embeddings::new(&p / "emb", fm, embed_dim)?;
+        let d = emb.item_dim();
+        let encoder = encoder.map(|c| Encoder::new(&p / "encoder", c, d, fm.history_len as i64)).transpose()?;
+        let attn = Attention::new(&p / "target_attn", attention, d, d, d)?;
+        let mlp = Mlp::new(&p / "mlp", embed_dim + d + attn.out_dim(), mlp);
+        let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
+        Ok(TargetPool { emb, encoder, attn, mlp, out })
+    }
+
+    /// The history as the attention sees it: embeddings, or their encoding.
+    fn keys(&self, b: &Batch, train: bool) -> Tensor {
+        let hist = self.emb.history(b);
+        match &self.encoder {
+            Some(enc) => {
+                let position = (align::recency(&b.hist_mask) + 1) * b.hist_mask.to_kind(tch::Kind::Int64);
+                enc.forward_t(&hist, &b.hist_mask, &position, train)
+            }
+            None => hist,
+        }
+    }
+}
+
+impl CtrModel for TargetPool {
+    fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
+        let target = self.emb.target(b);
+        let keys = self.keys(b, train);
+        let interest = self.attn.context_t(&target, &keys, &keys, &b.hist_mask, train);
+        let x = Tensor::cat(&[self.emb.user(b), target, interest], -1);
+        self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
+    }
+
+    /// `[B, L]`, averaged over heads.
+    fn attention(&self, b: &Batch) -> Option<Tensor> {
+        let keys = self.keys(b, false);
+        let w = self.attn.forward_t(&self.emb.target(b), &keys, &keys, &b.hist_mask, false).1;
+        Some(if w.dim() == 3 { w.mean_dim(1, false, w.kind()) } else { w })
+    }
+}

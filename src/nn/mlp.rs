@@ -1,0 +1,87 @@
+//! The multi-layer perceptron every model ends with (and DIN's activation unit uses).
+use super::{batch_norm_last, Act, Activation};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    pub hidden: Vec<i64>,
+    pub activation: Activation,
+    pub dropout: f64,
+    /// Batch norm between each linear layer and its activation.
+    pub batch_norm: bool,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig { hidden: vec![200, 80], activation: Activation::Prelu, dropout: 0.0, batch_norm: false }
+    }
+}
+
+impl MlpConfig {
+    pub fn validate(&self, what: &str) -> crate::Result<()> {
+        if self.hidden.iter().any(|&h| h <= 0) {
+            return Err(crate::Error::config(format!("{what}.hidden must list positive layer widths, got {:?}", self.hidden)));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(crate::Error::config(format!("{what}.dropout must be in [0, 1), got {}", self.dropout)));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    linear: nn::Linear,
+    bn: Option<nn::BatchNorm>,
+    act: Act,
+}
+
+/// Linear → (batch norm) → activation → dropout, per hidden layer; no output layer (callers add
+/// their own). Works on `[..., in_dim]`.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<Layer>,
+    dropout: f64,
+    out_dim: i64,
+}
+
+impl Mlp {
+    pub fn new(p: nn::Path, in_dim: i64, cfg: &MlpConfig) -> Mlp {
+        let mut layers = Vec::new();
+        let mut d = in_dim;
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            let lp = &p / format!("layer{i}");
+            let bn_cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
+            layers.push(Layer {
+                linear: nn::linear(&lp / "linear", d, h, Default::default()),
+                bn: cfg.batch_norm.then(|| nn::batch_norm1d(&lp / "bn", h, bn_cfg)),
+                act: Act::new(&lp / "act", cfg.activation, h),
+            });
+            d = h;
+        }
+        Mlp { layers, dropout: cfg.dropout, out_dim: d }
+    }
+    pub fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for layer in &self.layers {
+            h = layer.linear.forward(&h);
+            if let Some(bn) = &layer.bn {
+                h = batch_norm_last(bn, &h, train);
+            }
+            h = layer.act.forward_t(&h, train);
+            if self.dropout > 0.0 {
+                h = h.dropout(self.dropout, train);
+            }
+        }
+        h
+    }
+}

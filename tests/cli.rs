@@ -89,4 +89,41 @@ fn synth_train_eval_through_the_binary() {
         .code(2)
         .stderr(predicate::str::contains("already exists"));
     assert!(run.join("model.safetensors").is_file());
+
+    // A baseline on the same samples: RelaImpr and DeLong's test; on other samples: refused.
+    let base = dir.path().join("base");
+    attnrec()
+        .args(["train", "--data", data.to_str().unwrap(), "--model", "base", "--out", base.to_str().unwrap()])
+        .args(["--epochs", "1", "--threads", "1", "--quiet"])
+        .assert()
+        .success();
+    let out = attnrec().args(["eval", run.to_str().unwrap(), "--baseline", base.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["baseline"]["delong"];
+    let diff = v["auc"].as_f64().unwrap() - v["baseline"]["auc"].as_f64().unwrap();
+    assert!((d["diff"].as_f64().unwrap() - diff).abs() < 1e-12, "{v}");
+    assert!((0.0..=1.0).contains(&d["p_value"].as_f64().unwrap()), "{v}");
+    attnrec()
+        .args(["eval", run.to_str().unwrap(), "--baseline", base.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("DeLong z =").and(predicate::str::contains("(baseline)")));
+    let other = dir.path().join("other");
+    attnrec().args(["synth", "--preset", "tiny", "--seed", "7", "--out", other.to_str().unwrap()]).assert().success();
+    attnrec()
+        .args(["eval", run.to_str().unwrap(), "--baseline", base.to_str().unwrap(), "--data", other.to_str().unwrap()])
+        .assert()
+        .success();
+    let moved = dir.path().join("base-other");
+    attnrec()
+        .args(["train", "--data", other.to_str().unwrap(), "--model", "base", "--out", moved.to_str().unwrap()])
+        .args(["--epochs", "1", "--threads", "1", "--quiet"])
+        .assert()
+        .success();
+    attnrec()
+        .args(["eval", run.to_str().unwrap(), "--baseline", moved.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("other samples"));
 }

@@ -1,6 +1,11 @@
 //! Offline CTR metrics exactly as shared/PROTOCOL.md defines them: tie-aware AUC (Mann-Whitney
 //! with average ranks), GAUC (per-user AUC weighted by the user's sample count, over users with
-//! both classes), LogLoss with clipping, and RelaImpr.
+//! both classes), LogLoss with clipping, RelaImpr; calibration (mean prediction, expected
+//! calibration error) and DeLong's test for two models on the same samples.
+pub mod delong;
+
+pub use delong::{delong, DeLong};
+
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -82,6 +87,28 @@ pub fn rela_impr(auc: f64, auc_base: f64) -> f64 {
     ((auc - 0.5) / (auc_base - 0.5) - 1.0) * 100.0
 }
 
+/// Number of equal-width probability bins of [`ece`].
+pub const ECE_BINS: usize = 10;
+
+/// Expected calibration error: over `bins` equal-width bins of the predicted probability, the
+/// sample-weighted mean of |mean prediction − observed positive rate|.
+pub fn ece(probs: &[f64], labels: &[f32], bins: usize) -> f64 {
+    assert_eq!(probs.len(), labels.len(), "ece: probs and labels differ in length");
+    if probs.is_empty() || bins == 0 {
+        return f64::NAN;
+    }
+    let mut sum_p = vec![0.0f64; bins];
+    let mut sum_y = vec![0.0f64; bins];
+    let mut count = vec![0usize; bins];
+    for (&p, &y) in probs.iter().zip(labels) {
+        let b = ((p.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
+        sum_p[b] += p;
+        sum_y[b] += f64::from(y);
+        count[b] += 1;
+    }
+    (0..bins).filter(|&b| count[b] > 0).map(|b| (sum_p[b] - sum_y[b]).abs()).sum::<f64>() / probs.len() as f64
+}
+
 /// The metrics of one split, as reported in tables and `metrics.json`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct SplitMetrics {
@@ -89,7 +116,14 @@ pub struct SplitMetrics {
     pub gauc: Option<f64>,
     pub logloss: f64,
     pub samples: usize,
+    /// Observed click-through rate.
     pub positive_rate: f64,
+    /// Mean predicted probability (compare with `positive_rate`).
+    #[serde(default)]
+    pub mean_prediction: f64,
+    /// Expected calibration error over [`ECE_BINS`] bins.
+    #[serde(default)]
+    pub ece: f64,
 }
 
 impl SplitMetrics {
@@ -102,6 +136,8 @@ impl SplitMetrics {
             logloss: logloss(probs, labels),
             samples: labels.len(),
             positive_rate: if labels.is_empty() { f64::NAN } else { positives as f64 / labels.len() as f64 },
+            mean_prediction: if probs.is_empty() { f64::NAN } else { probs.iter().sum::<f64>() / probs.len() as f64 },
+            ece: ece(probs, labels, ECE_BINS),
         }
     }
 }

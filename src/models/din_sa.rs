@@ -2,7 +2,7 @@
 //! DSIN/BST-style models): Transformer blocks first let each past event see the others, then DIN's
 //! activation unit pools the encoded events against the candidate item.
 use super::attn_pool::TargetPool;
-use crate::attention::AttentionConfig;
+use crate::attention::{AlignConfig, AttentionConfig};
 use crate::error::Result;
 use crate::features::FeatureMap;
 use crate::nn::{MlpConfig, TransformerConfig};
@@ -19,8 +19,13 @@ pub struct DinSaConfig {
 }
 
 impl Default for DinSaConfig {
+    /// DIN's activation unit, but with softmax instead of DIN's unnormalized weights: the encoder's
+    /// outputs are layer-normalized (unit scale per dimension, unlike the small raw embeddings),
+    /// and a raw weighted sum of up to 50 of them swamped the MLP. On the synthetic `small` preset
+    /// (seed 42, 2026-11-25) test AUC was 0.5783 with `none` and 0.8288 with `softmax`.
     fn default() -> Self {
-        DinSaConfig { embed_dim: 16, encoder: TransformerConfig::default(), attention: AttentionConfig::din(), mlp: MlpConfig::default() }
+        let attention = AttentionConfig { align: AlignConfig::Softmax, ..AttentionConfig::din() };
+        DinSaConfig { embed_dim: 16, encoder: TransformerConfig::default(), attention, mlp: MlpConfig::default() }
     }
 }
 

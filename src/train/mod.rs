@@ -1,6 +1,10 @@
-//! Training: Adam on binary cross-entropy with logits, shuffled mini-batches, evaluation on valid
-//! after every epoch, early stopping on valid AUC with the best epoch's weights kept in memory.
-//! The library reports progress through [`Observer`]; only the binary draws progress bars.
+//! Training: Adam, AdamW or Adagrad ([`optim`]) on binary cross-entropy with logits, shuffled
+//! mini-batches, an optional warm-up and decay of the learning rate and gradient clipping,
+//! evaluation on valid after every epoch, early stopping on valid AUC with the best epoch's
+//! weights kept in memory. The library reports progress through [`Observer`]; only the binary
+//! draws progress bars.
+pub mod optim;
+
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
 use crate::features::{Batcher, Encoded};
@@ -11,7 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
+use optim::{LrSchedule, OptimSpec, Optimizer, OptimizerKind};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,8 +25,17 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub eval_batch_size: usize,
+    pub optimizer: OptimizerKind,
     pub lr: f64,
+    /// Weight decay of dense weights (L2 for adam and adagrad, decoupled for adamw).
     pub weight_decay: f64,
+    /// Weight decay of embedding tables.
+    pub embedding_weight_decay: f64,
+    /// Linear warm-up of the learning rate over this many steps.
+    pub warmup_steps: usize,
+    pub lr_schedule: LrSchedule,
+    /// Clip the joint L2 norm of all gradients to this value; 0 = off.
+    pub clip_grad_norm: f64,
     /// Stop after this many epochs without a better valid AUC.
     pub patience: usize,
     pub seed: u64,
@@ -37,8 +51,13 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: 256,
             eval_batch_size: 4096,
+            optimizer: OptimizerKind::Adam,
             lr: 1e-3,
             weight_decay: 0.0,
+            embedding_weight_decay: 0.0,
+            warmup_steps: 0,
+            lr_schedule: LrSchedule::Constant,
+            clip_grad_norm: 0.0,
             patience: 2,
             seed: 42,
             threads: 0,
@@ -59,8 +78,14 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("train.lr must be a positive number, got {}", self.lr));
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!("train.weight_decay must be >= 0, got {}", self.weight_decay));
+        for (key, v) in [
+            ("weight_decay", self.weight_decay),
+            ("embedding_weight_decay", self.embedding_weight_decay),
+            ("clip_grad_norm", self.clip_grad_norm),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("train.{key} must be >= 0, got {v}"));
+            }
         }
         parse_device(&self.device)?;
         Ok(())
@@ -153,7 +178,17 @@ pub fn fit(
     if train_idx.is_empty() {
         return Err(Error::config("the train split is empty: the dataset has too few events per user"));
     }
-    let mut opt = nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(vs, cfg.lr)?;
+    let spec = OptimSpec {
+        kind: cfg.optimizer,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: if cfg.optimizer == OptimizerKind::Adagrad { 1e-10 } else { 1e-8 },
+        weight_decay: cfg.weight_decay,
+        embedding_weight_decay: cfg.embedding_weight_decay,
+    };
+    let mut opt = Optimizer::new(vs, spec);
+    let total_steps = cfg.epochs * train_idx.len().div_ceil(cfg.batch_size);
+    let mut step = 0usize;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut batcher = Batcher::new(data, device);
     // (valid AUC, epoch, a copy of every variable)
@@ -171,7 +206,13 @@ pub fn fit(
             let b = batcher.batch(chunk);
             let logits = model.forward_t(&b, true);
             let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
-            opt.backward_step(&loss);
+            opt.zero_grad();
+            loss.backward();
+            if cfg.clip_grad_norm > 0.0 {
+                opt.clip_grad_norm(cfg.clip_grad_norm);
+            }
+            opt.step(optim::lr_at(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, step, total_steps));
+            step += 1;
             let l = loss.double_value(&[]);
             if !l.is_finite() {
                 return Err(Error::config(format!("training diverged at epoch {epoch} (loss {l}); lower train.lr")));
@@ -224,4 +265,38 @@ pub fn fit(
 /// Number of trainable scalars.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: Vec<(fn(&mut TrainConfig), &str)> = vec![
+            (|c| c.lr = -1.0, "train.lr"),
+            (|c| c.batch_size = 0, "train.batch_size"),
+            (|c| c.epochs = 0, "train.epochs"),
+            (|c| c.clip_grad_norm = -0.5, "train.clip_grad_norm"),
+            (|c| c.embedding_weight_decay = f64::NAN, "train.embedding_weight_decay"),
+            (|c| c.device = "tpu".into(), "unknown device 'tpu'"),
+        ];
+        for (break_it, key) in cases {
+            let mut c = TrainConfig::default();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        TrainConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn warmup_then_schedule() {
+        use optim::lr_at;
+        assert_eq!(lr_at(1.0, LrSchedule::Constant, 4, 0, 100), 0.25);
+        assert_eq!(lr_at(1.0, LrSchedule::Constant, 4, 3, 100), 1.0);
+        assert_eq!(lr_at(1.0, LrSchedule::Linear, 0, 50, 100), 0.5);
+        assert!((lr_at(1.0, LrSchedule::Cosine, 10, 10, 110) - 1.0).abs() < 1e-12);
+        assert!(lr_at(1.0, LrSchedule::Cosine, 10, 110, 110).abs() < 1e-12);
+    }
 }

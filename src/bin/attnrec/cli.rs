@@ -108,6 +108,9 @@ pub struct EvalArgs {
     /// Evaluate on another dataset folder (same layout) instead of the run's own.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Compare with this run on the same samples: RelaImpr and DeLong's test of the AUC difference.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

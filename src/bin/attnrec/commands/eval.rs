@@ -1,11 +1,16 @@
 use super::{fmt_metric, print_table};
 use crate::cli::EvalArgs;
-use attnrec::run::eval_run;
+use attnrec::run::{compare, predict_run};
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let m = eval_run(&a.run, a.split, a.data.as_deref())?;
+    let pred = predict_run(&a.run, a.split, a.data.as_deref())?;
+    let m = pred.metrics();
+    let cmp = match &a.baseline {
+        Some(b) => Some(compare(&pred, b, &predict_run(b, a.split, a.data.as_deref())?)?),
+        None => None,
+    };
     if a.json {
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "run": a.run.display().to_string(),
             "split": a.split.name(),
             "auc": m.auc,
@@ -13,19 +18,45 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             "logloss": m.logloss,
             "samples": m.samples,
             "positive_rate": m.positive_rate,
+            "mean_prediction": m.mean_prediction,
+            "ece": m.ece,
         });
+        if let (Some(c), Some(b)) = (&cmp, &a.baseline) {
+            obj["baseline"] = serde_json::json!({
+                "run": b.display().to_string(),
+                "auc": c.baseline.auc,
+                "gauc": c.baseline.gauc,
+                "logloss": c.baseline.logloss,
+                "rela_impr": c.rela_impr,
+                "delong": c.delong,
+            });
+        }
         println!("{obj}");
-    } else {
-        print_table(
-            &["split", "samples", "positive rate", "AUC", "GAUC", "LogLoss"],
-            &[vec![
-                a.split.name().to_string(),
-                m.samples.to_string(),
-                format!("{:.4}", m.positive_rate),
-                fmt_metric(m.auc),
-                fmt_metric(m.gauc),
-                format!("{:.4}", m.logloss),
-            ]],
+        return Ok(());
+    }
+    let row = |name: String, m: &attnrec::metrics::SplitMetrics| {
+        vec![
+            name,
+            m.samples.to_string(),
+            format!("{:.4}", m.positive_rate),
+            format!("{:.4}", m.mean_prediction),
+            fmt_metric(m.auc),
+            fmt_metric(m.gauc),
+            format!("{:.4}", m.logloss),
+            format!("{:.4}", m.ece),
+        ]
+    };
+    let mut rows = vec![row(a.run.display().to_string(), &m)];
+    if let (Some(c), Some(b)) = (&cmp, &a.baseline) {
+        rows.push(row(format!("{} (baseline)", b.display()), &c.baseline));
+    }
+    println!("split: {}", a.split.name());
+    print_table(&["run", "samples", "CTR", "mean pred", "AUC", "GAUC", "LogLoss", "ECE"], &rows);
+    if let Some(c) = &cmp {
+        let d = &c.delong;
+        println!(
+            "AUC difference {:+.4} (95% CI {:+.4} to {:+.4}), DeLong z = {:.2}, p = {:.3e}; RelaImpr {:+.2}%",
+            d.diff, d.ci95.0, d.ci95.1, d.z, d.p_value, c.rela_impr
         );
     }
     Ok(())

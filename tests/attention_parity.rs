@@ -1,25 +1,15 @@
 //! attnrec's attention, Transformer block and Dice against PyTorch (fixtures written by
 //! tests/fixtures/gen_attention.py with torch from the project's venv). Parameters are copied in
 //! by checkpoint key, so a renamed or missing parameter fails here too.
+mod common;
+
+use common::{fixture_text, T};
 use attnrec::attention::{Attention, AttentionConfig};
 use attnrec::nn::{Dice, TransformerBlock, TransformerConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
-
-#[derive(Deserialize)]
-struct T {
-    shape: Vec<i64>,
-    data: Vec<f64>,
-}
-
-impl T {
-    fn tensor(&self) -> Tensor {
-        let v: Vec<f32> = self.data.iter().map(|&x| x as f32).collect();
-        Tensor::from_slice(&v).view(self.shape.as_slice())
-    }
-}
 
 #[derive(Deserialize)]
 struct Combo {
@@ -73,8 +63,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/attention_torch.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&fixture_text("attention_torch.json")).unwrap()
 }
 
 impl Fixture {

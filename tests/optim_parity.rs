@@ -1,22 +1,12 @@
 //! attnrec's optimizers against torch.optim (fixtures from tests/fixtures/gen_optim.py): Adam,
 //! AdamW and Adagrad with separate weight decay for embeddings and dense weights, and gradient
 //! clipping; and their state survives a save/restore mid-run.
+mod common;
+
+use common::{fixture_text, T};
 use attnrec::train::optim::{OptimSpec, Optimizer, OptimizerKind};
 use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
-
-#[derive(Deserialize)]
-struct T {
-    shape: Vec<i64>,
-    data: Vec<f64>,
-}
-
-impl T {
-    fn tensor(&self) -> Tensor {
-        let v: Vec<f32> = self.data.iter().map(|&x| x as f32).collect();
-        Tensor::from_slice(&v).view(self.shape.as_slice())
-    }
-}
 
 #[derive(Deserialize)]
 struct Pair {
@@ -43,8 +33,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/optim_torch.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&fixture_text("optim_torch.json")).unwrap()
 }
 
 fn spec(c: &Case) -> OptimSpec {

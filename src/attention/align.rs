@@ -22,7 +22,12 @@ fn fit(mask: &Tensor, scores: &Tensor) -> Tensor {
 
 /// Softmax over the valid positions (Luong's global attention).
 pub fn softmax(scores: &Tensor, mask: &Tensor) -> Tensor {
-    let off = fit(mask, scores).logical_not();
+    softmax_where(scores, &fit(mask, scores))
+}
+
+/// Softmax over the positions where `on` (already broadcastable against `scores`) holds.
+fn softmax_where(scores: &Tensor, on: &Tensor) -> Tensor {
+    let off = on.logical_not();
     // A finite fill (not -inf) keeps fully masked rows finite: they become uniform, then zeroed.
     scores.masked_fill(&off, -1e30).softmax(-1, scores.kind()).masked_fill(&off, 0.0)
 }
@@ -65,8 +70,7 @@ pub fn local_p(scores: &Tensor, mask: &Tensor, p: &Tensor, window: i64) -> Tenso
     let dist = pos - p.unsqueeze(-1);
     let sigma = window as f64 / 2.0;
     let inside = fit(mask, scores).logical_and(&dist.abs().le(window as f64));
-    let base = scores.masked_fill(&inside.logical_not(), -1e30).softmax(-1, scores.kind()).masked_fill(&inside.logical_not(), 0.0);
-    base * (-dist.square() / (2.0 * sigma * sigma)).exp()
+    softmax_where(scores, &inside) * (-dist.square() / (2.0 * sigma * sigma)).exp()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -3,7 +3,7 @@
 //! additive and hard attention can be compared on the same data. DIN and DIN+SA are this model with
 //! DIN's activation unit (and, for DIN+SA, a self-attention encoder over the history first).
 use super::{CtrModel, Embeddings};
-use crate::attention::{align, AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
+use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
 use crate::nn::{Encoder, Mlp, MlpConfig, TransformerConfig};
@@ -54,8 +54,7 @@ impl TargetPool {
         let hist = self.emb.history(b);
         match &self.encoder {
             Some(enc) => {
-                let position = (align::recency(&b.hist_mask) + 1) * b.hist_mask.to_kind(tch::Kind::Int64);
-                enc.forward_t(&hist, &b.hist_mask, &position, train)
+                enc.forward_t(&hist, &b.hist_mask, &Encoder::history_positions(&b.hist_mask), train)
             }
             None => hist,
         }

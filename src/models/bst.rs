@@ -5,7 +5,6 @@
 //! the target's output and the masked mean of the history's outputs stand in for it.
 use super::base::masked_mean;
 use super::{CtrModel, Embeddings};
-use crate::attention::align;
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
 use crate::nn::{Encoder, Mlp, MlpConfig, TransformerConfig};
@@ -58,7 +57,7 @@ impl Bst {
         let n = b.size();
         let on = Tensor::ones([n, 1], (Kind::Bool, b.hist_mask.device()));
         let mask = Tensor::cat(&[&b.hist_mask, &on], 1);
-        let hist_pos = (align::recency(&b.hist_mask) + 1) * b.hist_mask.to_kind(Kind::Int64);
+        let hist_pos = Encoder::history_positions(&b.hist_mask);
         let position = Tensor::cat(&[hist_pos, Tensor::zeros([n, 1], (Kind::Int64, b.hist_mask.device()))], 1);
         (target, seq, mask, position)
     }

@@ -130,6 +130,12 @@ impl Encoder {
         Ok(Encoder { positions, blocks })
     }
 
+    /// The position index of each history event: its recency + 1 (1 = the most recent, leaving
+    /// 0 for a target placed after the history); 0 at padding, which is masked anyway.
+    pub fn history_positions(mask: &Tensor) -> Tensor {
+        (crate::attention::align::recency(mask) + 1) * mask.to_kind(tch::Kind::Int64)
+    }
+
     fn embed(&self, x: &Tensor, position: &Tensor) -> Tensor {
         match &self.positions {
             Some(e) => x + e.forward(position),

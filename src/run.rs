@@ -1,7 +1,8 @@
 //! Run folders: training a [`RunConfig`] end to end and writing
 //! `config.toml`, `feature_map.json`, `model.safetensors`, `metrics.jsonl` (one line per epoch) and
-//! `summary.json`; loading them back for evaluation. A run is written into `<run>.partial` and
-//! renamed at the end, so a failed run leaves no folder that looks complete.
+//! `summary.json`; loading them back for evaluation. A run is written into `<run>.partial` (with
+//! resumable checkpoints under `checkpoints/`) and renamed at the end, so a failed run leaves no
+//! folder that looks complete, and an interrupted one can be continued with [`resume_run`].
 use crate::config::RunConfig;
 use crate::data::protocol::{build_events, Split};
 use crate::data::Dataset;
@@ -9,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Encoded, FeatureMap};
 use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
-use crate::train::{self, Observer};
+use crate::train::checkpoint::Checkpoint;
+use crate::train::{self, Checkpointing, EvalReport, Observer};
 use crate::util::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub const FEATURE_MAP_FILE: &str = "feature_map.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// Resumable checkpoints while a run trains; removed when it finishes.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// What a finished run reports (`summary.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +37,10 @@ pub struct RunSummary {
     pub test: SplitMetrics,
     pub train_samples_per_sec: f64,
     pub train_seconds: f64,
+    /// Share of the training time the step waited for its input batch.
+    #[serde(default)]
+    pub input_wait_share: f64,
+    /// Wall time of the process that finished the run.
     pub wall_seconds: f64,
     pub parameters: i64,
     pub threads: i32,
@@ -67,54 +75,138 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Trains `cfg` and writes the run folder `out`. Refuses to overwrite an existing folder unless
-/// `force` is set.
+/// Trains `cfg` and writes the run folder `out`. Refuses to overwrite an existing folder, or to
+/// discard an interrupted run of the same name, unless `force` is set.
 pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Observer) -> Result<RunSummary> {
     let wall = Instant::now();
     cfg.validate()?;
     if out.exists() && !force {
         return Err(Error::run(out, "already exists; choose another --out or pass --force to replace it"));
     }
+    let tmp = partial_dir(out);
+    if tmp.exists() {
+        if !force {
+            return Err(Error::run(
+                &tmp,
+                format!("holds an interrupted run; continue it with `attnrec train --resume {}` or pass --force to start over", out.display()),
+            ));
+        }
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
     let device = crate::device::resolve(&cfg.train.device)?;
     crate::device::set_threads(cfg.train.threads);
     let prepared = prepare(cfg, &cfg.data.path, None)?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    write_atomic(&tmp.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+    write_json(&tmp.join(FEATURE_MAP_FILE), &prepared.feature_map)?;
+    finish(cfg, &prepared, device, &tmp, out, None, observer, wall)
+}
 
+/// Continues the interrupted run `out` (or `out.partial`) from its latest checkpoint, with the
+/// config and feature map it started with, and finishes it as [`train_run`] would have.
+pub fn resume_run(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let (tmp, out) = match out.to_str().and_then(|s| s.strip_suffix(".partial")) {
+        Some(stem) => (out.to_path_buf(), PathBuf::from(stem)),
+        None => (partial_dir(out), out.to_path_buf()),
+    };
+    if !tmp.is_dir() {
+        let why = if out.join(SUMMARY_FILE).is_file() {
+            "is already complete; nothing to resume".to_string()
+        } else {
+            format!("has no interrupted run to resume ({} not found)", tmp.display())
+        };
+        return Err(Error::run(&out, why));
+    }
+    let cfg = RunConfig::from_file(&tmp.join(CONFIG_FILE))?;
+    let feature_map = read_feature_map(&tmp)?;
+    let device = crate::device::resolve(&cfg.train.device)?;
+    crate::device::set_threads(cfg.train.threads);
+    let prepared = prepare(&cfg, &cfg.data.path, Some(feature_map))?;
+    let resume = Checkpoint::latest(&tmp.join(CHECKPOINT_DIR))?;
+    finish(&cfg, &prepared, device, &tmp, &out, resume, observer, wall)
+}
+
+/// Rewrites `metrics.jsonl` after every evaluation, then passes the event on.
+struct MetricsLog<'a> {
+    path: PathBuf,
+    lines: Vec<String>,
+    inner: &'a mut dyn Observer,
+}
+
+impl Observer for MetricsLog<'_> {
+    fn epoch_start(&mut self, epoch: usize, batches: usize, done: usize) {
+        self.inner.epoch_start(epoch, batches, done)
+    }
+    fn batch_end(&mut self, loss: f64, samples: usize) {
+        self.inner.batch_end(loss, samples)
+    }
+    fn evaluated(&mut self, report: &EvalReport) {
+        self.lines.push(serde_json::to_string(report).expect("serializable"));
+        // A failed write here costs only the log; the checkpoint keeps the reports too.
+        let _ = write_atomic(&self.path, (self.lines.join("\n") + "\n").as_bytes());
+        self.inner.evaluated(report)
+    }
+    fn checkpointed(&mut self, step: usize) {
+        self.inner.checkpointed(step)
+    }
+}
+
+/// Trains (from scratch or from `resume`) in the partial folder `tmp`, writes the final files and
+/// renames `tmp` to `out`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    device: Device,
+    tmp: &Path,
+    out: &Path,
+    resume: Option<Checkpoint>,
+    observer: &mut dyn Observer,
+    wall: Instant,
+) -> Result<RunSummary> {
     train::seed_everything(cfg.train.seed);
     let vs = nn::VarStore::new(device);
     let model = cfg.model.build(vs.root(), &prepared.feature_map)?;
-    let fit = train::fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, observer)?;
+    let lines = resume.iter().flat_map(|c| &c.state.evals).map(|r| serde_json::to_string(r).expect("serializable"));
+    let mut log = MetricsLog { path: tmp.join(METRICS_FILE), lines: lines.collect(), inner: observer };
+    let ckpt_dir = tmp.join(CHECKPOINT_DIR);
+    let ckpt = Checkpointing { dir: &ckpt_dir, resume };
+    let fit = train::fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, Some(ckpt), &mut log)?;
     let eval = |split| train::evaluate(model.as_ref(), &prepared.encoded, split, cfg.train.eval_batch_size, device);
     let summary = RunSummary {
         model: cfg.model.name().to_string(),
         seed: cfg.train.seed,
         best_epoch: fit.best_epoch,
-        epochs_run: fit.epochs.len(),
+        epochs_run: fit.epochs_run,
         valid: eval(Split::Valid),
         test: eval(Split::Test),
         train_samples_per_sec: fit.train_samples_per_sec,
         train_seconds: fit.train_seconds,
+        input_wait_share: fit.input_wait_share,
         wall_seconds: wall.elapsed().as_secs_f64(),
         parameters: train::parameter_count(&vs),
         threads: tch::get_num_threads(),
         device: cfg.train.device.clone(),
     };
-
-    let tmp = partial_dir(out);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    write_atomic(&tmp.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
-    write_json(&tmp.join(FEATURE_MAP_FILE), &prepared.feature_map)?;
     vs.save(tmp.join(WEIGHTS_FILE))?;
-    let lines: Vec<String> = fit.epochs.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect();
+    let lines: Vec<String> = fit.evals.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect();
     write_atomic(&tmp.join(METRICS_FILE), (lines.join("\n") + "\n").as_bytes())?;
     write_json(&tmp.join(SUMMARY_FILE), &summary)?;
+    if ckpt_dir.exists() {
+        std::fs::remove_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
+    }
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
     }
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
     Ok(summary)
+}
+
+fn read_feature_map(dir: &Path) -> Result<FeatureMap> {
+    let path = dir.join(FEATURE_MAP_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::parse(&path, e.line(), e.to_string()))
 }
 
 /// A trained model loaded from its run folder.
@@ -136,10 +228,7 @@ pub fn load_run(path: &Path, device: Device) -> Result<LoadedRun> {
         }
     }
     let config = RunConfig::from_file(&path.join(CONFIG_FILE))?;
-    let fm_path = path.join(FEATURE_MAP_FILE);
-    let fm_text = std::fs::read_to_string(&fm_path).map_err(|e| Error::io(&fm_path, e))?;
-    let feature_map: FeatureMap =
-        serde_json::from_str(&fm_text).map_err(|e| Error::parse(&fm_path, e.line(), e.to_string()))?;
+    let feature_map = read_feature_map(path)?;
     let mut vs = nn::VarStore::new(device);
     let model = config.model.build(vs.root(), &feature_map)?;
     vs.load(path.join(WEIGHTS_FILE))

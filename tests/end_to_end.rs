@@ -81,6 +81,47 @@ fn same_seed_same_metrics() {
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
     let a = train("din", &data, &dir.path().join("a"));
     let b = train("din", &data, &dir.path().join("b"));
+    // Bit-identical, GAUC included (its per-user sum once followed a HashMap's random order).
     assert_eq!(a.test.auc, b.test.auc);
+    assert_eq!(a.test.gauc, b.test.gauc);
+    assert_eq!(a.valid.gauc, b.valid.gauc);
     assert_eq!(a.valid.logloss, b.valid.logloss);
+    assert_eq!(a.test.ece, b.test.ece);
+}
+
+#[test]
+fn evaluates_every_n_steps_and_keeps_the_best_by_the_monitored_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name("din").unwrap());
+    cfg.train.epochs = 2;
+    cfg.train.patience = 100;
+    cfg.train.batch_size = 64;
+    cfg.train.threads = 1;
+    cfg.train.eval_every_steps = 10;
+    cfg.train.monitor = attnrec::train::Monitor::Logloss;
+    cfg.train.mba_lambda = 1e-4;
+    let run = dir.path().join("run");
+    let s = train_run(&cfg, &run, false, &mut Silent).unwrap();
+    let reports: Vec<attnrec::train::EvalReport> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(reports.len() >= 3, "{} evaluations", reports.len());
+    for r in &reports[..reports.len() - 1] {
+        assert_eq!(r.step % 10, 0, "evaluated at step {}", r.step);
+    }
+    // The last evaluation is at the end of training (epoch 2), whether or not it is a multiple of 10.
+    assert_eq!(reports.last().unwrap().epoch, 2);
+    assert_eq!(s.epochs_run, 2);
+    // "improved" marks each new minimum of the valid LogLoss, and the final weights are the best.
+    let mut best = f64::INFINITY;
+    for r in &reports {
+        assert_eq!(r.improved, r.valid.logloss < best, "step {}", r.step);
+        best = best.min(r.valid.logloss);
+    }
+    assert_eq!(s.valid.logloss, best);
 }

@@ -167,7 +167,7 @@ fn every_model_learns_on_the_tiny_preset() {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = cfg.model.build(vs.root(), &prepared.feature_map).unwrap();
         let before = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();
-        fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, &mut Silent).unwrap();
+        fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, None, &mut Silent).unwrap();
         let after = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();
         assert!(after > before + 0.03, "{name}: valid AUC {before:.4} → {after:.4}");
         eprintln!("{name}: valid AUC {before:.4} → {after:.4}");

@@ -187,3 +187,23 @@ impl FeatureMap {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Two users with 5 and 4 events; the last event of each is test, the one before valid.
+    pub(crate) fn toy_encoded() -> Encoded {
+        use Split::*;
+        Encoded {
+            user: vec![2, 2, 2, 2, 2, 3, 3, 3, 3],
+            item: vec![2, 3, 4, 5, 2, 6, 2, 3, 7],
+            genre: vec![2, 2, 3, 3, 2, 4, 2, 2, 4],
+            label: vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0],
+            split: vec![Train, Train, Train, Valid, Test, Train, Train, Valid, Test],
+            user_start: vec![0, 0, 0, 0, 0, 5, 5, 5, 5],
+            raw_user: vec![10, 10, 10, 10, 10, 20, 20, 20, 20],
+            history_len: 3,
+        }
+    }
+}

@@ -45,14 +45,21 @@ pub fn auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
 /// both classes. Returns `None` when no group has both classes.
 pub fn gauc<G: std::hash::Hash + Eq + Copy>(scores: &[f64], labels: &[f32], groups: &[G]) -> Option<f64> {
     assert_eq!(scores.len(), groups.len(), "gauc: scores and groups differ in length");
-    let mut by_group: HashMap<G, Vec<usize>> = HashMap::new();
+    // Groups in order of first appearance: a HashMap's iteration order changes from process to
+    // process, and so would the last bits of the floating-point sum.
+    let mut slot: HashMap<G, usize> = HashMap::new();
+    let mut by_group: Vec<Vec<usize>> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
-        by_group.entry(*g).or_default().push(i);
+        let k = *slot.entry(*g).or_insert_with(|| {
+            by_group.push(Vec::new());
+            by_group.len() - 1
+        });
+        by_group[k].push(i);
     }
     let (mut num, mut den) = (0.0f64, 0.0f64);
     let mut s = Vec::new();
     let mut l = Vec::new();
-    for idx in by_group.values() {
+    for idx in &by_group {
         s.clear();
         l.clear();
         s.extend(idx.iter().map(|&i| scores[i]));

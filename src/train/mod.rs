@@ -3,6 +3,9 @@
 //! evaluation on valid after every epoch, early stopping on valid AUC with the best epoch's
 //! weights kept in memory. The library reports progress through [`Observer`]; only the binary
 //! draws progress bars.
+pub mod checkpoint;
+mod loader;
+pub mod mba;
 pub mod optim;
 
 use crate::data::protocol::Split;
@@ -14,6 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::time::Instant;
 use optim::{LrSchedule, OptimSpec, Optimizer, OptimizerKind};
 use tch::nn;
@@ -31,18 +35,52 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Weight decay of embedding tables.
     pub embedding_weight_decay: f64,
+    /// DIN's mini-batch-aware regularization: λ of an L2 penalty on only the embedding rows a batch
+    /// uses, each scaled by the inverse of its frequency in the train split; 0 = off.
+    pub mba_lambda: f64,
     /// Linear warm-up of the learning rate over this many steps.
     pub warmup_steps: usize,
     pub lr_schedule: LrSchedule,
     /// Clip the joint L2 norm of all gradients to this value; 0 = off.
     pub clip_grad_norm: f64,
-    /// Stop after this many epochs without a better valid AUC.
+    /// The valid metric that picks the best checkpoint and drives early stopping.
+    pub monitor: Monitor,
+    /// Evaluate on valid every this many steps; 0 = at the end of every epoch.
+    pub eval_every_steps: usize,
+    /// Stop after this many evaluations without a better monitored metric.
     pub patience: usize,
+    /// Batches built ahead on a second thread; 0 = build each batch inline.
+    pub prefetch: usize,
+    /// Save a resumable checkpoint every this many steps (besides every evaluation); 0 = only at
+    /// evaluations.
+    pub checkpoint_every_steps: usize,
+    /// Save a resumable checkpoint when this many minutes passed since the last one; 0 = off.
+    pub checkpoint_minutes: f64,
     pub seed: u64,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+}
+
+/// A valid metric to select on; AUC and GAUC are maximized, LogLoss minimized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Monitor {
+    Auc,
+    Gauc,
+    Logloss,
+}
+
+impl Monitor {
+    /// The metric as a score where higher is better; `None` where it is undefined.
+    pub fn score(self, m: &SplitMetrics) -> Option<f64> {
+        match self {
+            Monitor::Auc => m.auc,
+            Monitor::Gauc => m.gauc,
+            Monitor::Logloss => Some(-m.logloss).filter(|v| v.is_finite()),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -55,10 +93,16 @@ impl Default for TrainConfig {
             lr: 1e-3,
             weight_decay: 0.0,
             embedding_weight_decay: 0.0,
+            mba_lambda: 0.0,
             warmup_steps: 0,
             lr_schedule: LrSchedule::Constant,
             clip_grad_norm: 0.0,
+            monitor: Monitor::Auc,
+            eval_every_steps: 0,
             patience: 2,
+            prefetch: 2,
+            checkpoint_every_steps: 0,
+            checkpoint_minutes: 10.0,
             seed: 42,
             threads: 0,
             device: "cpu".to_string(),
@@ -82,6 +126,8 @@ impl TrainConfig {
             ("weight_decay", self.weight_decay),
             ("embedding_weight_decay", self.embedding_weight_decay),
             ("clip_grad_norm", self.clip_grad_norm),
+            ("mba_lambda", self.mba_lambda),
+            ("checkpoint_minutes", self.checkpoint_minutes),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("train.{key} must be >= 0, got {v}"));
@@ -104,28 +150,50 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
-/// Seeds libtorch; every Rust RNG of a run is derived from the same seed. libtorch's generator is
-/// process-wide, so two runs training at once in one process are not reproducible.
+/// Seeds libtorch for weight initialization. Training reseeds it before every step from
+/// [`step_seed`], so that a resumed run draws the same dropout masks as an uninterrupted one
+/// (libtorch's generator state cannot be saved through tch).
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
-/// What one epoch achieved.
+/// The libtorch seed of optimizer step `step` (0-based) of a run seeded with `seed`: SplitMix64
+/// of both, so neighbouring steps and seeds get unrelated streams.
+pub fn step_seed(seed: u64, step: usize) -> i64 {
+    let mut z = seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as i64
+}
+
+/// One evaluation on valid, as appended to `metrics.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochReport {
+pub struct EvalReport {
+    /// The epoch this evaluation happened in (at its end unless `eval_every_steps` is set).
     pub epoch: usize,
+    /// Optimizer steps done so far.
+    pub step: usize,
+    /// Mean train loss since the previous evaluation.
     pub train_loss: f64,
     pub valid: SplitMetrics,
+    /// Train samples per second since the previous evaluation (training steps only).
     pub train_samples_per_sec: f64,
     pub train_seconds: f64,
+    /// Of `train_seconds`, the time the training step waited for its batch: the input pipeline's
+    /// share of the time (it is all of batch building when `prefetch` is 0).
+    #[serde(default)]
+    pub input_wait_seconds: f64,
     pub improved: bool,
 }
 
 /// Progress callbacks; every method has a no-op default.
 pub trait Observer {
-    fn epoch_start(&mut self, _epoch: usize, _batches: usize) {}
+    /// An epoch starts with `batches` batches, of which `done` already ran before a resume.
+    fn epoch_start(&mut self, _epoch: usize, _batches: usize, _done: usize) {}
     fn batch_end(&mut self, _loss: f64, _samples: usize) {}
-    fn epoch_end(&mut self, _report: &EpochReport) {}
+    fn evaluated(&mut self, _report: &EvalReport) {}
+    /// A resumable checkpoint was written after `step` steps.
+    fn checkpointed(&mut self, _step: usize) {}
 }
 
 /// An observer that ignores everything.
@@ -135,10 +203,15 @@ impl Observer for Silent {}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FitOutcome {
     pub best_epoch: usize,
-    pub epochs: Vec<EpochReport>,
-    /// Train samples per second over all epochs (training steps only).
+    pub best_step: usize,
+    pub evals: Vec<EvalReport>,
+    /// Epochs started (the last may have been cut short by early stopping).
+    pub epochs_run: usize,
+    /// Train samples per second over all training steps (of this process, after a resume).
     pub train_samples_per_sec: f64,
     pub train_seconds: f64,
+    /// Share of `train_seconds` spent waiting for batches.
+    pub input_wait_share: f64,
 }
 
 /// Probabilities for events `idx`, in that order.
@@ -164,17 +237,26 @@ pub fn evaluate(model: &dyn CtrModel, data: &Encoded, split: Split, batch_size: 
     SplitMetrics::compute(&probs, &labels, &users)
 }
 
-/// Trains `model` (whose variables live in `vs`) and leaves the best-valid-AUC weights in `vs`.
+/// Where [`fit`] saves resumable checkpoints, and the one to resume from.
+pub struct Checkpointing<'a> {
+    pub dir: &'a std::path::Path,
+    pub resume: Option<checkpoint::Checkpoint>,
+}
+
+/// Trains `model` (whose variables live in `vs`) and leaves the best valid weights in `vs`. With
+/// `ckpt`, saves resumable checkpoints into its folder and continues from its `resume` checkpoint;
+/// the result is then the same as that of an uninterrupted run.
 pub fn fit(
     model: &dyn CtrModel,
     vs: &nn::VarStore,
     data: &Encoded,
     cfg: &TrainConfig,
+    ckpt: Option<Checkpointing>,
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
     cfg.validate()?;
     let device = vs.device();
-    let mut train_idx = data.indices(Split::Train);
+    let train_idx = data.indices(Split::Train);
     if train_idx.is_empty() {
         return Err(Error::config("the train split is empty: the dataset has too few events per user"));
     }
@@ -187,79 +269,175 @@ pub fn fit(
         embedding_weight_decay: cfg.embedding_weight_decay,
     };
     let mut opt = Optimizer::new(vs, spec);
-    let total_steps = cfg.epochs * train_idx.len().div_ceil(cfg.batch_size);
-    let mut step = 0usize;
+    let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, &train_idx, cfg.mba_lambda)).transpose()?;
+    let n_batches = train_idx.len().div_ceil(cfg.batch_size);
+    let total_steps = cfg.epochs * n_batches;
+
+    let (ckpt_dir, resume) = match ckpt {
+        Some(c) => (Some(c.dir), c.resume),
+        None => (None, None),
+    };
+    let mut best: Option<Vec<(String, Tensor)>> = None;
+    let mut st = match resume {
+        Some(c) => {
+            c.restore(vs, &mut opt)?;
+            best = c.best;
+            c.state
+        }
+        None => TrainState::new(cfg.seed),
+    };
+    // The shuffle of epoch e is the e-th shuffle of one generator: replay those of finished epochs.
+    let mut order = train_idx;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut batcher = Batcher::new(data, device);
-    // (valid AUC, epoch, a copy of every variable)
-    type Best = (f64, usize, Vec<(String, Tensor)>);
-    let mut best: Option<Best> = None;
-    let mut epochs = Vec::new();
-    let (mut total_samples, mut total_seconds) = (0usize, 0.0f64);
-    for epoch in 1..=cfg.epochs {
-        train_idx.shuffle(&mut rng);
-        let n_batches = train_idx.len().div_ceil(cfg.batch_size);
-        observer.epoch_start(epoch, n_batches);
-        let start = Instant::now();
-        let mut loss_sum = 0.0f64;
-        for chunk in train_idx.chunks(cfg.batch_size) {
-            let b = batcher.batch(chunk);
+    for _ in 1..st.epoch {
+        order.shuffle(&mut rng);
+    }
+    let mut saver = ckpt_dir.map(|d| checkpoint::Saver::new(d, cfg));
+    // Samples, seconds waiting for input, and the clock, since the previous evaluation; and totals.
+    let mut interval = (0usize, 0.0f64, Instant::now());
+    let (mut run_samples, mut run_seconds, mut run_wait) = (0usize, 0.0f64, 0.0f64);
+    let mut stop = false;
+    while st.epoch <= cfg.epochs && !stop {
+        order.shuffle(&mut rng);
+        let epoch = st.epoch;
+        observer.epoch_start(epoch, n_batches, st.batch);
+        let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).skip(st.batch).collect();
+        loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
+            tch::manual_seed(step_seed(cfg.seed, st.step));
             let logits = model.forward_t(&b, true);
-            let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
+            let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
+            let bce = bce_loss.double_value(&[]);
+            let loss = match &mba {
+                Some(m) => bce_loss + m.penalty(&b),
+                None => bce_loss,
+            };
             opt.zero_grad();
             loss.backward();
             if cfg.clip_grad_norm > 0.0 {
                 opt.clip_grad_norm(cfg.clip_grad_norm);
             }
-            opt.step(optim::lr_at(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, step, total_steps));
-            step += 1;
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                return Err(Error::config(format!("training diverged at epoch {epoch} (loss {l}); lower train.lr")));
+            opt.step(optim::lr_at(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, st.step, total_steps));
+            if !bce.is_finite() {
+                return Err(Error::config(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
             }
-            loss_sum += l * chunk.len() as f64;
-            observer.batch_end(l, chunk.len());
-        }
-        let secs = start.elapsed().as_secs_f64();
-        total_samples += train_idx.len();
-        total_seconds += secs;
-        let valid = evaluate(model, data, Split::Valid, cfg.eval_batch_size, device);
-        let score = valid.auc.unwrap_or(f64::NEG_INFINITY);
-        let improved = best.as_ref().is_none_or(|(s, _, _)| score > *s);
-        if improved {
-            let snapshot = tch::no_grad(|| {
-                vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect::<Vec<_>>()
-            });
-            best = Some((score, epoch, snapshot));
-        }
-        let report = EpochReport {
-            epoch,
-            train_loss: loss_sum / train_idx.len() as f64,
-            valid,
-            train_samples_per_sec: train_idx.len() as f64 / secs.max(1e-9),
-            train_seconds: secs,
-            improved,
-        };
-        observer.epoch_end(&report);
-        epochs.push(report);
-        let best_epoch = best.as_ref().map_or(epoch, |b| b.1);
-        if epoch - best_epoch >= cfg.patience.max(1) {
-            break;
+            let n = b.size() as usize;
+            st.step += 1;
+            st.batch += 1;
+            st.loss_sum += bce * n as f64;
+            st.loss_samples += n;
+            interval.0 += n;
+            interval.1 += waited;
+            observer.batch_end(bce, n);
+            let epoch_done = st.batch == n_batches;
+            if epoch_done {
+                st.epoch += 1;
+                st.batch = 0;
+            }
+            let eval_now = match cfg.eval_every_steps {
+                0 => epoch_done,
+                k => st.step % k == 0 || (epoch_done && epoch == cfg.epochs),
+            };
+            if eval_now {
+                let secs = interval.2.elapsed().as_secs_f64();
+                (run_samples, run_seconds, run_wait) = (run_samples + interval.0, run_seconds + secs, run_wait + interval.1);
+                let valid = evaluate(model, data, Split::Valid, cfg.eval_batch_size, device);
+                let score = cfg.monitor.score(&valid).unwrap_or(f64::NEG_INFINITY);
+                let improved = st.best.as_ref().is_none_or(|b| score > b.score);
+                if improved {
+                    best = Some(snapshot(vs));
+                    st.best = Some(BestSoFar { score, epoch, step: st.step });
+                }
+                let report = EvalReport {
+                    epoch,
+                    step: st.step,
+                    train_loss: st.loss_sum / st.loss_samples.max(1) as f64,
+                    valid,
+                    train_samples_per_sec: interval.0 as f64 / secs.max(1e-9),
+                    train_seconds: secs,
+                    input_wait_seconds: interval.1,
+                    improved,
+                };
+                (st.loss_sum, st.loss_samples) = (0.0, 0);
+                observer.evaluated(&report);
+                st.evals.push(report);
+                stop = st.evals.iter().rev().take_while(|r| !r.improved).count() >= cfg.patience.max(1);
+            }
+            if let Some(s) = saver.as_mut() {
+                if eval_now || s.due(st.step) {
+                    s.save(vs, &opt, best.as_deref(), &st)?;
+                    observer.checkpointed(st.step);
+                }
+            }
+            if eval_now {
+                interval = (0, 0.0, Instant::now());
+            }
+            Ok(if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })?;
+    }
+    let best_so_far = st.best.clone().expect("at least one evaluation ran");
+    let snapshot = best.ok_or_else(|| Error::config("the checkpoint lacks the best weights"))?;
+    checkpoint::copy_into(vs, &snapshot).map_err(Error::config)?;
+    Ok(FitOutcome {
+        best_epoch: best_so_far.epoch,
+        best_step: best_so_far.step,
+        epochs_run: st.evals.last().map_or(0, |r| r.epoch),
+        evals: st.evals,
+        train_samples_per_sec: run_samples as f64 / run_seconds.max(1e-9),
+        train_seconds: run_seconds,
+        input_wait_share: run_wait / run_seconds.max(1e-9),
+    })
+}
+
+/// A copy of every variable (weights and buffers such as batch-norm statistics).
+fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> =
+        tch::no_grad(|| vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect());
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// The best evaluation so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestSoFar {
+    /// The monitored metric, higher is better (LogLoss is negated).
+    pub score: f64,
+    pub epoch: usize,
+    pub step: usize,
+}
+
+/// Everything besides tensors that a resumed run needs, saved as `state.json` in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch in progress (1-based).
+    pub epoch: usize,
+    /// Batches of `epoch` done.
+    pub batch: usize,
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Train loss summed over the samples since the last evaluation.
+    pub loss_sum: f64,
+    pub loss_samples: usize,
+    pub best: Option<BestSoFar>,
+    pub evals: Vec<EvalReport>,
+    /// How the run's randomness is derived, for the record: the shuffle of epoch e is the e-th
+    /// shuffle by ChaCha8 seeded with `seed`; libtorch is seeded with `step_seed(seed, step)`
+    /// before every step. Nothing else is random during training.
+    pub rng: String,
+}
+
+impl TrainState {
+    fn new(seed: u64) -> Self {
+        TrainState {
+            epoch: 1,
+            batch: 0,
+            step: 0,
+            loss_sum: 0.0,
+            loss_samples: 0,
+            best: None,
+            evals: Vec::new(),
+            rng: format!("chacha8(seed={seed}) shuffles once per epoch; libtorch manual_seed(step_seed({seed}, step)) before each step"),
         }
     }
-    let (_, best_epoch, snapshot) = best.expect("at least one epoch ran");
-    let vars = vs.variables();
-    tch::no_grad(|| {
-        for (name, saved) in &snapshot {
-            vars[name].shallow_clone().copy_(saved);
-        }
-    });
-    Ok(FitOutcome {
-        best_epoch,
-        epochs,
-        train_samples_per_sec: total_samples as f64 / total_seconds.max(1e-9),
-        train_seconds: total_seconds,
-    })
 }
 
 /// Number of trainable scalars.
@@ -273,7 +451,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(fn(&mut TrainConfig), &str)> = vec![
+        type Case = (fn(&mut TrainConfig), &'static str);
+        let cases: Vec<Case> = vec![
             (|c| c.lr = -1.0, "train.lr"),
             (|c| c.batch_size = 0, "train.batch_size"),
             (|c| c.epochs = 0, "train.epochs"),

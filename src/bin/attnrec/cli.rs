@@ -2,6 +2,7 @@
 use attnrec::data::protocol::Split;
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
+use attnrec::train::Monitor;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -49,9 +50,24 @@ pub struct TrainFlags {
     /// Adam learning rate [default: 0.001].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Early-stopping patience in epochs without a better valid AUC [default: 2].
+    /// Early-stopping patience: evaluations without a better monitored metric [default: 2].
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Valid metric that picks the best weights and drives early stopping [default: auc].
+    #[arg(long, value_enum)]
+    pub monitor: Option<Monitor>,
+    /// Evaluate every N steps instead of at the end of every epoch [default: 0 = per epoch].
+    #[arg(long)]
+    pub eval_every_steps: Option<usize>,
+    /// DIN's mini-batch-aware L2 regularization strength on embedding rows [default: 0 = off].
+    #[arg(long)]
+    pub mba_lambda: Option<f64>,
+    /// Batches built ahead on a second thread, 0 = inline [default: 2].
+    #[arg(long)]
+    pub prefetch: Option<usize>,
+    /// Also write a resumable checkpoint every N steps [default: 0 = at evaluations and every 10 min].
+    #[arg(long)]
+    pub checkpoint_every_steps: Option<usize>,
     /// libtorch intra-op threads, 0 = all cores [default: 0].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -64,9 +80,33 @@ pub struct TrainFlags {
     /// History length L: the last L events before each sample [default: 50].
     #[arg(long)]
     pub history_len: Option<usize>,
-    /// No progress bars or per-epoch lines.
-    #[arg(long, short)]
+    /// No progress bars or per-evaluation lines.
+    #[arg(long, short, conflicts_with = "json_lines")]
     pub quiet: bool,
+    /// Progress as JSON lines on stdout (events: epoch, progress, eval, checkpoint, done) instead
+    /// of bars and tables.
+    #[arg(long)]
+    pub json_lines: bool,
+}
+
+impl TrainFlags {
+    /// Whether any flag that changes the run's config was given (all but the output modes).
+    pub fn changes_config(&self) -> bool {
+        let f = self;
+        f.epochs.is_some()
+            || f.batch_size.is_some()
+            || f.lr.is_some()
+            || f.patience.is_some()
+            || f.monitor.is_some()
+            || f.eval_every_steps.is_some()
+            || f.mba_lambda.is_some()
+            || f.prefetch.is_some()
+            || f.checkpoint_every_steps.is_some()
+            || f.threads.is_some()
+            || f.device.is_some()
+            || f.embed_dim.is_some()
+            || f.history_len.is_some()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -83,8 +123,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Run folder to write (config.toml, feature_map.json, model.safetensors, metrics).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run RUN (its RUN.partial folder) from its latest checkpoint, with
+    /// the config it started with.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["out", "data", "format", "model", "config", "seed", "force"])]
+    pub resume: Option<PathBuf>,
     /// TOML config with [data], [protocol], [model], [train] sections; flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,

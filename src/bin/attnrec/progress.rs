@@ -1,23 +1,76 @@
-//! Terminal progress: an indicatif bar per epoch (hidden when stderr is not a terminal) and one
-//! summary line per evaluation.
-use attnrec::train::{EpochReport, Observer};
+//! Progress of training, in one of three modes: an indicatif bar per epoch with one summary line
+//! per evaluation (bars hidden when stderr is not a terminal), JSON lines on stdout for scripts,
+//! or nothing.
+use attnrec::train::{EvalReport, Observer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::io::Write;
 use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bars,
+    JsonLines,
+    Quiet,
+}
+
+impl Mode {
+    pub fn from_flags(quiet: bool, json_lines: bool) -> Mode {
+        if json_lines {
+            Mode::JsonLines
+        } else if quiet {
+            Mode::Quiet
+        } else {
+            Mode::Bars
+        }
+    }
+}
 
 pub struct Progress {
     label: String,
-    quiet: bool,
+    mode: Mode,
     bar: Option<ProgressBar>,
+    epoch: usize,
+    batch: usize,
+    batches: usize,
     samples: usize,
     loss_sum: f64,
-    batches: usize,
+    losses: usize,
     start: Instant,
+    last_line: Instant,
 }
 
 impl Progress {
-    pub fn new(label: impl Into<String>, quiet: bool) -> Self {
-        Progress { label: label.into(), quiet, bar: None, samples: 0, loss_sum: 0.0, batches: 0, start: Instant::now() }
+    pub fn new(label: impl Into<String>, mode: Mode) -> Self {
+        Progress {
+            label: label.into(),
+            mode,
+            bar: None,
+            epoch: 0,
+            batch: 0,
+            batches: 0,
+            samples: 0,
+            loss_sum: 0.0,
+            losses: 0,
+            start: Instant::now(),
+            last_line: Instant::now(),
+        }
     }
+
+    fn rate(&self) -> f64 {
+        self.samples as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    fn running_loss(&self) -> f64 {
+        self.loss_sum / self.losses.max(1) as f64
+    }
+}
+
+/// One JSON object per line on stdout, flushed at once so a reader sees it immediately.
+pub fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
 }
 
 fn fmt_opt(x: Option<f64>) -> String {
@@ -25,50 +78,97 @@ fn fmt_opt(x: Option<f64>) -> String {
 }
 
 impl Observer for Progress {
-    fn epoch_start(&mut self, epoch: usize, batches: usize) {
-        (self.samples, self.loss_sum, self.batches, self.start) = (0, 0.0, 0, Instant::now());
-        if self.quiet {
-            return;
+    fn epoch_start(&mut self, epoch: usize, batches: usize, done: usize) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
-        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{} epoch {epoch}", self.label));
-        self.bar = Some(bar);
+        (self.epoch, self.batch, self.batches) = (epoch, done, batches);
+        (self.samples, self.loss_sum, self.losses, self.start) = (0, 0.0, 0, Instant::now());
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::JsonLines => {
+                emit(json!({"event": "epoch", "run": self.label, "epoch": epoch, "batches": batches, "resumed_at": done}))
+            }
+            Mode::Bars => {
+                let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{} epoch {epoch}", self.label));
+                bar.set_position(done as u64);
+                bar.reset_eta();
+                self.bar = Some(bar);
+            }
+        }
     }
 
     fn batch_end(&mut self, loss: f64, samples: usize) {
         self.samples += samples;
         self.loss_sum += loss;
-        self.batches += 1;
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-            if self.batches % 20 == 0 {
-                let rate = self.samples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("loss {:.4} {:.0} samples/s", self.loss_sum / self.batches as f64, rate));
+        self.losses += 1;
+        self.batch += 1;
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Bars => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                    if self.losses % 20 == 0 {
+                        bar.set_message(format!("loss {:.4} {:.0} samples/s", self.running_loss(), self.rate()));
+                    }
+                }
+            }
+            Mode::JsonLines => {
+                if self.last_line.elapsed().as_secs_f64() >= 2.0 {
+                    self.last_line = Instant::now();
+                    emit(json!({
+                        "event": "progress", "run": self.label, "epoch": self.epoch, "batch": self.batch,
+                        "batches": self.batches, "loss": self.running_loss(), "samples_per_sec": self.rate(),
+                    }));
+                }
             }
         }
     }
 
-    fn epoch_end(&mut self, r: &EpochReport) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+    fn evaluated(&mut self, r: &EvalReport) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::JsonLines => {
+                let mut v = serde_json::to_value(r).expect("serializable");
+                v["event"] = json!("eval");
+                v["run"] = json!(self.label);
+                emit(v);
+            }
+            Mode::Bars => {
+                let line = format!(
+                    "{} epoch {:>2} step {:>6}: train loss {:.4} | valid AUC {} GAUC {} LogLoss {:.4} | {:.0} samples/s{}",
+                    self.label,
+                    r.epoch,
+                    r.step,
+                    r.train_loss,
+                    fmt_opt(r.valid.auc),
+                    fmt_opt(r.valid.gauc),
+                    r.valid.logloss,
+                    r.train_samples_per_sec,
+                    if r.improved { " *" } else { "" }
+                );
+                match &self.bar {
+                    Some(bar) if !bar.is_finished() && self.batch < self.batches => bar.println(line),
+                    _ => {
+                        if let Some(bar) = self.bar.take() {
+                            bar.finish_and_clear();
+                        }
+                        eprintln!("{line}");
+                    }
+                }
+            }
         }
-        if !self.quiet {
-            eprintln!(
-                "{} epoch {:>2}: train loss {:.4} | valid AUC {} GAUC {} LogLoss {:.4} | {:.0} samples/s{}",
-                self.label,
-                r.epoch,
-                r.train_loss,
-                fmt_opt(r.valid.auc),
-                fmt_opt(r.valid.gauc),
-                r.valid.logloss,
-                r.train_samples_per_sec,
-                if r.improved { " *" } else { "" }
-            );
+    }
+
+    fn checkpointed(&mut self, step: usize) {
+        if self.mode == Mode::JsonLines {
+            emit(json!({"event": "checkpoint", "run": self.label, "step": step}));
         }
     }
 }

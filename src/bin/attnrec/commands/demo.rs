@@ -2,7 +2,7 @@
 //! synthetic dataset, for base and DIN (or any models), as one table.
 use super::{apply_flags, print_table};
 use crate::cli::DemoArgs;
-use crate::progress::Progress;
+use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
 use attnrec::data::synth;
 use attnrec::models::ModelConfig;
@@ -45,9 +45,15 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             cfg.train.seed = seed;
             apply_flags(&mut cfg, &a.flags)?;
             let out = a.out.join(format!("{}-seed{seed}", model.replace(':', "-")));
-            let mut progress = Progress::new(format!("{model} seed {seed}"), a.flags.quiet);
+            let mode = Mode::from_flags(a.flags.quiet, a.flags.json_lines);
+            let mut progress = Progress::new(format!("{model} seed {seed}"), mode);
             let s = train_run(&cfg, &out, true, &mut progress)?;
-            if a.json {
+            if mode == Mode::JsonLines {
+                let mut v = serde_json::to_value(&s)?;
+                v["event"] = "done".into();
+                v["run"] = out.display().to_string().into();
+                emit(v);
+            } else if a.json {
                 println!("{}", serde_json::to_string(&s)?);
             }
             runs.push(s);
@@ -63,7 +69,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             cell(&runs, |r| Some(r.wall_seconds), 1),
         ]);
     }
-    if !a.json {
+    if !a.json && !a.flags.json_lines {
         println!("dataset: {} (ml-ctr-v1 protocol; test figures at the best valid-AUC epoch)", data.display());
         print_table(
             &["model", "seeds", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "train samples/s", "wall s"],

@@ -31,6 +31,21 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     if let Some(v) = f.patience {
         t.patience = v;
     }
+    if let Some(v) = f.monitor {
+        t.monitor = v;
+    }
+    if let Some(v) = f.eval_every_steps {
+        t.eval_every_steps = v;
+    }
+    if let Some(v) = f.mba_lambda {
+        t.mba_lambda = v;
+    }
+    if let Some(v) = f.prefetch {
+        t.prefetch = v;
+    }
+    if let Some(v) = f.checkpoint_every_steps {
+        t.checkpoint_every_steps = v;
+    }
     if let Some(v) = f.threads {
         t.threads = v;
     }

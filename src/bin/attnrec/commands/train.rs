@@ -1,11 +1,23 @@
 use super::{apply_flags, fmt_metric, print_table};
 use crate::cli::TrainArgs;
-use crate::progress::Progress;
+use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
 use attnrec::models::ModelConfig;
-use attnrec::run::train_run;
+use attnrec::run::{resume_run, train_run, RunSummary};
+use std::path::Path;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let mode = Mode::from_flags(a.flags.quiet, a.flags.json_lines);
+    if let Some(run) = &a.resume {
+        if a.flags.changes_config() {
+            anyhow::bail!("--resume continues with the run's own config.toml; training flags cannot change it");
+        }
+        let mut progress = Progress::new(run.display().to_string(), mode);
+        let s = resume_run(run, &mut progress)?;
+        let out = run.to_str().and_then(|r| r.strip_suffix(".partial")).map_or(run.as_path(), Path::new);
+        return report(&s, out, mode);
+    }
+    let out = a.out.clone().expect("clap requires --out without --resume");
     let mut cfg = match (&a.config, &a.data, &a.model) {
         (Some(path), _, _) => RunConfig::from_file(path)?,
         (None, Some(data), Some(model)) => RunConfig::new(data.clone(), ModelConfig::by_name(model)?),
@@ -25,8 +37,19 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         cfg.train.seed = seed;
     }
     apply_flags(&mut cfg, &a.flags)?;
-    let mut progress = Progress::new(cfg.model.name(), a.flags.quiet);
-    let s = train_run(&cfg, &a.out, a.force, &mut progress)?;
+    let mut progress = Progress::new(cfg.model.name(), mode);
+    let s = train_run(&cfg, &out, a.force, &mut progress)?;
+    report(&s, &out, mode)
+}
+
+fn report(s: &RunSummary, out: &Path, mode: Mode) -> anyhow::Result<()> {
+    if mode == Mode::JsonLines {
+        let mut v = serde_json::to_value(s)?;
+        v["event"] = "done".into();
+        v["run"] = out.display().to_string().into();
+        emit(v);
+        return Ok(());
+    }
     print_table(
         &["model", "best epoch", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "samples/s", "wall s"],
         &[vec![
@@ -40,6 +63,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             format!("{:.1}", s.wall_seconds),
         ]],
     );
-    eprintln!("run written to {}", a.out.display());
+    eprintln!("run written to {}", out.display());
     Ok(())
 }

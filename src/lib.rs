@@ -17,6 +17,7 @@
 //! - [`models`]: `base` (mean pooling) and `din`;
 //! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders.
 pub mod attention;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

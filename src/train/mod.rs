@@ -4,13 +4,13 @@
 //! weights kept in memory. The library reports progress through [`Observer`]; only the binary
 //! draws progress bars.
 pub mod checkpoint;
-mod loader;
+pub mod loader;
 pub mod mba;
 pub mod optim;
 
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
-use crate::features::{Batcher, Encoded};
+use crate::features::{Batch, Batcher, Encoded};
 use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
 use rand::seq::SliceRandom;
@@ -260,19 +260,8 @@ pub fn fit(
     if train_idx.is_empty() {
         return Err(Error::config("the train split is empty: the dataset has too few events per user"));
     }
-    let spec = OptimSpec {
-        kind: cfg.optimizer,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: if cfg.optimizer == OptimizerKind::Adagrad { 1e-10 } else { 1e-8 },
-        weight_decay: cfg.weight_decay,
-        embedding_weight_decay: cfg.embedding_weight_decay,
-    };
-    let mut opt = Optimizer::new(vs, spec);
-    let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, &train_idx, cfg.mba_lambda)).transpose()?;
+    let mut stepper = Stepper::new(model, vs, data, &train_idx, cfg)?;
     let n_batches = train_idx.len().div_ceil(cfg.batch_size);
-    let total_steps = cfg.epochs * n_batches;
-
     let (ckpt_dir, resume) = match ckpt {
         Some(c) => (Some(c.dir), c.resume),
         None => (None, None),
@@ -280,7 +269,7 @@ pub fn fit(
     let mut best: Option<Vec<(String, Tensor)>> = None;
     let mut st = match resume {
         Some(c) => {
-            c.restore(vs, &mut opt)?;
+            c.restore(vs, &mut stepper.opt)?;
             best = c.best;
             c.state
         }
@@ -303,20 +292,7 @@ pub fn fit(
         observer.epoch_start(epoch, n_batches, st.batch);
         let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).skip(st.batch).collect();
         loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
-            tch::manual_seed(step_seed(cfg.seed, st.step));
-            let logits = model.forward_t(&b, true);
-            let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
-            let bce = bce_loss.double_value(&[]);
-            let loss = match &mba {
-                Some(m) => bce_loss + m.penalty(&b),
-                None => bce_loss,
-            };
-            opt.zero_grad();
-            loss.backward();
-            if cfg.clip_grad_norm > 0.0 {
-                opt.clip_grad_norm(cfg.clip_grad_norm);
-            }
-            opt.step(optim::lr_at(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, st.step, total_steps));
+            let bce = stepper.step(&b, st.step);
             if !bce.is_finite() {
                 return Err(Error::config(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
             }
@@ -364,7 +340,7 @@ pub fn fit(
             }
             if let Some(s) = saver.as_mut() {
                 if eval_now || s.due(st.step) {
-                    s.save(vs, &opt, best.as_deref(), &st)?;
+                    s.save(vs, &stepper.opt, best.as_deref(), &st)?;
                     observer.checkpointed(st.step);
                 }
             }
@@ -389,6 +365,54 @@ pub fn fit(
 }
 
 /// A copy of every variable (weights and buffers such as batch-norm statistics).
+/// One training update at a time: loss (with the optional mini-batch-aware penalty), gradients,
+/// clipping, and the optimizer's step at the scheduled learning rate.
+pub struct Stepper<'a> {
+    model: &'a dyn CtrModel,
+    cfg: &'a TrainConfig,
+    opt: Optimizer,
+    mba: Option<mba::Mba>,
+    total_steps: usize,
+}
+
+impl<'a> Stepper<'a> {
+    /// An optimizer over every trainable variable of `vs`, for training on the samples `train`.
+    pub fn new(model: &'a dyn CtrModel, vs: &nn::VarStore, data: &Encoded, train: &[usize], cfg: &'a TrainConfig) -> Result<Self> {
+        let spec = OptimSpec {
+            kind: cfg.optimizer,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: if cfg.optimizer == OptimizerKind::Adagrad { 1e-10 } else { 1e-8 },
+            weight_decay: cfg.weight_decay,
+            embedding_weight_decay: cfg.embedding_weight_decay,
+        };
+        let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, train, cfg.mba_lambda)).transpose()?;
+        let total_steps = cfg.epochs * train.len().div_ceil(cfg.batch_size);
+        Ok(Stepper { model, cfg, opt: Optimizer::new(vs, spec), mba, total_steps })
+    }
+
+    /// Update number `step` (0-based) on batch `b`; returns the batch's mean cross-entropy, which
+    /// the caller checks for divergence. libtorch is reseeded first (see [`step_seed`]).
+    pub fn step(&mut self, b: &Batch, step: usize) -> f64 {
+        let cfg = self.cfg;
+        tch::manual_seed(step_seed(cfg.seed, step));
+        let logits = self.model.forward_t(b, true);
+        let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
+        let bce = bce_loss.double_value(&[]);
+        let loss = match &self.mba {
+            Some(m) => bce_loss + m.penalty(b),
+            None => bce_loss,
+        };
+        self.opt.zero_grad();
+        loss.backward();
+        if cfg.clip_grad_norm > 0.0 {
+            self.opt.clip_grad_norm(cfg.clip_grad_norm);
+        }
+        self.opt.step(optim::lr_at(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, step, self.total_steps));
+        bce
+    }
+}
+
 fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut vars: Vec<(String, Tensor)> =
         tch::no_grad(|| vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect());

@@ -23,6 +23,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Generate the synthetic dataset if needed, train models (base and DIN by default), print a comparison table.
     Demo(DemoArgs),
+    /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,4 +184,35 @@ pub struct DemoArgs {
     pub json: bool,
     #[command(flatten)]
     pub flags: TrainFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Synthetic presets to measure on (generated under data/synth-PRESET when missing).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "small,ml1m")]
+    pub presets: Vec<Preset>,
+    /// Models, comma-separated (names as for `train --model`).
+    #[arg(long, value_delimiter = ',', default_value = "din,bst")]
+    pub models: Vec<String>,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub batch_sizes: Vec<usize>,
+    /// libtorch intra-op thread counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Prefetch depths, comma-separated (0 = batches built inline).
+    #[arg(long, value_delimiter = ',', default_value = "0,2")]
+    pub prefetch: Vec<usize>,
+    /// Timed training steps per configuration.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON lines (one object per configuration) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,4 +1,5 @@
 //! One file per subcommand.
+mod bench;
 mod demo;
 mod eval;
 mod synth;
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

@@ -24,15 +24,16 @@ pub fn resolve(spec: &str) -> Result<Device> {
 fn load_cuda_backend() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let dir = env!("ATTNREC_LIBTORCH_LIB");
+        let dir = std::path::Path::new(env!("ATTNREC_LIBTORCH_LIB"));
         for lib in ["libtorch_cuda.so", "libc10_cuda.so"] {
-            let path = std::path::Path::new(dir).join(lib);
-            if let Some(c) = path.to_str().and_then(|s| std::ffi::CString::new(s).ok()) {
-                if path.is_file() {
-                    // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the
-                    // life of the process (libtorch registers its CUDA hooks in static initializers).
-                    unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-                }
+            // The libtorch this binary was built with; where it has moved, the loader's own search
+            // (LD_LIBRARY_PATH, ld.so.cache) by bare name.
+            let path = dir.join(lib);
+            let target = if path.is_file() { path.to_string_lossy().into_owned() } else { lib.to_string() };
+            if let Ok(c) = std::ffi::CString::new(target) {
+                // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the
+                // life of the process (libtorch registers its CUDA hooks in static initializers).
+                unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
             }
         }
     });

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod run;
+pub mod score;
 pub mod train;
 pub mod util;
 

@@ -21,11 +21,18 @@ fn fails_with(args: &[&str], needle: &str) {
 #[test]
 fn help_describes_every_subcommand_and_flag() {
     attnrec().arg("--help").assert().success().stdout(
-        predicate::str::contains("synth").and(predicate::str::contains("train")).and(predicate::str::contains("eval")),
+        predicate::str::contains("synth")
+            .and(predicate::str::contains("train"))
+            .and(predicate::str::contains("eval"))
+            .and(predicate::str::contains("score"))
+            .and(predicate::str::contains("bench")),
     );
     let train = attnrec().args(["train", "--help"]).output().unwrap();
     let text = String::from_utf8(train.stdout).unwrap();
-    for flag in ["--data", "--model", "--out", "--config", "--epochs", "--batch-size", "--lr", "--seed", "--threads", "--device", "--force"] {
+    for flag in [
+        "--data", "--model", "--out", "--config", "--epochs", "--batch-size", "--lr", "--seed", "--threads", "--device",
+        "--force", "--resume", "--monitor", "--eval-every-steps", "--mba-lambda", "--prefetch", "--json-lines",
+    ] {
         assert!(text.contains(flag), "train --help lacks {flag}");
     }
     for sub in ["synth", "eval", "demo"] {

@@ -46,31 +46,50 @@ impl<'a> Batcher<'a> {
     /// The batch of events `idx` (indices into the encoded arrays).
     pub fn batch(&mut self, idx: &[usize]) -> Batch {
         let d = self.data;
-        let b = idx.len();
-        let width = idx.iter().map(|&k| d.history(k).len()).max().unwrap_or(0).max(1);
+        self.assemble(idx.len(), |r| {
+            let k = idx[r];
+            Row { user: d.user[k], item: d.item[k], genre: d.genre[k], history: d.history(k), label: d.label[k] }
+        })
+    }
+
+    /// The batch of `rows`, whose histories are ranges of the encoded arrays (scoring new
+    /// candidates against a logged history).
+    pub fn batch_rows(&mut self, rows: &[Row]) -> Batch {
+        self.assemble(rows.len(), |r| rows[r].clone())
+    }
+
+    fn assemble(&mut self, b: usize, row: impl Fn(usize) -> Row) -> Batch {
+        let d = self.data;
+        let width = (0..b).map(|r| row(r).history.len()).max().unwrap_or(0).max(1);
         self.hist_item.clear();
         self.hist_item.resize(b * width, 0);
         self.hist_genre.clear();
         self.hist_genre.resize(b * width, 0);
         self.mask.clear();
         self.mask.resize(b * width, false);
-        for (r, &k) in idx.iter().enumerate() {
-            let h = d.history(k);
+        let (mut user, mut item, mut genre, mut label) =
+            (Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b));
+        for r in 0..b {
+            let x = row(r);
+            let h = x.history;
             let off = r * width + width - h.len();
             self.hist_item[off..off + h.len()].copy_from_slice(&d.item[h.clone()]);
             self.hist_genre[off..off + h.len()].copy_from_slice(&d.genre[h.clone()]);
             self.mask[off..off + h.len()].fill(true);
+            user.push(x.user);
+            item.push(x.item);
+            genre.push(x.genre);
+            label.push(x.label);
         }
-        let gather = |v: &[i64]| Tensor::from_slice(&idx.iter().map(|&k| v[k]).collect::<Vec<_>>());
         let shape = [b as i64, width as i64];
         let batch = Batch {
-            user: gather(&d.user),
-            item: gather(&d.item),
-            genre: gather(&d.genre),
+            user: Tensor::from_slice(&user),
+            item: Tensor::from_slice(&item),
+            genre: Tensor::from_slice(&genre),
             hist_item: Tensor::from_slice(&self.hist_item).view(shape),
             hist_genre: Tensor::from_slice(&self.hist_genre).view(shape),
             hist_mask: Tensor::from_slice(&self.mask).view(shape),
-            label: Tensor::from_slice(&idx.iter().map(|&k| d.label[k]).collect::<Vec<f32>>()),
+            label: Tensor::from_slice(&label),
         };
         if self.device == Device::Cpu {
             batch
@@ -78,6 +97,17 @@ impl<'a> Batcher<'a> {
             batch.to_device(self.device)
         }
     }
+}
+
+/// One sample to batch: encoded ids, and its history as a range of the encoded arrays (at most
+/// `history_len` events, oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub user: i64,
+    pub item: i64,
+    pub genre: i64,
+    pub history: std::ops::Range<usize>,
+    pub label: f32,
 }
 
 impl Batch {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::Hash;
 
-pub use batch::{Batch, Batcher};
+pub use batch::{Batch, Batcher, Row};
 
 pub const PAD: i64 = 0;
 pub const OOV: i64 = 1;

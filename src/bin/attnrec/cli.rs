@@ -23,6 +23,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Generate the synthetic dataset if needed, train models (base and DIN by default), print a comparison table.
     Demo(DemoArgs),
+    /// Score (user, item[, timestamp]) candidates from a CSV file with a trained run.
+    Score(ScoreArgs),
     /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
     Bench(BenchArgs),
 }
@@ -215,4 +217,50 @@ pub struct BenchArgs {
     /// Print JSON lines (one object per configuration) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Run folder written by `attnrec train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Candidates: CSV with a header holding at least the user and item columns.
+    #[arg(long)]
+    pub candidates: PathBuf,
+    /// Output CSV (written whole or not at all), or `-` for standard output.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Dataset folder whose log gives the histories [default: the run's own dataset].
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Keep each user's best K candidates, grouped by user, with a `rank` column.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Also write the logit.
+    #[arg(long)]
+    pub logit: bool,
+    /// Fail on the first unknown user or item instead of scoring it as out-of-vocabulary.
+    #[arg(long)]
+    pub strict: bool,
+    /// Name of the user id column.
+    #[arg(long, default_value = "user_id")]
+    pub user_col: String,
+    /// Name of the item id column.
+    #[arg(long, default_value = "item_id")]
+    pub item_col: String,
+    /// Name of the optional request-time column: histories are the events strictly before it.
+    #[arg(long, default_value = "timestamp")]
+    pub time_col: String,
+    /// Rows per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    /// Rows read, scored and written per chunk (bounds memory).
+    #[arg(long, default_value_t = 65536)]
+    pub chunk_rows: usize,
+    /// libtorch intra-op threads, 0 = all cores.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar or closing summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

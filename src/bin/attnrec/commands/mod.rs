@@ -2,6 +2,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod score;
 mod synth;
 mod train;
 
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Score(a) => score::run(a),
     }
 }
 

@@ -1,0 +1,351 @@
+//! Batch scoring: a trained run applied to new (user, item[, timestamp]) candidates, streamed in
+//! chunks so that memory stays bounded by the chunk size (and by users × K with `top_k`).
+//!
+//! Each candidate's history is its user's logged events strictly before its timestamp (all of the
+//! user's events when it has none), in protocol order, cut to the run's `history_len`. For a
+//! sample of the run's own log this is the protocol's history except where the user has several
+//! events with the very same timestamp: the protocol orders those by file position and lets the
+//! earlier ones into the history, a timestamp cannot.
+use crate::data::protocol::build_events;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::features::{item_first_genres, Batcher, Encoded, Row, OOV};
+use crate::run::LoadedRun;
+use serde::Serialize;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind};
+
+/// Every user's logged events, encoded with a run's feature map, for looking up histories.
+pub struct HistoryIndex {
+    encoded: Encoded,
+    timestamp: Vec<i64>,
+    /// raw user id → range of that user's events (protocol order).
+    users: HashMap<i64, Range<usize>>,
+    /// raw item id → genre index, from the log's item table.
+    item_genre: HashMap<i64, i64>,
+    history_len: usize,
+}
+
+impl HistoryIndex {
+    /// Loads the log in `dir` (any supported layout) and encodes it with `run`'s feature map.
+    pub fn load(run: &LoadedRun, dir: &Path) -> Result<HistoryIndex> {
+        let ds = Dataset::load(dir, run.config.data.format)?;
+        let events = build_events(&ds, &run.config.protocol)?;
+        let genres = item_first_genres(&ds)?;
+        let encoded = run.feature_map.encode(&events, &genres);
+        let mut users = HashMap::new();
+        let mut k = 0;
+        while k < events.len() {
+            let start = events.user_start[k] as usize;
+            let mut end = k + 1;
+            while end < events.len() && events.user_start[end] as usize == start {
+                end += 1;
+            }
+            users.insert(events.user[start], start..end);
+            k = end;
+        }
+        let item_genre = genres
+            .iter()
+            .map(|(&item, g)| (item, if g.is_empty() { OOV } else { run.feature_map.genre.encode(g) }))
+            .collect();
+        Ok(HistoryIndex {
+            encoded,
+            timestamp: events.timestamp,
+            users,
+            item_genre,
+            history_len: run.feature_map.history_len,
+        })
+    }
+
+    /// The history of `user` for a request at `at`: its last `history_len` events strictly
+    /// before `at` (all of them when `at` is `None`); empty for a user without events.
+    pub fn history(&self, user: i64, at: Option<i64>) -> Range<usize> {
+        let Some(r) = self.users.get(&user) else { return 0..0 };
+        let end = match at {
+            Some(t) => r.start + self.timestamp[r.clone()].partition_point(|&ts| ts < t),
+            None => r.end,
+        };
+        end.saturating_sub(self.history_len).max(r.start)..end
+    }
+}
+
+/// Column names and behavior of one scoring job.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub user_col: String,
+    pub item_col: String,
+    /// The request-time column; used when the header has it.
+    pub time_col: String,
+    /// Keep each user's best `k` candidates, with their rank.
+    pub top_k: Option<usize>,
+    /// Also write the logit.
+    pub logit: bool,
+    /// Unknown users or items are errors instead of out-of-vocabulary.
+    pub strict: bool,
+    pub batch_size: usize,
+    /// Candidates read, scored and written per chunk.
+    pub chunk_rows: usize,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions {
+            user_col: "user_id".into(),
+            item_col: "item_id".into(),
+            time_col: "timestamp".into(),
+            top_k: None,
+            logit: false,
+            strict: false,
+            batch_size: 4096,
+            chunk_rows: 65_536,
+        }
+    }
+}
+
+/// What a scoring job did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScoreSummary {
+    pub rows: usize,
+    pub written: usize,
+    pub unknown_users: usize,
+    pub unknown_items: usize,
+    /// Rows whose user had no logged event before the request time.
+    pub empty_histories: usize,
+}
+
+/// Where scores go.
+pub enum Output<'a> {
+    /// Written to `PATH.partial` and renamed to `PATH` when complete; removed on failure.
+    File(&'a Path),
+    /// CSV on standard output, as it is produced.
+    Stdout,
+}
+
+/// Scores the CSV `candidates` with `run` and writes them, each input column kept, plus `score`
+/// (and `logit`; and `rank` with `top_k`). `progress` is called with the rows done so far.
+pub fn score_csv(
+    run: &LoadedRun,
+    history: &HistoryIndex,
+    candidates: &Path,
+    output: Output,
+    opts: &ScoreOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ScoreSummary> {
+    match output {
+        Output::Stdout => {
+            let stdout = std::io::stdout();
+            score_into(run, history, candidates, stdout.lock(), Path::new("<stdout>"), opts, progress)
+        }
+        Output::File(path) => {
+            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(".partial");
+            let tmp = path.with_file_name(name);
+            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let result = score_into(run, history, candidates, std::io::BufWriter::new(file), &tmp, opts, progress)
+                .and_then(|s| std::fs::rename(&tmp, path).map(|_| s).map_err(|e| Error::io(path, e)));
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
+
+struct Candidate {
+    record: csv::StringRecord,
+    row: Row,
+    user: i64,
+}
+
+/// A kept top-k entry, ordered so that a max-heap pops the worst: lower score, then later row.
+struct Ranked {
+    score: f64,
+    seq: usize,
+    record: csv::StringRecord,
+    logit: f64,
+}
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.score.total_cmp(&self.score).then(self.seq.cmp(&o.seq))
+    }
+}
+
+fn column(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize> {
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        let have: Vec<&str> = headers.iter().collect();
+        Error::dataset(path, format!("no column '{name}' in the header (columns: {})", have.join(", ")))
+    })
+}
+
+fn parse_id(record: &csv::StringRecord, col: usize, name: &str, path: &Path, line: u64) -> Result<i64> {
+    let v = record.get(col).unwrap_or("").trim();
+    v.parse::<i64>()
+        .map_err(|_| Error::parse(path, line as usize, format!("column '{name}': '{v}' is not an integer id")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score_into<W: Write>(
+    run: &LoadedRun,
+    history: &HistoryIndex,
+    candidates: &Path,
+    out: W,
+    out_path: &Path,
+    opts: &ScoreOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ScoreSummary> {
+    let csv_err = |path: &Path, e: csv::Error| {
+        let line = e.position().map_or(0, |p| p.line() as usize);
+        let msg = match e.kind() {
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                format!("{len} fields where the header has {expected_len}")
+            }
+            csv::ErrorKind::Io(io) => io.to_string(),
+            csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
+            _ => e.to_string(),
+        };
+        Error::parse(path, line, msg)
+    };
+    let file = std::fs::File::open(candidates).map_err(|e| Error::io(candidates, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(file));
+    let headers = reader.headers().map_err(|e| csv_err(candidates, e))?.clone();
+    if headers.is_empty() {
+        return Err(Error::dataset(candidates, "is empty (expected a header line naming the columns)"));
+    }
+    let user_col = column(&headers, &opts.user_col, candidates)?;
+    let item_col = column(&headers, &opts.item_col, candidates)?;
+    let time_col = headers.iter().position(|h| h == opts.time_col);
+    let mut added = vec!["score"];
+    if opts.logit {
+        added.push("logit");
+    }
+    if opts.top_k.is_some() {
+        added.push("rank");
+    }
+    for name in &added {
+        if headers.iter().any(|h| h == *name) {
+            return Err(Error::dataset(candidates, format!("already has a column '{name}', which scoring adds")));
+        }
+    }
+    let mut writer = csv::Writer::from_writer(out);
+    let mut header_out = headers.clone();
+    added.iter().for_each(|h| header_out.push_field(h));
+    writer.write_record(&header_out).map_err(|e| csv_err(out_path, e))?;
+
+    let fm = &run.feature_map;
+    let mut batcher = Batcher::new(&history.encoded, Device::Cpu);
+    let mut summary = ScoreSummary::default();
+    // Top-k: per user (in order of first appearance) a heap of its best k so far.
+    let mut top: Vec<BinaryHeap<Ranked>> = Vec::new();
+    let mut top_slot: HashMap<i64, usize> = HashMap::new();
+    let mut chunk: Vec<Candidate> = Vec::with_capacity(opts.chunk_rows.min(1 << 20));
+    let mut records = reader.into_records();
+    let mut done = false;
+    while !done {
+        chunk.clear();
+        while chunk.len() < opts.chunk_rows.max(1) {
+            let Some(rec) = records.next() else {
+                done = true;
+                break;
+            };
+            let record = rec.map_err(|e| csv_err(candidates, e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            let user = parse_id(&record, user_col, &opts.user_col, candidates, line)?;
+            let item = parse_id(&record, item_col, &opts.item_col, candidates, line)?;
+            let at = match time_col {
+                Some(c) if !record.get(c).unwrap_or("").trim().is_empty() => {
+                    Some(parse_id(&record, c, &opts.time_col, candidates, line)?)
+                }
+                _ => None,
+            };
+            let (u, i) = (fm.user.encode(&user), fm.item.encode(&item));
+            if u == OOV {
+                if opts.strict {
+                    return Err(Error::parse(candidates, line as usize, format!("unknown user id {user} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
+                }
+                summary.unknown_users += 1;
+            }
+            if i == OOV {
+                if opts.strict {
+                    return Err(Error::parse(candidates, line as usize, format!("unknown item id {item} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
+                }
+                summary.unknown_items += 1;
+            }
+            let hist = history.history(user, at);
+            if hist.is_empty() {
+                summary.empty_histories += 1;
+            }
+            let genre = history.item_genre.get(&item).copied().unwrap_or(OOV);
+            chunk.push(Candidate { record, row: Row { user: u, item: i, genre, history: hist, label: 0.0 }, user });
+        }
+        let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
+        let mut logits = Vec::with_capacity(rows.len());
+        tch::no_grad(|| {
+            for part in rows.chunks(opts.batch_size.max(1)) {
+                let b = batcher.batch_rows(part);
+                let l = run.model.forward_t(&b, false).to_kind(Kind::Double).to_device(Device::Cpu);
+                logits.extend(Vec::<f64>::try_from(&l).expect("a 1-d double tensor converts to Vec<f64>"));
+            }
+        });
+        for (c, &logit) in chunk.drain(..).zip(&logits) {
+            let score = 1.0 / (1.0 + (-logit).exp());
+            let seq = summary.rows;
+            summary.rows += 1;
+            match opts.top_k {
+                None => {
+                    let mut rec = c.record;
+                    rec.push_field(&score.to_string());
+                    if opts.logit {
+                        rec.push_field(&logit.to_string());
+                    }
+                    writer.write_record(&rec).map_err(|e| csv_err(out_path, e))?;
+                    summary.written += 1;
+                }
+                Some(k) => {
+                    let slot = *top_slot.entry(c.user).or_insert_with(|| {
+                        top.push(BinaryHeap::new());
+                        top.len() - 1
+                    });
+                    let heap = &mut top[slot];
+                    heap.push(Ranked { score, seq, record: c.record, logit });
+                    if heap.len() > k {
+                        heap.pop();
+                    }
+                }
+            }
+        }
+        progress(summary.rows);
+    }
+    for heap in top {
+        for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {
+            let mut rec = r.record;
+            rec.push_field(&r.score.to_string());
+            if opts.logit {
+                rec.push_field(&r.logit.to_string());
+            }
+            rec.push_field(&(rank + 1).to_string());
+            writer.write_record(&rec).map_err(|e| csv_err(out_path, e))?;
+            summary.written += 1;
+        }
+    }
+    writer.flush().map_err(|e| Error::io(out_path, e))?;
+    Ok(summary)
+}
+
+/// Default history source of a run: the dataset it was trained on.
+pub fn default_history_dir(run: &LoadedRun) -> PathBuf {
+    run.config.data.path.clone()
+}

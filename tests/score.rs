@@ -1,0 +1,166 @@
+//! `attnrec score` through the binary: the round trip against `eval`'s predictions, row order and
+//! count under unknown ids, duplicates, empty histories and empty files, top-k, and hostile input.
+use assert_cmd::Command;
+use attnrec::data::protocol::{build_events, ProtocolConfig, Split};
+use attnrec::data::synth::{generate, Preset};
+use attnrec::data::Dataset;
+use attnrec::run::predict_run;
+use std::path::{Path, PathBuf};
+
+fn attnrec() -> Command {
+    Command::cargo_bin("attnrec").unwrap()
+}
+
+/// A tiny dataset and a DIN run trained on it (2 epochs), in `dir`.
+fn trained(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let run = dir.join("run");
+    attnrec()
+        .args(["train", "--model", "din", "--epochs", "2", "--threads", "1", "-q", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    (data, run)
+}
+
+fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+}
+
+fn score(run: &Path, candidates: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
+    attnrec()
+        .args(["score", "-q", "--threads", "1", "--run"])
+        .arg(run)
+        .arg("--candidates")
+        .arg(candidates)
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = trained(dir.path());
+
+    // Round trip: the test samples as candidates, with their timestamps.
+    let ds = Dataset::load(&data, None).unwrap();
+    let events = build_events(&ds, &ProtocolConfig::default()).unwrap();
+    let test = events.indices(Split::Test);
+    // Where a user has two events with the same timestamp, the protocol lets the earlier one (in
+    // file order) into the later one's history, and a request timestamp cannot: those rows may
+    // differ, every other row must match.
+    let tied = |k: usize| k > 0 && events.user[k - 1] == events.user[k] && events.timestamp[k - 1] == events.timestamp[k];
+    let mut csv = String::from("request,user_id,item_id,timestamp\n");
+    for (n, &k) in test.iter().enumerate() {
+        csv.push_str(&format!("r{n},{},{},{}\n", events.user[k], events.item[k], events.timestamp[k]));
+    }
+    let cands = dir.path().join("cands.csv");
+    std::fs::write(&cands, csv).unwrap();
+    let out = dir.path().join("scores.csv");
+    let o = score(&run, &cands, &out, &["--logit", "--batch-size", "7", "--chunk-rows", "50"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_csv(&out);
+    assert_eq!(rows[0], ["request", "user_id", "item_id", "timestamp", "score", "logit"]);
+    let want = predict_run(&run, Split::Test, None).unwrap();
+    assert_eq!(rows.len() - 1, want.probs.len());
+    let mut compared = 0;
+    for (n, (row, p)) in rows[1..].iter().zip(&want.probs).enumerate() {
+        assert_eq!(row[0], format!("r{n}"), "row order");
+        let s: f64 = row[4].parse().unwrap();
+        if !tied(test[n]) {
+            assert!((s - p).abs() < 1e-6, "row {n}: score {s} vs eval {p}");
+            compared += 1;
+        }
+    }
+    assert!(compared * 10 >= test.len() * 7, "only {compared} of {} rows without ties", test.len());
+
+    // Unknown ids, a duplicate, a request before any event (empty history), no timestamp.
+    let (u, i) = (events.user[test[0]], events.item[test[0]]);
+    let csv = format!(
+        "user_id,item_id,timestamp\n{u},{i},\n999999,{i},\n{u},888888,\n{u},{i},\n{u},{i},0\n"
+    );
+    std::fs::write(&cands, csv).unwrap();
+    let o = score(&run, &cands, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 6);
+    let firsts: Vec<(&str, &str)> = rows[1..].iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    let (us, is) = (u.to_string(), i.to_string());
+    assert_eq!(
+        firsts,
+        [(us.as_str(), is.as_str()), ("999999", is.as_str()), (us.as_str(), "888888"), (us.as_str(), is.as_str()), (us.as_str(), is.as_str())]
+    );
+    assert_eq!(rows[1][3], rows[4][3], "duplicates score the same");
+    assert_ne!(rows[1][3], rows[5][3], "an empty history changes the score");
+    let o = attnrec().args(["score", "--threads", "1", "--run"]).arg(&run).arg("--candidates").arg(&cands).args(["--output", "-"]).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown users 1, unknown items 1, empty histories 2"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), std::fs::read_to_string(&out).unwrap(), "stdout = file");
+
+    // --strict: the unknown user on line 3 is an error, and no output is left behind.
+    let strict_out = dir.path().join("strict.csv");
+    let o = score(&run, &cands, &strict_out, &["--strict"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(":3: unknown user id 999999"), "{err}");
+    assert!(!strict_out.exists() && !dir.path().join("strict.csv.partial").exists());
+
+    // Header only: header only.
+    std::fs::write(&cands, "user_id,item_id\n").unwrap();
+    assert!(score(&run, &cands, &out, &[]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "user_id,item_id,score\n");
+
+    // Top-k: each user's best 2 of 3, grouped by user, best first.
+    let (u2, i2, i3) = (events.user[*test.last().unwrap()], events.item[test[1]], events.item[test[2]]);
+    let csv = format!("user_id,item_id\n{u},{i}\n{u2},{i}\n{u},{i2}\n{u2},{i2}\n{u},{i3}\n{u2},{i3}\n");
+    std::fs::write(&cands, csv).unwrap();
+    assert!(score(&run, &cands, &out, &["--top-k", "2"]).status.success());
+    let rows = read_csv(&out);
+    assert_eq!(rows[0], ["user_id", "item_id", "score", "rank"]);
+    assert_eq!(rows.len(), 5);
+    for pair in rows[1..].chunks(2) {
+        assert_eq!(pair[0][0], pair[1][0], "grouped by user");
+        assert_eq!((pair[0][3].as_str(), pair[1][3].as_str()), ("1", "2"));
+        assert!(pair[0][2].parse::<f64>().unwrap() >= pair[1][2].parse::<f64>().unwrap());
+    }
+    assert_eq!(rows[1][0], u.to_string(), "users in order of first appearance");
+}
+
+#[test]
+fn hostile_candidates_fail_with_one_line_and_leave_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run) = trained(dir.path());
+    let cands = dir.path().join("c.csv");
+    let out = dir.path().join("o.csv");
+    let cases: &[(&str, &str)] = &[
+        ("user,item_id\n1,2\n", "no column 'user_id'"),
+        ("user_id,item_id\n1,2\nabc,3\n", ":3: column 'user_id': 'abc' is not an integer id"),
+        ("user_id,item_id,timestamp\n1,2,yesterday\n", "column 'timestamp': 'yesterday'"),
+        ("user_id,item_id,score\n1,2,0.5\n", "already has a column 'score'"),
+        ("", "is empty"),
+        ("user_id,item_id\n1,2\n3\n", ":3: 1 fields where the header has 2"),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&cands, text).unwrap();
+        let o = score(&run, &cands, &out, &[]);
+        assert_eq!(o.status.code(), Some(2), "{text:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{text:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!out.exists() && !dir.path().join("o.csv.partial").exists(), "{text:?} left output");
+    }
+    let o = score(&dir.path().join("nope"), &cands, &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+    let o = score(&run, &dir.path().join("missing.csv"), &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!out.exists());
+}

@@ -6,14 +6,13 @@ use crate::data::protocol::Split;
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::run::Prepared;
-use crate::train::{loader, seed_everything, Stepper, TrainConfig};
+use crate::train::{loader, Stepper, TrainConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::ops::ControlFlow;
 use std::time::Instant;
-use tch::nn;
 
 /// One measured configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -43,11 +42,8 @@ pub fn train_throughput(
     if steps == 0 {
         return Err(Error::config("bench: --steps must be at least 1"));
     }
-    let device = crate::device::resolve(&cfg.device)?;
-    crate::device::set_threads(cfg.threads);
-    seed_everything(cfg.seed);
-    let vs = nn::VarStore::new(device);
-    let net = model.build(vs.root(), &prepared.feature_map)?;
+    let device = crate::device::setup(&cfg.device, cfg.threads)?;
+    let (vs, net) = model.fresh(&prepared.feature_map, device, cfg.seed)?;
     let data = &prepared.encoded;
     let mut order = data.indices(Split::Train);
     if order.is_empty() {

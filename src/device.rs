@@ -39,6 +39,14 @@ fn load_cuda_backend() {
     });
 }
 
+/// Resolves a run's device and applies its thread count: the first tensor-facing step of every
+/// command that trains (`train`, `train --resume`, `bench`).
+pub fn setup(spec: &str, threads: usize) -> Result<Device> {
+    let device = resolve(spec)?;
+    set_threads(threads);
+    Ok(device)
+}
+
 /// Sets libtorch's intra-op threads (0 = all cores). Call before any tensor work.
 pub fn set_threads(n: usize) {
     let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };

@@ -12,7 +12,7 @@ use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::{self, Checkpointing, EvalReport, Observer};
-use crate::util::write_atomic;
+use crate::util::{partial_path, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -64,10 +64,9 @@ pub fn prepare(cfg: &RunConfig, data_dir: &Path, feature_map: Option<FeatureMap>
     Ok(Prepared { feature_map, encoded })
 }
 
-fn partial_dir(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "run".into());
-    name.push(".partial");
-    out.with_file_name(name)
+/// The run folder a path names, whether it is given as `RUN` or as its interrupted `RUN.partial`.
+pub fn final_dir(run: &Path) -> PathBuf {
+    crate::util::final_path(run).unwrap_or_else(|| run.to_path_buf())
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -83,7 +82,7 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
     if out.exists() && !force {
         return Err(Error::run(out, "already exists; choose another --out or pass --force to replace it"));
     }
-    let tmp = partial_dir(out);
+    let tmp = partial_path(out);
     if tmp.exists() {
         if !force {
             return Err(Error::run(
@@ -93,8 +92,7 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
         }
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
-    let device = crate::device::resolve(&cfg.train.device)?;
-    crate::device::set_threads(cfg.train.threads);
+    let device = crate::device::setup(&cfg.train.device, cfg.train.threads)?;
     let prepared = prepare(cfg, &cfg.data.path, None)?;
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_atomic(&tmp.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
@@ -106,10 +104,8 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
 /// config and feature map it started with, and finishes it as [`train_run`] would have.
 pub fn resume_run(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary> {
     let wall = Instant::now();
-    let (tmp, out) = match out.to_str().and_then(|s| s.strip_suffix(".partial")) {
-        Some(stem) => (out.to_path_buf(), PathBuf::from(stem)),
-        None => (partial_dir(out), out.to_path_buf()),
-    };
+    let out = final_dir(out);
+    let tmp = partial_path(&out);
     if !tmp.is_dir() {
         let why = if out.join(SUMMARY_FILE).is_file() {
             "is already complete; nothing to resume".to_string()
@@ -120,8 +116,7 @@ pub fn resume_run(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary>
     }
     let cfg = RunConfig::from_file(&tmp.join(CONFIG_FILE))?;
     let feature_map = read_feature_map(&tmp)?;
-    let device = crate::device::resolve(&cfg.train.device)?;
-    crate::device::set_threads(cfg.train.threads);
+    let device = crate::device::setup(&cfg.train.device, cfg.train.threads)?;
     let prepared = prepare(&cfg, &cfg.data.path, Some(feature_map))?;
     let resume = Checkpoint::latest(&tmp.join(CHECKPOINT_DIR))?;
     finish(&cfg, &prepared, device, &tmp, &out, resume, observer, wall)
@@ -165,9 +160,7 @@ fn finish(
     observer: &mut dyn Observer,
     wall: Instant,
 ) -> Result<RunSummary> {
-    train::seed_everything(cfg.train.seed);
-    let vs = nn::VarStore::new(device);
-    let model = cfg.model.build(vs.root(), &prepared.feature_map)?;
+    let (vs, model) = cfg.model.fresh(&prepared.feature_map, device, cfg.train.seed)?;
     let lines = resume.iter().flat_map(|c| &c.state.evals).map(|r| serde_json::to_string(r).expect("serializable"));
     let mut log = MetricsLog { path: tmp.join(METRICS_FILE), lines: lines.collect(), inner: observer };
     let ckpt_dir = tmp.join(CHECKPOINT_DIR);

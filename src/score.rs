@@ -140,9 +140,7 @@ pub fn score_csv(
             score_into(run, history, candidates, stdout.lock(), Path::new("<stdout>"), opts, progress)
         }
         Output::File(path) => {
-            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            name.push(".partial");
-            let tmp = path.with_file_name(name);
+            let tmp = crate::util::partial_path(path);
             let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
             let result = score_into(run, history, candidates, std::io::BufWriter::new(file), &tmp, opts, progress)
                 .and_then(|s| std::fs::rename(&tmp, path).map(|_| s).map_err(|e| Error::io(path, e)));

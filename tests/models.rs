@@ -7,7 +7,7 @@ use attnrec::features::{Batch, FeatureMap, FeatureSpec};
 use attnrec::models::{CtrModel, ModelConfig};
 use attnrec::nn::Activation;
 use attnrec::run::prepare;
-use attnrec::train::{evaluate, fit, seed_everything, Silent};
+use attnrec::train::{evaluate, fit, Silent};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Every model, and attn_pool with every attention preset.
@@ -163,9 +163,7 @@ fn every_model_learns_on_the_tiny_preset() {
         cfg.train.lr = 0.005;
         cfg.train.batch_size = 64;
         let prepared = prepare(&cfg, &data, None).unwrap();
-        seed_everything(cfg.train.seed);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = cfg.model.build(vs.root(), &prepared.feature_map).unwrap();
+        let (vs, model) = cfg.model.fresh(&prepared.feature_map, Device::Cpu, cfg.train.seed).unwrap();
         let before = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();
         fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, None, &mut Silent).unwrap();
         let after = evaluate(model.as_ref(), &prepared.encoded, Split::Valid, 4096, Device::Cpu).auc.unwrap();

@@ -81,6 +81,16 @@ impl ModelConfig {
         }
     }
 
+    /// A freshly initialized model in its own `VarStore` on `device`, libtorch seeded with `seed`
+    /// first: the same seed gives the same initial weights wherever a model is built (training,
+    /// resuming, `bench`, tests).
+    pub fn fresh(&self, fm: &FeatureMap, device: tch::Device, seed: u64) -> Result<(nn::VarStore, Box<dyn CtrModel>)> {
+        crate::train::seed_everything(seed);
+        let vs = nn::VarStore::new(device);
+        let model = self.build(vs.root(), fm)?;
+        Ok((vs, model))
+    }
+
     pub fn build(&self, p: nn::Path, fm: &FeatureMap) -> Result<Box<dyn CtrModel>> {
         Ok(match self {
             ModelConfig::Base(c) => Box::new(base::Base::new(p, c, fm)?),

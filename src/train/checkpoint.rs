@@ -111,7 +111,7 @@ impl Saver {
     pub fn save(&mut self, vs: &nn::VarStore, opt: &Optimizer, best: Option<&[(String, Tensor)]>, st: &TrainState) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let name = format!("step-{:09}", st.step);
-        let tmp = self.dir.join(format!("{name}.partial"));
+        let tmp = crate::util::partial_path(&self.dir.join(&name));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }

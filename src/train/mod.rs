@@ -153,6 +153,19 @@ pub fn parse_device(s: &str) -> Result<Device> {
 /// Seeds libtorch for weight initialization. Training reseeds it before every step from
 /// [`step_seed`], so that a resumed run draws the same dropout masks as an uninterrupted one
 /// (libtorch's generator state cannot be saved through tch).
+/// Training since the previous evaluation: samples, seconds spent waiting for input, the clock.
+struct Interval {
+    samples: usize,
+    waited: f64,
+    clock: Instant,
+}
+
+impl Interval {
+    fn start() -> Interval {
+        Interval { samples: 0, waited: 0.0, clock: Instant::now() }
+    }
+}
+
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
 }
@@ -282,8 +295,8 @@ pub fn fit(
         order.shuffle(&mut rng);
     }
     let mut saver = ckpt_dir.map(|d| checkpoint::Saver::new(d, cfg));
-    // Samples, seconds waiting for input, and the clock, since the previous evaluation; and totals.
-    let mut interval = (0usize, 0.0f64, Instant::now());
+    // Since the previous evaluation; and totals over the run.
+    let mut interval = Interval::start();
     let (mut run_samples, mut run_seconds, mut run_wait) = (0usize, 0.0f64, 0.0f64);
     let mut stop = false;
     while st.epoch <= cfg.epochs && !stop {
@@ -301,8 +314,8 @@ pub fn fit(
             st.batch += 1;
             st.loss_sum += bce * n as f64;
             st.loss_samples += n;
-            interval.0 += n;
-            interval.1 += waited;
+            interval.samples += n;
+            interval.waited += waited;
             observer.batch_end(bce, n);
             let epoch_done = st.batch == n_batches;
             if epoch_done {
@@ -314,8 +327,9 @@ pub fn fit(
                 k => st.step % k == 0 || (epoch_done && epoch == cfg.epochs),
             };
             if eval_now {
-                let secs = interval.2.elapsed().as_secs_f64();
-                (run_samples, run_seconds, run_wait) = (run_samples + interval.0, run_seconds + secs, run_wait + interval.1);
+                let secs = interval.clock.elapsed().as_secs_f64();
+                (run_samples, run_seconds, run_wait) =
+                    (run_samples + interval.samples, run_seconds + secs, run_wait + interval.waited);
                 let valid = evaluate(model, data, Split::Valid, cfg.eval_batch_size, device);
                 let score = cfg.monitor.score(&valid).unwrap_or(f64::NEG_INFINITY);
                 let improved = st.best.as_ref().is_none_or(|b| score > b.score);
@@ -328,9 +342,9 @@ pub fn fit(
                     step: st.step,
                     train_loss: st.loss_sum / st.loss_samples.max(1) as f64,
                     valid,
-                    train_samples_per_sec: interval.0 as f64 / secs.max(1e-9),
+                    train_samples_per_sec: interval.samples as f64 / secs.max(1e-9),
                     train_seconds: secs,
-                    input_wait_seconds: interval.1,
+                    input_wait_seconds: interval.waited,
                     improved,
                 };
                 (st.loss_sum, st.loss_samples) = (0.0, 0);
@@ -345,7 +359,7 @@ pub fn fit(
                 }
             }
             if eval_now {
-                interval = (0, 0.0, Instant::now());
+                interval = Interval::start();
             }
             Ok(if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         })?;

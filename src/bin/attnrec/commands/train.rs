@@ -3,7 +3,7 @@ use crate::cli::TrainArgs;
 use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
 use attnrec::models::ModelConfig;
-use attnrec::run::{resume_run, train_run, RunSummary};
+use attnrec::run::{final_dir, resume_run, train_run, RunSummary};
 use std::path::Path;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
@@ -14,8 +14,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         let mut progress = Progress::new(run.display().to_string(), mode);
         let s = resume_run(run, &mut progress)?;
-        let out = run.to_str().and_then(|r| r.strip_suffix(".partial")).map_or(run.as_path(), Path::new);
-        return report(&s, out, mode);
+        return report(&s, &final_dir(run), mode);
     }
     let out = a.out.clone().expect("clap requires --out without --resume");
     let mut cfg = match (&a.config, &a.data, &a.model) {

@@ -1,25 +1,48 @@
 //! Data: raw MovieLens-style files → a canonical [`Dataset`] (rating log + item table + optional
 //! user table) → the `ml-ctr-v1` protocol ([`protocol`]) → leakage-free samples.
 //!
-//! Canonical columns, whatever the source format:
-//! - ratings: `user_id: i64`, `item_id: i64`, `rating: f64`, `timestamp: i64`, in file order;
-//! - items: `item_id: i64`, `title: str`, `genres: str` (`|`-separated, in the file's order);
-//! - users (optional): `user_id: i64`, `gender: str`, `age: i64`, `occupation: i64`, `zip: str`.
+//! One module per on-disk format ([`ml100k`], [`movielens`] for the `::` layouts, [`mlcsv`],
+//! [`atomic`]); each produces the same canonical columns:
+//! - ratings: `user_id: i64`, `item_id: i64`, `rating: f64`, `timestamp: i64` (seconds), in file
+//!   order;
+//! - items: `item_id: i64`, `title: str`, `genres: str` (`|`-separated, in the file's order; empty
+//!   when the item has none, e.g. ml-25m's `(no genres listed)`);
+//! - users (optional): `user_id: i64`, `gender: str`, `age: i64` (null when unknown),
+//!   `occupation: str` (ml-1m's codes as written, ml-100k's names), `zip: str`.
+pub mod atomic;
+pub mod ml100k;
+pub mod mlcsv;
 pub mod movielens;
 pub mod protocol;
 pub mod synth;
+pub(crate) mod text;
 
 use crate::error::{Error, Result};
-use polars::prelude::DataFrame;
+use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// On-disk layouts the loaders understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// ml-1m / ml-10m layout: `ratings.dat`, `movies.dat`, optional `users.dat`, `::`-separated.
+    /// ml-100k: `u.data` (tab-separated user, item, rating, timestamp), `u.item` (`|`, latin-1,
+    /// 5 fields and 19 genre flags), optional `u.user`.
+    Ml100k,
+    /// ml-1m / ml-10m: `ratings.dat`, `movies.dat`, optional `users.dat`, `::`-separated.
+    #[value(alias = "ml10m")]
+    #[serde(alias = "ml10m")]
     Ml1m,
+    /// ml-20m / ml-25m / ml-32m / ml-latest(-small): `ratings.csv`, `movies.csv` with headers.
+    #[value(alias = "ml20m", alias = "ml25m", alias = "ml32m", alias = "ml-latest")]
+    #[serde(alias = "ml20m", alias = "ml25m", alias = "ml32m", alias = "ml-latest")]
+    MlCsv,
+    /// RecBole atomic files: `NAME.inter`, optional `NAME.item` and `NAME.user`, tab-separated
+    /// with `field:type` headers.
+    #[value(alias = "recbole")]
+    #[serde(alias = "recbole")]
+    Atomic,
 }
 
 impl Format {
@@ -28,14 +51,24 @@ impl Format {
         if !dir.is_dir() {
             return Err(Error::dataset(dir, "not a folder (expected a MovieLens-style dataset folder)"));
         }
-        if dir.join("ratings.dat").is_file() {
-            return Ok(Format::Ml1m);
+        let markers = [
+            ("u.data", Format::Ml100k),
+            ("ratings.dat", Format::Ml1m),
+            ("ratings.csv", Format::MlCsv),
+        ];
+        let found: Vec<Format> = markers.iter().filter(|(f, _)| dir.join(f).is_file()).map(|&(_, fmt)| fmt).collect();
+        let inter = atomic::inter_files(dir)?;
+        match (found.as_slice(), inter.len()) {
+            ([f], 0) => Ok(*f),
+            ([], 1) => Ok(Format::Atomic),
+            ([], 0) => Err(Error::dataset(
+                dir,
+                "no known dataset layout here: expected u.data (ml-100k), ratings.dat (ml-1m, ml-10m), \
+                 ratings.csv (ml-20m and later) or one NAME.inter (RecBole); \
+                 `attnrec synth --out DIR` generates one",
+            )),
+            _ => Err(Error::dataset(dir, "holds more than one dataset layout; name one with --format")),
         }
-        Err(Error::dataset(
-            dir,
-            "no known dataset layout here: expected ratings.dat + movies.dat (ml-1m / ml-10m layout); \
-             run `attnrec synth --out DIR` to generate one",
-        ))
     }
 }
 
@@ -56,17 +89,150 @@ impl Dataset {
             Some(f) => f,
             None => Format::detect(dir)?,
         };
-        match format {
-            Format::Ml1m => movielens::load_ml1m(dir),
+        if !dir.is_dir() {
+            return Err(Error::dataset(dir, "not a folder (expected a MovieLens-style dataset folder)"));
         }
+        let (ratings, items, users) = match format {
+            Format::Ml100k => ml100k::load(dir)?,
+            Format::Ml1m => movielens::load(dir)?,
+            Format::MlCsv => mlcsv::load(dir)?,
+            Format::Atomic => atomic::load(dir)?,
+        };
+        Ok(Dataset { root: dir.to_path_buf(), format, ratings, items, users })
     }
 }
 
-/// Reads a whole text file, decoding UTF-8 and falling back to latin-1 (older MovieLens titles).
-pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => e.into_bytes().iter().map(|&b| b as char).collect(),
-    })
+/// What every source returns: ratings, items and (where the format has them) users.
+pub(crate) type Tables = (DataFrame, DataFrame, Option<DataFrame>);
+
+/// `dir/name`, required to exist.
+pub(crate) fn required(dir: &Path, name: &str, format: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::dataset(dir, format!("{name} is missing (the {format} layout needs it)")))
+    }
+}
+
+/// `dir/name` if it exists.
+pub(crate) fn optional(dir: &Path, name: &str) -> Option<PathBuf> {
+    Some(dir.join(name)).filter(|p| p.is_file())
+}
+
+/// ml-10m and later write this where an item has no genres.
+pub const NO_GENRES: &str = "(no genres listed)";
+
+/// Collects the canonical rating columns while a source is parsed.
+#[derive(Default)]
+pub(crate) struct RatingsBuilder {
+    user: Vec<i64>,
+    item: Vec<i64>,
+    rating: Vec<f64>,
+    timestamp: Vec<i64>,
+}
+
+impl RatingsBuilder {
+    pub fn push(&mut self, user: i64, item: i64, rating: f64, timestamp: i64) {
+        self.user.push(user);
+        self.item.push(item);
+        self.rating.push(rating);
+        self.timestamp.push(timestamp);
+    }
+
+    /// The rating log; an empty file is an error that names it.
+    pub fn finish(self, path: &Path) -> Result<DataFrame> {
+        if self.user.is_empty() {
+            return Err(Error::parse(path, 0, "no ratings in file"));
+        }
+        Ok(DataFrame::new_infer_height(vec![
+            Column::new("user_id".into(), self.user),
+            Column::new("item_id".into(), self.item),
+            Column::new("rating".into(), self.rating),
+            Column::new("timestamp".into(), self.timestamp),
+        ])?)
+    }
+}
+
+/// Collects the canonical item columns; an id listed twice is an error naming its line.
+#[derive(Default)]
+pub(crate) struct ItemsBuilder {
+    id: Vec<i64>,
+    title: Vec<String>,
+    genres: Vec<String>,
+    seen: HashSet<i64>,
+}
+
+impl ItemsBuilder {
+    /// `genres` in the file's order; empty names and [`NO_GENRES`] are dropped.
+    pub fn push<'a>(
+        &mut self,
+        id: i64,
+        title: String,
+        genres: impl IntoIterator<Item = &'a str>,
+        path: &Path,
+        line: usize,
+    ) -> Result<()> {
+        if !self.seen.insert(id) {
+            return Err(Error::parse(path, line, format!("item id {id} appears twice")));
+        }
+        let genres: Vec<&str> = genres.into_iter().map(str::trim).filter(|g| !g.is_empty() && *g != NO_GENRES).collect();
+        self.id.push(id);
+        self.title.push(title);
+        self.genres.push(genres.join("|"));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<DataFrame> {
+        Ok(DataFrame::new_infer_height(vec![
+            Column::new("item_id".into(), self.id),
+            Column::new("title".into(), self.title),
+            Column::new("genres".into(), self.genres),
+        ])?)
+    }
+}
+
+/// Collects the canonical user columns; an id listed twice is an error naming its line.
+#[derive(Default)]
+pub(crate) struct UsersBuilder {
+    id: Vec<i64>,
+    gender: Vec<String>,
+    age: Vec<Option<i64>>,
+    occupation: Vec<String>,
+    zip: Vec<String>,
+    seen: HashSet<i64>,
+}
+
+impl UsersBuilder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        id: i64,
+        gender: String,
+        age: Option<i64>,
+        occupation: String,
+        zip: String,
+        path: &Path,
+        line: usize,
+    ) -> Result<()> {
+        if !self.seen.insert(id) {
+            return Err(Error::parse(path, line, format!("user id {id} appears twice")));
+        }
+        self.id.push(id);
+        self.gender.push(gender);
+        self.age.push(age);
+        self.occupation.push(occupation);
+        self.zip.push(zip);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<DataFrame> {
+        Ok(DataFrame::new_infer_height(vec![
+            Column::new("user_id".into(), self.id),
+            Column::new("gender".into(), self.gender),
+            Column::new("age".into(), self.age),
+            Column::new("occupation".into(), self.occupation),
+            Column::new("zip".into(), self.zip),
+        ])?)
+    }
 }

@@ -1,0 +1,196 @@
+//! Every supported source format, in its exact published layout (hand-written fixtures in
+//! tests/fixtures/formats/), loads to the same canonical rating log and item genres, and so to the
+//! same protocol samples. Titles agree across the MovieLens layouts (latin-1 and UTF-8 decoded
+//! alike); users are checked per format.
+use attnrec::data::protocol::{build_events, ProtocolConfig};
+use attnrec::data::{Dataset, Format};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// (user, item, rating, timestamp), in file order: the log every fixture writes.
+const LOG: [(i64, i64, f64, i64); 20] = [
+    (1, 1, 5., 978300760),
+    (1, 3, 4., 978300760),
+    (2, 2, 3., 978301000),
+    (1, 5, 2., 978300100),
+    (3, 4, 5., 978400000),
+    (1, 6, 5., 978302000),
+    (2, 6, 4., 978301100),
+    (1, 7, 1., 978303000),
+    (4, 1, 4., 978500000),
+    (3, 8, 2., 978400100),
+    (1, 2, 3., 978304000),
+    (2, 5, 5., 978300900),
+    (4, 6, 5., 978500200),
+    (1, 4, 4., 978305000),
+    (3, 1, 3., 978400050),
+    (2, 7, 2., 978302500),
+    (1, 8, 4., 978306000),
+    (4, 3, 1., 978500100),
+    (3, 5, 4., 978401000),
+    (2, 1, 4., 978303500),
+];
+
+const GENRES: [&str; 8] = [
+    "Animation|Children's|Comedy",
+    "Adventure|Children's|Fantasy",
+    "Comedy|Drama|Romance",
+    "Drama|Musical",
+    "Action|Crime|Thriller",
+    "Action|Adventure|Romance|Sci-Fi|War",
+    "Horror",
+    "", // ml-100k: no flag set; ml-10m / ml-25m: "(no genres listed)"; RecBole: empty field
+];
+
+const TITLES: [&str; 8] = [
+    "Toy Story (1995)",
+    "Jumanji (1995)",
+    "American President, The (1995)", // quoted in movies.csv
+    "Misérables, Les (1995)",         // latin-1 in u.item and ml-1m's movies.dat, UTF-8 elsewhere
+    "Heat (1995)",
+    "Star Wars: Episode IV - A New Hope (1977)", // a ':' inside a '::'-separated line
+    "Nosferatu (Nosferatu, eine Symphonie des Grauens) (1922)",
+    "Untitled Short (2019)",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats").join(name)
+}
+
+const ALL: [(&str, Format); 5] = [
+    ("ml-100k", Format::Ml100k),
+    ("ml-1m", Format::Ml1m),
+    ("ml-10m", Format::Ml1m),
+    ("ml-25m", Format::MlCsv),
+    ("recbole-ml-1m", Format::Atomic),
+];
+
+fn strs(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name).unwrap().str().unwrap().iter().map(|s| s.unwrap_or("<null>").to_string()).collect()
+}
+
+fn ints(df: &DataFrame, name: &str) -> Vec<i64> {
+    df.column(name).unwrap().i64().unwrap().into_no_null_iter().collect()
+}
+
+#[test]
+fn every_format_loads_the_same_canonical_log() {
+    for (name, format) in ALL {
+        let ds = Dataset::load(&fixture(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(ds.format, format, "{name}: detected format");
+        let r = &ds.ratings;
+        assert_eq!(ints(r, "user_id"), LOG.map(|e| e.0), "{name}: users");
+        assert_eq!(ints(r, "item_id"), LOG.map(|e| e.1), "{name}: items");
+        let ratings: Vec<f64> = r.column("rating").unwrap().f64().unwrap().into_no_null_iter().collect();
+        assert_eq!(ratings, LOG.map(|e| e.2), "{name}: ratings");
+        assert_eq!(ints(r, "timestamp"), LOG.map(|e| e.3), "{name}: timestamps");
+        assert_eq!(ints(&ds.items, "item_id"), (1..=8).collect::<Vec<_>>(), "{name}: item ids");
+        assert_eq!(strs(&ds.items, "genres"), GENRES, "{name}: genres");
+        if name != "recbole-ml-1m" {
+            // RecBole's conversion moves the year into its own column: titles differ by design.
+            assert_eq!(strs(&ds.items, "title"), TITLES, "{name}: titles");
+        }
+    }
+}
+
+#[test]
+fn every_format_gives_the_same_samples() {
+    let cfg = ProtocolConfig { history_len: 3, ..Default::default() };
+    let reference = build_events(&Dataset::load(&fixture("ml-1m"), None).unwrap(), &cfg).unwrap();
+    for (name, _) in ALL {
+        let ev = build_events(&Dataset::load(&fixture(name), None).unwrap(), &cfg).unwrap();
+        assert_eq!(
+            (&ev.user, &ev.item, &ev.label, &ev.split, &ev.user_start, &ev.row),
+            (&reference.user, &reference.item, &reference.label, &reference.split, &reference.user_start, &reference.row),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn users_are_read_where_the_format_has_them() {
+    let users = |name: &str| Dataset::load(&fixture(name), None).unwrap().users;
+    for name in ["ml-10m", "ml-25m"] {
+        assert!(users(name).is_none(), "{name} has no users file");
+    }
+    let u = users("ml-100k").unwrap();
+    assert_eq!(ints(&u, "age"), [24, 53, 23, 24]);
+    assert_eq!(strs(&u, "gender"), ["M", "F", "M", "M"]);
+    assert_eq!(strs(&u, "occupation"), ["technician", "other", "writer", "technician"]);
+    assert_eq!(strs(&u, "zip"), ["85711", "94043", "32067", "43537"]);
+    for name in ["ml-1m", "recbole-ml-1m"] {
+        let u = users(name).unwrap();
+        assert_eq!(ints(&u, "user_id"), [1, 2, 3, 4], "{name}");
+        assert_eq!(ints(&u, "age"), [1, 56, 25, 45], "{name}");
+        assert_eq!(strs(&u, "gender"), ["F", "M", "M", "M"], "{name}");
+        assert_eq!(strs(&u, "occupation"), ["10", "16", "15", "7"], "{name}");
+        assert_eq!(strs(&u, "zip"), ["48067", "70072", "55117", "02460"], "{name}"); // leading zero kept
+    }
+}
+
+#[test]
+fn an_explicit_format_overrides_detection() {
+    let ds = Dataset::load(&fixture("ml-25m"), Some(Format::MlCsv)).unwrap();
+    assert_eq!(ds.ratings.height(), LOG.len());
+    let err = Dataset::load(&fixture("ml-25m"), Some(Format::Ml100k)).unwrap_err().to_string();
+    assert!(err.ends_with("u.data is missing (the ml-100k layout needs it)"), "{err}");
+}
+
+/// Copies fixture `name` into a temp folder, replaces `file` with `text`, and returns the load
+/// error's message.
+fn load_error(name: &str, file: &str, text: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join(file), text).unwrap();
+    let err = Dataset::load(dir.path(), None).unwrap_err().to_string();
+    assert!(!err.contains('\n'), "one line: {err}");
+    let prefix = dir.path().join(file).display().to_string();
+    assert!(err.starts_with(&prefix), "names the file: {err}");
+    err[prefix.len()..].to_string()
+}
+
+#[test]
+fn malformed_files_name_file_line_and_field() {
+    let cases: [(&str, &str, &[u8], &str); 16] = [
+        ("ml-25m", "ratings.csv", b"userId,movieId,rating,timestamp\n1,1,4.0,10\n1,2,x,11\n", ":3: rating is not a number: \"x\""),
+        ("ml-25m", "ratings.csv", b"userId,movieId,stars,timestamp\n1,1,4.0,10\n", ":1: missing column 'rating' (header has: userId, movieId, stars, timestamp)"),
+        ("ml-25m", "ratings.csv", b"userId;movieId;rating;timestamp\n1;1;4.0;10\n", ":1: missing column 'userId' (header has: userId;movieId;rating;timestamp)"),
+        ("ml-25m", "ratings.csv", b"userId,movieId,rating,timestamp\n1,1,4.0\n", ":2: expected 4 fields, found 3"),
+        ("ml-25m", "ratings.csv", b"userId,movieId,rating,timestamp\n1,1,NaN,5\n", ":2: rating must be a finite number >= 0, got \"NaN\""),
+        ("ml-25m", "ratings.csv", b"userId,movieId,rating,timestamp\n1,1,-1,5\n", ":2: rating must be a finite number >= 0, got \"-1\""),
+        ("ml-25m", "ratings.csv", b"userId,movieId,rating,timestamp\n", ": no ratings in file"),
+        ("ml-25m", "ratings.csv", b"", ":1: empty file: expected a header line"),
+        ("ml-25m", "movies.csv", b"movieId,title,genres\n1,A (1995),Drama\n1,B (1996),Comedy\n", ":3: item id 1 appears twice"),
+        ("ml-100k", "u.data", b"1\t1\t5\t10\n1 2 5 11\n", ":2: expected 4 fields separated by '\\t', found 1"),
+        ("ml-100k", "u.data", b"1\t1\t5\t1e400\n", ":1: timestamp must be whole seconds, got \"1e400\""),
+        ("ml-100k", "u.item", b"1|Toy Story (1995)|01-Jan-1995||url|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|2\n", ":1: genre flag 'Western' must be 0 or 1, got \"2\""),
+        ("ml-1m", "ratings.dat", b"1::1::5::10\n\n2::x::5::10\n", ":3: item id is not a number: \"x\""),
+        ("recbole-ml-1m", "ml-1m.inter", b"user_id\titem_id:token\trating:float\ttimestamp:float\n", ":1: header field \"user_id\" is not written name:type"),
+        ("recbole-ml-1m", "ml-1m.inter", b"user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\t1\t5\t10\n", ":2: user_id token \"u1\" is not an integer (canonical ids are integers)"),
+        ("recbole-ml-1m", "ml-1m.inter", b"user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n", ":1: missing column 'rating' (header has: user_id, item_id, timestamp)"),
+    ];
+    for (name, file, text, expected) in cases {
+        assert_eq!(load_error(name, file, text), expected, "{name}/{file}: {:?}", String::from_utf8_lossy(text));
+    }
+}
+
+#[test]
+fn windows_line_endings_and_a_byte_order_mark_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ratings.csv"), b"\xEF\xBB\xBFuserId,movieId,rating,timestamp\r\n1,1,3.5,10\r\n").unwrap();
+    std::fs::write(dir.path().join("movies.csv"), b"movieId,title,genres\r\n1,\"A, B (1995)\",Drama\r\n").unwrap();
+    let ds = Dataset::load(dir.path(), None).unwrap();
+    assert_eq!(ds.ratings.column("rating").unwrap().f64().unwrap().get(0), Some(3.5));
+    assert_eq!(strs(&ds.items, "title"), ["A, B (1995)"]);
+    assert_eq!(strs(&ds.items, "genres"), ["Drama"]);
+    std::fs::write(dir.path().join("ratings.dat"), b"\xEF\xBB\xBF1::1::5::10\r\n").unwrap();
+    let err = Dataset::load(dir.path(), None).unwrap_err().to_string();
+    assert!(err.ends_with("holds more than one dataset layout; name one with --format"), "{err}");
+    std::fs::write(dir.path().join("movies.dat"), b"1::A (1995)::Drama\r\n").unwrap();
+    let ds = Dataset::load(dir.path(), Some(Format::Ml1m)).unwrap();
+    assert_eq!(ints(&ds.ratings, "timestamp"), [10]);
+    assert_eq!(strs(&ds.items, "genres"), ["Drama"]);
+}

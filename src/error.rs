@@ -16,6 +16,10 @@ pub enum Error {
     #[error("{path}: {msg}")]
     Dataset { path: PathBuf, msg: String },
 
+    /// A download that failed or did not check out.
+    #[error("{url}: {msg}")]
+    Fetch { url: String, msg: String },
+
     #[error("config: {0}")]
     Config(String),
 
@@ -46,6 +50,9 @@ impl Error {
     }
     pub fn dataset(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Dataset { path: path.into(), msg: msg.into() }
+    }
+    pub fn fetch(url: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Fetch { url: url.into(), msg: msg.into() }
     }
     pub fn config(msg: impl Into<String>) -> Self {
         Error::Config(msg.into())

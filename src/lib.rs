@@ -15,7 +15,8 @@
 //! - [`attention`]: score × align × context, composable;
 //! - [`nn`]: embeddings, MLP, activations;
 //! - [`models`]: `base` (mean pooling) and `din`;
-//! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders.
+//! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders;
+//! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`).
 pub mod attention;
 pub mod bench;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod features;
+pub mod inspect;
 pub mod metrics;
 pub mod models;
 pub mod nn;

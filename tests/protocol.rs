@@ -129,3 +129,90 @@ fn malformed_lines_name_file_and_line() {
     let err = Dataset::load(dir.path(), None).unwrap_err().to_string();
     assert!(err.contains("movies.dat is missing"), "{err}");
 }
+
+#[test]
+fn inspect_counts_by_hand() {
+    use attnrec::inspect::inspect;
+    let (_dir, ds) = dataset();
+    let s = inspect(&ds, &ProtocolConfig { history_len: 3, ..Default::default() }).unwrap();
+    assert_eq!((s.ratings, s.users, s.items, s.item_table_rows), (15, 3, 13, 12));
+    assert_eq!((s.items_without_metadata, s.duplicate_events, s.single_event_users), (1, 0, 0)); // item 22
+    let [train, valid, test] = [&s.splits[0], &s.splits[1], &s.splits[2]];
+    assert_eq!((train.samples, valid.samples, test.samples), (11, 1, 3));
+    assert!((train.positive_rate - 8.0 / 11.0).abs() < 1e-12);
+    assert_eq!((valid.positive_rate, test.positive_rate), (0.0, 1.0 / 3.0));
+    assert_eq!((test.users, test.items), (3, 3));
+    // valid: item 18 and its genre Western never occur in train; test: items 19 and 22 are unseen,
+    // 22 has no metadata (19 is Drama, a train genre).
+    assert_eq!((valid.oov_item_rate, valid.oov_genre_rate), (1.0, 1.0));
+    assert_eq!((test.oov_user_rate, test.oov_item_rate, test.oov_genre_rate), (0.0, 2.0 / 3.0, 1.0 / 3.0));
+    // Train histories before truncation: user 1 has 0..=7, user 2 0, 1, user 3 0; cut to L = 3.
+    let h = &train.history;
+    assert_eq!((h.p50, h.p90, h.max), (2, 3, 3));
+    assert!((h.mean - 19.0 / 11.0).abs() < 1e-12, "{}", h.mean);
+    assert_eq!((h.empty_rate, h.truncated_rate), (3.0 / 11.0, 4.0 / 11.0));
+    // Test: user 1 has 9 earlier events (cut to 3), user 2 has 2, user 3 has 1.
+    assert_eq!((test.history.max, test.history.truncated_rate), (3, 1.0 / 3.0));
+}
+
+#[test]
+fn inspect_counts_the_inputs_handled_by_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "4::10::3::5\n1::10::5::100\n"; // a user with one event; a duplicate of line 1
+    fs::write(dir.path().join("ratings.dat"), format!("{RATINGS}{extra}")).unwrap();
+    fs::write(dir.path().join("movies.dat"), MOVIES).unwrap();
+    let ds = Dataset::load(dir.path(), None).unwrap();
+    let s = attnrec::inspect::inspect(&ds, &ProtocolConfig::default()).unwrap();
+    assert_eq!((s.ratings, s.users, s.duplicate_events, s.single_event_users), (17, 4, 1, 1));
+    // User 1 now has 11 events (8 train, 1 valid, 2 test); user 4's one event is a test sample
+    // with an empty history and an OOV user.
+    let test = &s.splits[2];
+    assert_eq!(test.samples, 5);
+    assert_eq!((test.oov_user_rate, test.history.empty_rate), (0.2, 0.2));
+}
+
+/// (user, item, split) of every event, in protocol order.
+fn splits_of(cfg: ProtocolConfig) -> Vec<(i64, i64, Split)> {
+    let (_dir, ds) = dataset();
+    let ev = build_events(&ds, &cfg).unwrap();
+    (0..ev.len()).map(|k| (ev.user[k], ev.item[k], ev.split[k])).collect()
+}
+
+#[test]
+fn leave_last_out_and_global_time_splits_by_hand() {
+    use attnrec::data::protocol::SplitRule;
+    use Split::*;
+    let u1 = [12, 10, 11, 15, 13, 14, 16, 17, 18, 19]; // user 1 in protocol order
+    let expect = |u1_splits: [Split; 10], u2: [Split; 3], u3: [Split; 2]| {
+        let mut v: Vec<(i64, i64, Split)> = u1.iter().zip(u1_splits).map(|(&i, s)| (1, i, s)).collect();
+        v.extend([21, 20, 22].iter().zip(u2).map(|(&i, s)| (2, i, s)));
+        v.extend([10, 11].iter().zip(u3).map(|(&i, s)| (3, i, s)));
+        v
+    };
+    let lloo = splits_of(ProtocolConfig { split: SplitRule::LeaveLastOut, ..Default::default() });
+    let u1_lloo = [Train, Train, Train, Train, Train, Train, Train, Train, Valid, Test];
+    assert_eq!(lloo, expect(u1_lloo, [Train, Valid, Test], [Valid, Test]));
+    // Global time order: ts 10, 20 (user 3), 40, 50, 60 (user 2), then user 1's 90 ... 400 are the
+    // first floor(0.8 * 15) = 12 events; ts 500 is the floor(0.9 * 15) - 12 = 1 valid event.
+    let global = splits_of(ProtocolConfig { split: SplitRule::GlobalTime, ..Default::default() });
+    let u1_global = [Train, Train, Train, Train, Train, Train, Train, Valid, Test, Test];
+    assert_eq!(global, expect(u1_global, [Train; 3], [Train; 2]));
+}
+
+#[test]
+fn k_core_filter_is_applied_before_splitting() {
+    use Split::*;
+    // Users with at least 3 events: user 3 (2 events) goes; the others split as before.
+    let ev = splits_of(ProtocolConfig { min_user_events: 3, ..Default::default() });
+    assert_eq!(ev.len(), 13);
+    assert!(ev.iter().all(|e| e.0 != 3));
+    // Items with at least 2 events: only 10 and 11 (users 1 and 3); each user then has 2 events,
+    // floor(0.8 * 2) = 1 train and the rest test.
+    let (_dir, ds) = dataset();
+    let ev = build_events(&ds, &ProtocolConfig { min_item_events: 2, ..Default::default() }).unwrap();
+    let got: Vec<_> = (0..ev.len()).map(|k| (ev.user[k], ev.item[k], ev.split[k], ev.row[k])).collect();
+    assert_eq!(got, [(1, 10, Train, 0), (1, 11, Test, 2), (3, 10, Train, 4), (3, 11, Test, 9)]);
+    // Both: dropping user 3 leaves items 10 and 11 with one event each, and so on to nothing.
+    let err = build_events(&ds, &ProtocolConfig { min_user_events: 3, min_item_events: 2, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("no events left after the k-core filter"), "{err}");
+}

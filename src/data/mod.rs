@@ -10,6 +10,7 @@
 //! - users (optional): `user_id: i64`, `gender: str`, `age: i64` (null when unknown),
 //!   `occupation: str` (ml-1m's codes as written, ml-100k's names), `zip: str`.
 pub mod atomic;
+pub mod fetch;
 pub mod ml100k;
 pub mod mlcsv;
 pub mod movielens;
@@ -46,6 +47,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name used on the command line and in configs (`ml100k`, `ml1m`, `ml-csv`, `atomic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ml100k => "ml100k",
+            Format::Ml1m => "ml1m",
+            Format::MlCsv => "ml-csv",
+            Format::Atomic => "atomic",
+        }
+    }
+
     /// Detects the layout from the files present in `dir`.
     pub fn detect(dir: &Path) -> Result<Format> {
         if !dir.is_dir() {
@@ -234,5 +245,24 @@ impl UsersBuilder {
             Column::new("occupation".into(), self.occupation),
             Column::new("zip".into(), self.zip),
         ])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn format_names_agree_across_cli_config_and_messages() {
+        for f in Format::value_variants() {
+            assert_eq!(f.to_possible_value().unwrap().get_name(), f.name());
+            assert_eq!(serde_json::to_string(f).unwrap(), format!("\"{}\"", f.name()));
+        }
+        for alias in ["ml10m", "ml25m", "recbole"] {
+            assert!(Format::from_str(alias, false).is_ok(), "{alias}");
+        }
+        let f: Format = serde_json::from_str("\"ml25m\"").unwrap();
+        assert_eq!(f, Format::MlCsv);
     }
 }

@@ -1,5 +1,7 @@
 //! The `ml-ctr-v1` protocol of shared/PROTOCOL.md: label by rating threshold, stable temporal order
 //! within each user, per-user ratio split, and histories of the user's earlier events of any label.
+//! Options, never silent substitutes: leave-last-out or a global time split instead of the per-user
+//! ratio split, and a k-core filter applied before splitting.
 //!
 //! The polars pipeline produces one row per event in protocol order; histories are not materialized
 //! (they would be `N × L` ids): event `k`'s history is the contiguous range
@@ -22,12 +24,46 @@ pub struct ProtocolConfig {
     pub valid_ratio: f64,
     /// History length `L`: the last `L` earlier events of the user.
     pub history_len: usize,
+    /// How events are split into train / valid / test.
+    pub split: SplitRule,
+    /// k-core filter, applied before splitting: users and items with fewer events are dropped,
+    /// repeatedly, until every remaining user has at least `min_user_events` and every item at
+    /// least `min_item_events` (0 or 1 = off).
+    pub min_user_events: usize,
+    pub min_item_events: usize,
 }
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
-        ProtocolConfig { label_threshold: 4.0, train_ratio: 0.8, valid_ratio: 0.1, history_len: 50 }
+        ProtocolConfig {
+            label_threshold: 4.0,
+            train_ratio: 0.8,
+            valid_ratio: 0.1,
+            history_len: 50,
+            split: SplitRule::Ratio,
+            min_user_events: 0,
+            min_item_events: 0,
+        }
     }
+}
+
+/// The split rules. All keep each user's events in time order, so no split sees the future of an
+/// earlier one within a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum SplitRule {
+    /// Per user: the first `floor(train_ratio n)` events train, up to `floor((train_ratio +
+    /// valid_ratio) n)` valid, the rest test (the default).
+    #[default]
+    Ratio,
+    /// Per user: the last event test, the one before it valid, the rest train (a user with one
+    /// event has it in test, one with two has valid and test).
+    LeaveLastOut,
+    /// Over all events in time order (timestamp, then file order): the first
+    /// `floor(train_ratio N)` train, up to `floor((train_ratio + valid_ratio) N)` valid, the rest
+    /// test. Every test event is at or after every train event.
+    GlobalTime,
 }
 
 impl ProtocolConfig {
@@ -43,6 +79,9 @@ impl ProtocolConfig {
                 "protocol.valid_ratio must be >= 0 with train_ratio + valid_ratio <= 1, got {}",
                 self.valid_ratio
             )));
+        }
+        if self.min_user_events > 1_000_000 || self.min_item_events > 1_000_000 {
+            return Err(Error::config("protocol.min_user_events / min_item_events must be at most 1000000"));
         }
         if self.history_len == 0 || self.history_len > 10_000 {
             return Err(Error::config(format!("protocol.history_len must be in 1..=10000, got {}", self.history_len)));
@@ -108,6 +147,26 @@ pub fn history_range(user_start: u32, k: usize, l: usize) -> Range<usize> {
     (user_start as usize).max(k.saturating_sub(l))..k
 }
 
+/// The k-core of `ratings` (see [`ProtocolConfig::min_user_events`]), file order kept; returns the
+/// frame and its number of rows removed.
+pub fn k_core(ratings: &DataFrame, min_user: usize, min_item: usize) -> Result<(DataFrame, usize)> {
+    let mut df = ratings.clone();
+    if min_user <= 1 && min_item <= 1 {
+        return Ok((df, 0));
+    }
+    loop {
+        let before = df.height();
+        df = df
+            .lazy()
+            .filter(col("user_id").len().over([col("user_id")])?.gt_eq(lit(min_user as u32)))
+            .filter(col("item_id").len().over([col("item_id")])?.gt_eq(lit(min_item as u32)))
+            .collect()?;
+        if df.height() == before {
+            return Ok((df, ratings.height() - before));
+        }
+    }
+}
+
 /// Applies the protocol to a dataset's rating log.
 pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
     cfg.validate()?;
@@ -115,15 +174,37 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
     if n_rows > u32::MAX as usize {
         return Err(Error::dataset(&ds.root, format!("{n_rows} ratings: more than this build supports (2^32)")));
     }
-    let n_f = col("n").cast(DataType::Float64);
-    let train_end = (n_f.clone() * lit(cfg.train_ratio)).floor().cast(DataType::Int64);
-    let valid_end = (n_f * lit(cfg.train_ratio + cfg.valid_ratio)).floor().cast(DataType::Int64);
-    let df = ds
-        .ratings
-        .clone()
-        .lazy()
-        .with_row_index("row", None)
-        // `row` breaks timestamp ties: equal timestamps keep their order in the input file.
+    // `row` is the line order in the file, kept through the k-core filter: it breaks timestamp ties.
+    let rows = ds.ratings.clone().lazy().with_row_index("row", None).collect()?;
+    let (rows, _) = k_core(&rows, cfg.min_user_events, cfg.min_item_events)?;
+    if rows.height() == 0 {
+        return Err(Error::dataset(&ds.root, "no events left after the k-core filter (protocol.min_user_events / min_item_events)"));
+    }
+    let ratio_split = |n: Expr| {
+        let n_f = n.cast(DataType::Float64);
+        let train_end = (n_f.clone() * lit(cfg.train_ratio)).floor().cast(DataType::Int64);
+        let valid_end = (n_f * lit(cfg.train_ratio + cfg.valid_ratio)).floor().cast(DataType::Int64);
+        (train_end, valid_end)
+    };
+    let mut lf = rows.lazy();
+    // The position that decides the split, and the bounds it is compared with.
+    let (rank, train_end, valid_end) = match cfg.split {
+        SplitRule::Ratio => {
+            let (t, v) = ratio_split(col("n"));
+            (col("pos"), t, v)
+        }
+        SplitRule::LeaveLastOut => (col("pos"), col("n") - lit(2i64), col("n") - lit(1i64)),
+        SplitRule::GlobalTime => {
+            lf = lf
+                .sort_by_exprs([col("timestamp"), col("row")], SortMultipleOptions::default())
+                .with_row_index("global", None)
+                .with_column(col("global").cast(DataType::Int64));
+            let (t, v) = ratio_split(col("global").len().cast(DataType::Int64));
+            (col("global"), t, v)
+        }
+    };
+    let df = lf
+        // Equal timestamps keep their order in the input file.
         .sort_by_exprs([col("user_id"), col("timestamp"), col("row")], SortMultipleOptions::default())
         .with_columns([
             col("rating").gt_eq(lit(cfg.label_threshold)).cast(DataType::Float32).alias("label"),
@@ -131,9 +212,9 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
             col("row").len().over([col("user_id")])?.cast(DataType::Int64).alias("n"),
         ])
         .with_column(
-            when(col("pos").lt(train_end))
+            when(rank.clone().lt(train_end))
                 .then(lit(Split::Train as u8 as i32))
-                .when(col("pos").lt(valid_end))
+                .when(rank.lt(valid_end))
                 .then(lit(Split::Valid as u8 as i32))
                 .otherwise(lit(Split::Test as u8 as i32))
                 .cast(DataType::Int32)

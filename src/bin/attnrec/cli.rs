@@ -1,5 +1,5 @@
 //! clap types only; behavior lives in `commands/`.
-use attnrec::data::protocol::Split;
+use attnrec::data::protocol::{ProtocolConfig, Split, SplitRule};
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
 use attnrec::train::Monitor;
@@ -27,6 +27,53 @@ pub enum Command {
     Score(ScoreArgs),
     /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
     Bench(BenchArgs),
+    /// Datasets: list the known MovieLens archives, fetch one.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// List the dataset manifests built in (datasets/*.toml): name, layout, checksum, archive URL.
+    List,
+    /// Download a dataset's official archive, verify its MD5, unpack it into DIR/NAME.
+    Fetch(FetchArgs),
+    /// Summarize what the protocol makes of a dataset folder: splits, positive rates, users, items,
+    /// history lengths, out-of-vocabulary rates, and the inputs handled by documented rules.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Dataset folder (layout detected from its files).
+    pub dir: PathBuf,
+    /// Layout, when detection is not wanted.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub protocol: ProtocolFlags,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// A built-in dataset name (see `attnrec data list`).
+    #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
+    pub name: Option<String>,
+    /// A manifest file instead of a built-in name (same keys as datasets/*.toml).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Folder to put NAME.zip and NAME/ into.
+    #[arg(long, default_value = "data")]
+    pub dir: PathBuf,
+    /// Download from this URL instead of the manifest's (a mirror); the MD5 is still checked.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -81,9 +128,8 @@ pub struct TrainFlags {
     /// Embedding width per feature [default: 16].
     #[arg(long)]
     pub embed_dim: Option<i64>,
-    /// History length L: the last L events before each sample [default: 50].
-    #[arg(long)]
-    pub history_len: Option<usize>,
+    #[command(flatten)]
+    pub protocol: ProtocolFlags,
     /// No progress bars or per-evaluation lines.
     #[arg(long, short, conflicts_with = "json_lines")]
     pub quiet: bool,
@@ -93,23 +139,44 @@ pub struct TrainFlags {
     pub json_lines: bool,
 }
 
-impl TrainFlags {
-    /// Whether any flag that changes the run's config was given (all but the output modes).
-    pub fn changes_config(&self) -> bool {
-        let f = self;
-        f.epochs.is_some()
-            || f.batch_size.is_some()
-            || f.lr.is_some()
-            || f.patience.is_some()
-            || f.monitor.is_some()
-            || f.eval_every_steps.is_some()
-            || f.mba_lambda.is_some()
-            || f.prefetch.is_some()
-            || f.checkpoint_every_steps.is_some()
-            || f.threads.is_some()
-            || f.device.is_some()
-            || f.embed_dim.is_some()
-            || f.history_len.is_some()
+/// The protocol's options (shared/PROTOCOL.md), shared by `train`, `demo` and `data inspect`.
+#[derive(Debug, Args, Clone)]
+pub struct ProtocolFlags {
+    /// History length L: the last L events before each sample [default: 50].
+    #[arg(long)]
+    pub history_len: Option<usize>,
+    /// `rating >= T` is a click [default: 4].
+    #[arg(long, allow_negative_numbers = true)]
+    pub label_threshold: Option<f64>,
+    /// Split rule: ratio (per user, 80/10/10), leave_last_out, global_time [default: ratio].
+    #[arg(long, value_enum)]
+    pub split: Option<SplitRule>,
+    /// k-core filter before splitting: drop users with fewer events, repeatedly [default: 0 = off].
+    #[arg(long)]
+    pub min_user_events: Option<usize>,
+    /// k-core filter before splitting: drop items with fewer events, repeatedly [default: 0 = off].
+    #[arg(long)]
+    pub min_item_events: Option<usize>,
+}
+
+impl ProtocolFlags {
+    /// Applies the flags that were given.
+    pub fn apply(&self, p: &mut ProtocolConfig) {
+        if let Some(v) = self.history_len {
+            p.history_len = v;
+        }
+        if let Some(v) = self.label_threshold {
+            p.label_threshold = v;
+        }
+        if let Some(v) = self.split {
+            p.split = v;
+        }
+        if let Some(v) = self.min_user_events {
+            p.min_user_events = v;
+        }
+        if let Some(v) = self.min_item_events {
+            p.min_item_events = v;
+        }
     }
 }
 

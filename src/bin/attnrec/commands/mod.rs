@@ -1,5 +1,6 @@
 //! One file per subcommand.
 mod bench;
+mod data;
 mod demo;
 mod eval;
 mod score;
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Score(a) => score::run(a),
+        Command::Data(c) => data::run(c),
     }
 }
 
@@ -56,9 +58,7 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     if let Some(v) = &f.device {
         t.device = v.clone();
     }
-    if let Some(v) = f.history_len {
-        cfg.protocol.history_len = v;
-    }
+    f.protocol.apply(&mut cfg.protocol);
     if let Some(d) = f.embed_dim {
         *cfg.model.embed_dim_mut() = d;
     }

@@ -3,14 +3,21 @@ use crate::cli::TrainArgs;
 use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
 use attnrec::models::ModelConfig;
-use attnrec::run::{final_dir, resume_run, train_run, RunSummary};
+use attnrec::run::{final_dir, resume_run, train_run, RunSummary, CONFIG_FILE};
 use std::path::Path;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let mode = Mode::from_flags(a.flags.quiet, a.flags.json_lines);
     if let Some(run) = &a.resume {
-        if a.flags.changes_config() {
-            anyhow::bail!("--resume continues with the run's own config.toml; training flags cannot change it");
+        // The run continues with its own config: flags that would change it are refused.
+        let own = attnrec::util::partial_path(&final_dir(run)).join(CONFIG_FILE);
+        if own.is_file() {
+            let cfg = RunConfig::from_file(&own)?;
+            let mut changed = cfg.clone();
+            apply_flags(&mut changed, &a.flags)?;
+            if changed != cfg {
+                anyhow::bail!("--resume continues with the run's own config.toml; training flags cannot change it");
+            }
         }
         let mut progress = Progress::new(run.display().to_string(), mode);
         let s = resume_run(run, &mut progress)?;

@@ -1,0 +1,103 @@
+//! `attnrec data`: the dataset manifests and fetching.
+use super::print_table;
+use crate::cli::{DataCommand, FetchArgs, InspectArgs};
+use attnrec::data::fetch::{fetch, Manifest};
+use attnrec::data::protocol::ProtocolConfig;
+use attnrec::data::Dataset;
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub fn run(c: DataCommand) -> anyhow::Result<()> {
+    match c {
+        DataCommand::List => {
+            let rows: Vec<Vec<String>> = Manifest::builtin()
+                .into_iter()
+                .map(|m| vec![m.name, m.format.name().to_string(), m.md5.unwrap_or_else(|| "-".into()), m.url])
+                .collect();
+            print_table(&["name", "layout", "md5", "archive"], &rows);
+            Ok(())
+        }
+        DataCommand::Fetch(a) => fetch_cmd(a),
+        DataCommand::Inspect(a) => inspect_cmd(a),
+    }
+}
+
+fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
+    let mut cfg = ProtocolConfig::default();
+    a.protocol.apply(&mut cfg);
+    let ds = Dataset::load(&a.dir, a.format)?;
+    let s = attnrec::inspect::inspect(&ds, &cfg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label rating >= {}, history L = {}, split {}",
+        s.path.display(),
+        s.format,
+        s.ratings,
+        s.events,
+        s.users,
+        s.items,
+        s.label_threshold,
+        s.history_len,
+        cfg.split.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+    );
+    println!(
+        "handled by rule: {} duplicate (user, item, timestamp) rows kept; {} users with one event (test only, empty history); \
+         {} rated items without metadata (OOV genre) of {} in the item table",
+        s.duplicate_events, s.single_event_users, s.items_without_metadata, s.item_table_rows
+    );
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let rows: Vec<Vec<String>> = s
+        .splits
+        .iter()
+        .map(|p| {
+            vec![
+                p.split.name().to_string(),
+                p.samples.to_string(),
+                format!("{:.4}", p.positive_rate),
+                p.users.to_string(),
+                p.items.to_string(),
+                pct(p.oov_user_rate),
+                pct(p.oov_item_rate),
+                pct(p.oov_genre_rate),
+                format!("{:.1} / {} / {} / {}", p.history.mean, p.history.p50, p.history.p90, p.history.max),
+                pct(p.history.empty_rate),
+                pct(p.history.truncated_rate),
+            ]
+        })
+        .collect();
+    print_table(
+        &["split", "samples", "pos rate", "users", "items", "OOV user", "OOV item", "OOV genre", "hist mean/p50/p90/max", "empty hist", "cut to L"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn fetch_cmd(a: FetchArgs) -> anyhow::Result<()> {
+    let m = match (&a.name, &a.manifest) {
+        (_, Some(path)) => Manifest::from_file(path)?,
+        (Some(name), None) => Manifest::named(name)?,
+        (None, None) => anyhow::bail!("give a dataset NAME or --manifest FILE"),
+    };
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_message(format!("downloading {}", m.name));
+    let got = fetch(&m, &a.dir, a.url.as_deref(), &mut |done, total| {
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    if let Some(md5) = &got.unchecked_md5 {
+        eprintln!("warning: the {} manifest has no md5, so the archive was not verified; its md5 is {md5}", m.name);
+    }
+    let how = if got.downloaded { "downloaded and unpacked" } else { "already present" };
+    println!("{}: {how}: {} ({})", m.name, got.dir.display(), m.licence);
+    Ok(())
+}

@@ -19,6 +19,7 @@
 //! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`).
 pub mod attention;
 pub mod bench;
+pub mod cache;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -3,6 +3,7 @@
 //! `summary.json`; loading them back for evaluation. A run is written into `<run>.partial` (with
 //! resumable checkpoints under `checkpoints/`) and renamed at the end, so a failed run leaves no
 //! folder that looks complete, and an interrupted one can be continued with [`resume_run`].
+use crate::cache;
 use crate::config::RunConfig;
 use crate::data::protocol::{build_events, Split};
 use crate::data::Dataset;
@@ -19,7 +20,7 @@ use std::time::Instant;
 use tch::{nn, Device};
 
 pub const CONFIG_FILE: &str = "config.toml";
-pub const FEATURE_MAP_FILE: &str = "feature_map.json";
+pub use crate::features::FEATURE_MAP_FILE;
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -45,23 +46,37 @@ pub struct RunSummary {
     pub parameters: i64,
     pub threads: i32,
     pub device: String,
+    /// The prepared-sample cache the samples were read from (`attnrec data prepare`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_from: Option<PathBuf>,
 }
 
 /// Dataset → protocol → features, as one step.
 pub struct Prepared {
     pub feature_map: FeatureMap,
     pub encoded: Encoded,
+    /// The cache folder the samples came from; `None` when they were built from the raw files.
+    pub cached: Option<PathBuf>,
 }
 
 /// Loads the dataset of `cfg` and applies the protocol. With `feature_map`, encodes with it
 /// (evaluation of a saved run); otherwise fits a new one on the train split.
+///
+/// Without a feature map, a complete prepared-sample cache of the same files and protocol (see
+/// [`crate::cache`]) is read instead of the raw files; it holds exactly what this would build.
 pub fn prepare(cfg: &RunConfig, data_dir: &Path, feature_map: Option<FeatureMap>) -> Result<Prepared> {
+    if feature_map.is_none() && data_dir.is_dir() {
+        if let Some(dir) = cache::lookup(&cache::default_root(), data_dir, cfg.data.format, &cfg.protocol)? {
+            let (feature_map, encoded) = cache::read(&dir)?;
+            return Ok(Prepared { feature_map, encoded, cached: Some(dir) });
+        }
+    }
     let ds = Dataset::load(data_dir, cfg.data.format)?;
     let events = build_events(&ds, &cfg.protocol)?;
     let genres = item_first_genres(&ds)?;
     let feature_map = feature_map.unwrap_or_else(|| FeatureMap::fit(&events, &genres, cfg.protocol.history_len));
     let encoded = feature_map.encode(&events, &genres);
-    Ok(Prepared { feature_map, encoded })
+    Ok(Prepared { feature_map, encoded, cached: None })
 }
 
 /// The run folder a path names, whether it is given as `RUN` or as its interrupted `RUN.partial`.
@@ -115,7 +130,7 @@ pub fn resume_run(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary>
         return Err(Error::run(&out, why));
     }
     let cfg = RunConfig::from_file(&tmp.join(CONFIG_FILE))?;
-    let feature_map = read_feature_map(&tmp)?;
+    let feature_map = FeatureMap::read_from(&tmp)?;
     let device = crate::device::setup(&cfg.train.device, cfg.train.threads)?;
     let prepared = prepare(&cfg, &cfg.data.path, Some(feature_map))?;
     let resume = Checkpoint::latest(&tmp.join(CHECKPOINT_DIR))?;
@@ -181,6 +196,7 @@ fn finish(
         parameters: train::parameter_count(&vs),
         threads: tch::get_num_threads(),
         device: cfg.train.device.clone(),
+        prepared_from: prepared.cached.clone(),
     };
     vs.save(tmp.join(WEIGHTS_FILE))?;
     let lines: Vec<String> = fit.evals.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect();
@@ -194,12 +210,6 @@ fn finish(
     }
     std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
     Ok(summary)
-}
-
-fn read_feature_map(dir: &Path) -> Result<FeatureMap> {
-    let path = dir.join(FEATURE_MAP_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::parse(&path, e.line(), e.to_string()))
 }
 
 /// A trained model loaded from its run folder.
@@ -221,7 +231,7 @@ pub fn load_run(path: &Path, device: Device) -> Result<LoadedRun> {
         }
     }
     let config = RunConfig::from_file(&path.join(CONFIG_FILE))?;
-    let feature_map = read_feature_map(path)?;
+    let feature_map = FeatureMap::read_from(path)?;
     let mut vs = nn::VarStore::new(device);
     let model = config.model.build(vs.root(), &feature_map)?;
     vs.load(path.join(WEIGHTS_FILE))

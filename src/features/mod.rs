@@ -142,7 +142,17 @@ pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
         .collect())
 }
 
+/// The feature map's file name in run folders and prepared caches.
+pub const FEATURE_MAP_FILE: &str = "feature_map.json";
+
 impl FeatureMap {
+    /// Reads `dir/feature_map.json`.
+    pub fn read_from(dir: &std::path::Path) -> Result<FeatureMap> {
+        let path = dir.join(FEATURE_MAP_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| crate::Error::parse(&path, e.line(), e.to_string()))
+    }
+
     /// Fits the vocabularies on the train split only.
     pub fn fit(events: &Events, item_genre: &HashMap<i64, String>, history_len: usize) -> FeatureMap {
         let train: Vec<usize> = events.indices(Split::Train);

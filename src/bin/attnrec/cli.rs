@@ -38,9 +38,33 @@ pub enum DataCommand {
     List,
     /// Download a dataset's official archive, verify its MD5, unpack it into DIR/NAME.
     Fetch(FetchArgs),
+    /// Apply the protocol once and cache the encoded samples (Parquet) and feature map; `train`
+    /// then reads them instead of the raw files, and says so.
+    Prepare(PrepareArgs),
     /// Summarize what the protocol makes of a dataset folder: splits, positive rates, users, items,
     /// history lengths, out-of-vocabulary rates, and the inputs handled by documented rules.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// A run config: its [data] and [protocol] sections are used (flags below override them).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Dataset folder (layout detected from its files).
+    #[arg(long, required_unless_present = "config")]
+    pub data: Option<PathBuf>,
+    /// Layout, when detection is not wanted.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub protocol: ProtocolFlags,
+    /// Cache root [default: $ATTNREC_CACHE_DIR, else ~/.cache/attnrec/prepared, where `train` looks].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rebuild even if a complete cache of the same files and protocol exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

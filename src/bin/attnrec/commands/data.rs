@@ -1,6 +1,8 @@
 //! `attnrec data`: the dataset manifests and fetching.
 use super::print_table;
-use crate::cli::{DataCommand, FetchArgs, InspectArgs};
+use crate::cli::{DataCommand, FetchArgs, InspectArgs, PrepareArgs};
+use attnrec::cache;
+use attnrec::config::RunConfig;
 use attnrec::data::fetch::{fetch, Manifest};
 use attnrec::data::protocol::ProtocolConfig;
 use attnrec::data::Dataset;
@@ -19,7 +21,43 @@ pub fn run(c: DataCommand) -> anyhow::Result<()> {
         }
         DataCommand::Fetch(a) => fetch_cmd(a),
         DataCommand::Inspect(a) => inspect_cmd(a),
+        DataCommand::Prepare(a) => prepare_cmd(a),
     }
+}
+
+fn prepare_cmd(a: PrepareArgs) -> anyhow::Result<()> {
+    let (mut data, mut format, mut protocol) = (a.data.clone(), a.format, ProtocolConfig::default());
+    if let Some(path) = &a.config {
+        let cfg = RunConfig::from_file(path)?;
+        data = data.or(Some(cfg.data.path));
+        format = format.or(cfg.data.format);
+        protocol = cfg.protocol;
+    }
+    let data = data.ok_or_else(|| anyhow::anyhow!("--data DIR is required (or --config FILE)"))?;
+    a.protocol.apply(&mut protocol);
+    protocol.validate()?;
+    let root = a.out.clone().unwrap_or_else(cache::default_root);
+    if !a.force {
+        if let Some(dir) = cache::lookup(&root, &data, format, &protocol)? {
+            println!("already prepared: {}", dir.display());
+            return Ok(());
+        }
+    }
+    let (dir, meta) = cache::write(&root, &data, format, &protocol)?;
+    let bytes = std::fs::metadata(dir.join(cache::SAMPLES_FILE)).map_or(0, |m| m.len());
+    println!(
+        "prepared {} train / {} valid / {} test samples in {:.2} s: {} ({:.1} MB of Parquet)",
+        meta.samples[0],
+        meta.samples[1],
+        meta.samples[2],
+        meta.prepare_seconds,
+        dir.display(),
+        bytes as f64 / 1e6
+    );
+    if a.out.is_some() && root != cache::default_root() {
+        eprintln!("note: `train` looks in {}; set ATTNREC_CACHE_DIR={} to use this cache", cache::default_root().display(), root.display());
+    }
+    Ok(())
 }
 
 fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {

@@ -69,6 +69,9 @@ fn report(s: &RunSummary, out: &Path, mode: Mode) -> anyhow::Result<()> {
             format!("{:.1}", s.wall_seconds),
         ]],
     );
+    if let Some(dir) = &s.prepared_from {
+        eprintln!("samples read from the prepared cache {}", dir.display());
+    }
     eprintln!("run written to {}", out.display());
     Ok(())
 }

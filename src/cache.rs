@@ -1,0 +1,208 @@
+//! The prepared-sample cache behind `attnrec data prepare`: the protocol's encoded samples as
+//! Parquet plus the fitted `feature_map.json`, in a folder keyed by what determines them.
+//!
+//! The key is the MD5 of: the cache layout version, the attnrec version, the dataset layout, the
+//! name, size and modification time (ns) of every file in the dataset folder, and the resolved
+//! protocol config. Change any of them and the key changes; a stale cache is never read.
+//!
+//! A cache folder `ROOT/<dataset>-<key16>/` holds:
+//! - `samples.parquet`: one row per event in protocol order (user, then time, then file order):
+//!   `row` (0-based line order in the rating file), raw `user_id`, `item_id`, `timestamp`, `label`
+//!   (0/1), `split` (0 train, 1 valid, 2 test), `user_start` (index of the user's first event),
+//!   and the vocabulary indices `user_idx`, `item_idx`, `genre_idx` (0 padding, 1 OOV). Histories
+//!   are not materialized: event `k`'s history is the rows `max(user_start, k - L) .. k`;
+//! - `feature_map.json`: the vocabularies fitted on train;
+//! - `meta.json`: the source files, layout, protocol, counts and timing.
+//!
+//! It is written into `<folder>.partial` and renamed whole.
+use crate::data::protocol::{build_events, Events, ProtocolConfig, Split};
+use crate::data::{Dataset, Format};
+use crate::error::{Error, Result};
+use crate::features::{item_first_genres, Encoded, FeatureMap, FEATURE_MAP_FILE};
+use crate::util::{partial_path, write_atomic};
+use md5::{Digest, Md5};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, UNIX_EPOCH};
+
+/// Bumped whenever the cached columns or their meaning change.
+const LAYOUT: u32 = 1;
+pub const SAMPLES_FILE: &str = "samples.parquet";
+pub const META_FILE: &str = "meta.json";
+
+/// The cache root: `$ATTNREC_CACHE_DIR`, else `$XDG_CACHE_HOME/attnrec/prepared`, else
+/// `~/.cache/attnrec/prepared`.
+pub fn default_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ATTNREC_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("attnrec").join("prepared")
+}
+
+/// One source file as it enters the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub bytes: u64,
+    pub modified_ns: u128,
+}
+
+/// What a cache folder was made from, and what it holds (`meta.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub layout: u32,
+    pub attnrec: String,
+    pub source: PathBuf,
+    pub format: Format,
+    pub files: Vec<SourceFile>,
+    pub protocol: ProtocolConfig,
+    pub samples: [usize; 3],
+    pub prepare_seconds: f64,
+}
+
+/// The non-hidden regular files directly in `dir`, sorted by name.
+fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let md = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+        if name.starts_with('.') || !md.is_file() {
+            continue;
+        }
+        let modified_ns = md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        out.push(SourceFile { name, bytes: md.len(), modified_ns });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The cache folder for `data_dir` under `root` (which need not exist yet), with the files and
+/// layout that went into its key.
+pub fn locate(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<(PathBuf, Format, Vec<SourceFile>)> {
+    let format = match format {
+        Some(f) => f,
+        None => Format::detect(data_dir)?,
+    };
+    let files = source_files(data_dir)?;
+    let key_text = serde_json::json!({
+        "layout": LAYOUT,
+        "attnrec": env!("CARGO_PKG_VERSION"),
+        "format": format,
+        "files": files,
+        "protocol": protocol,
+    })
+    .to_string();
+    let digest: String = Md5::digest(key_text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let stem = data_dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let name = format!("{}-{}", stem.unwrap_or_else(|| "data".into()), &digest[..16]);
+    Ok((root.join(name), format, files))
+}
+
+/// The prepared samples of `data_dir` under `protocol`, if `root` holds a complete cache of them.
+pub fn lookup(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<Option<PathBuf>> {
+    let (dir, _, _) = locate(root, data_dir, format, protocol)?;
+    Ok(dir.join(META_FILE).is_file().then_some(dir))
+}
+
+/// Loads `data_dir`, applies `protocol`, fits the feature map and writes the cache folder (see the
+/// module docs). Returns the folder and its meta.
+pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<(PathBuf, Meta)> {
+    let start = Instant::now();
+    let (dir, format, files) = locate(root, data_dir, format, protocol)?;
+    let ds = Dataset::load(data_dir, Some(format))?;
+    let events = build_events(&ds, protocol)?;
+    let genres = item_first_genres(&ds)?;
+    let feature_map = FeatureMap::fit(&events, &genres, protocol.history_len);
+    let encoded = feature_map.encode(&events, &genres);
+    let count = |s| events.split.iter().filter(|&&x| x == s).count();
+    let tmp = partial_path(&dir);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let written = (|| {
+        let mut df = samples_frame(&events, &encoded)?;
+        let path = tmp.join(SAMPLES_FILE);
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        ParquetWriter::new(file).finish(&mut df)?;
+        let fm = serde_json::to_string(&feature_map).expect("serializable");
+        write_atomic(&tmp.join(FEATURE_MAP_FILE), fm.as_bytes())?;
+        let meta = Meta {
+            layout: LAYOUT,
+            attnrec: env!("CARGO_PKG_VERSION").to_string(),
+            source: data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf()),
+            format,
+            files,
+            protocol: protocol.clone(),
+            samples: [count(Split::Train), count(Split::Valid), count(Split::Test)],
+            prepare_seconds: start.elapsed().as_secs_f64(),
+        };
+        write_atomic(&tmp.join(META_FILE), serde_json::to_string_pretty(&meta).expect("serializable").as_bytes())?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(meta)
+    })();
+    match written {
+        Ok(meta) => Ok((dir, meta)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn samples_frame(ev: &Events, enc: &Encoded) -> Result<DataFrame> {
+    let split: Vec<i32> = ev.split.iter().map(|&s| s as i32).collect();
+    Ok(DataFrame::new_infer_height(vec![
+        Column::new("row".into(), &ev.row),
+        Column::new("user_id".into(), &ev.user),
+        Column::new("item_id".into(), &ev.item),
+        Column::new("timestamp".into(), &ev.timestamp),
+        Column::new("label".into(), &ev.label),
+        Column::new("split".into(), split),
+        Column::new("user_start".into(), &ev.user_start),
+        Column::new("user_idx".into(), &enc.user),
+        Column::new("item_idx".into(), &enc.item),
+        Column::new("genre_idx".into(), &enc.genre),
+    ])?)
+}
+
+/// Reads a cache folder back: the feature map and the encoded samples.
+pub fn read(dir: &Path) -> Result<(FeatureMap, Encoded)> {
+    let feature_map = FeatureMap::read_from(dir)?;
+    let path = dir.join(SAMPLES_FILE);
+    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let df = ParquetReader::new(file).finish()?;
+    let i64s = |name: &str| -> Result<Vec<i64>> { Ok(df.column(name)?.i64()?.into_no_null_iter().collect()) };
+    let split = df
+        .column("split")?
+        .i32()?
+        .into_no_null_iter()
+        .map(|s| match s {
+            0 => Ok(Split::Train),
+            1 => Ok(Split::Valid),
+            2 => Ok(Split::Test),
+            other => Err(Error::parse(&path, 0, format!("split value {other} is not 0, 1 or 2"))),
+        })
+        .collect::<Result<Vec<Split>>>()?;
+    let encoded = Encoded {
+        user: i64s("user_idx")?,
+        item: i64s("item_idx")?,
+        genre: i64s("genre_idx")?,
+        label: df.column("label")?.f32()?.into_no_null_iter().collect(),
+        split,
+        user_start: df.column("user_start")?.u32()?.into_no_null_iter().collect(),
+        raw_user: i64s("user_id")?,
+        history_len: feature_map.history_len,
+    };
+    Ok((feature_map, encoded))
+}

@@ -64,6 +64,17 @@ pub struct Meta {
     pub protocol: ProtocolConfig,
     pub samples: [usize; 3],
     pub prepare_seconds: f64,
+    /// Seconds per stage: reading the files, the protocol (polars), fitting and encoding the
+    /// features, writing Parquet.
+    pub stage_seconds: Stages,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stages {
+    pub load: f64,
+    pub protocol: f64,
+    pub features: f64,
+    pub write: f64,
 }
 
 /// The non-hidden regular files directly in `dir`, sorted by name.
@@ -116,11 +127,21 @@ pub fn lookup(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &P
 pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<(PathBuf, Meta)> {
     let start = Instant::now();
     let (dir, format, files) = locate(root, data_dir, format, protocol)?;
-    let ds = Dataset::load(data_dir, Some(format))?;
+    let mut stages = Stages::default();
+    let mut lap = Instant::now();
+    let mut stage = |slot: &mut f64| {
+        *slot = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
+    let mut ds = Dataset::load(data_dir, Some(format))?;
+    stage(&mut stages.load);
     let events = build_events(&ds, protocol)?;
+    ds.ratings = DataFrame::empty(); // the events hold all of the log that is needed below
+    stage(&mut stages.protocol);
     let genres = item_first_genres(&ds)?;
     let feature_map = FeatureMap::fit(&events, &genres, protocol.history_len);
     let encoded = feature_map.encode(&events, &genres);
+    stage(&mut stages.features);
     let count = |s| events.split.iter().filter(|&&x| x == s).count();
     let tmp = partial_path(&dir);
     if tmp.exists() {
@@ -134,6 +155,7 @@ pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &Pr
         ParquetWriter::new(file).finish(&mut df)?;
         let fm = serde_json::to_string(&feature_map).expect("serializable");
         write_atomic(&tmp.join(FEATURE_MAP_FILE), fm.as_bytes())?;
+        stage(&mut stages.write);
         let meta = Meta {
             layout: LAYOUT,
             attnrec: env!("CARGO_PKG_VERSION").to_string(),
@@ -143,6 +165,7 @@ pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &Pr
             protocol: protocol.clone(),
             samples: [count(Split::Train), count(Split::Valid), count(Split::Test)],
             prepare_seconds: start.elapsed().as_secs_f64(),
+            stage_seconds: stages.clone(),
         };
         write_atomic(&tmp.join(META_FILE), serde_json::to_string_pretty(&meta).expect("serializable").as_bytes())?;
         if dir.exists() {

@@ -91,3 +91,22 @@ fn a_failed_prepare_leaves_no_cache() {
     let left: Vec<_> = std::fs::read_dir(&root).map(|d| d.collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn bench_prepare_measures_a_child_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = attnrec(&tmp.path().join("unused"))
+        .current_dir(tmp.path())
+        .args(["bench", "--prepare", "--presets", "tiny", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["preset"], "tiny");
+    let ratings = v["ratings"].as_u64().unwrap();
+    assert!((3000..5000).contains(&ratings), "{v}");
+    // A real process's peak RSS (libtorch alone maps well over 10 MB), and positive stage times.
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 10_000_000, "{v}");
+    assert!(v["stage_seconds"]["load"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(tmp.path().join("data/synth-tiny/ratings.dat").is_file());
+}

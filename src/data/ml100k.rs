@@ -24,7 +24,7 @@ pub(crate) fn load(dir: &Path) -> Result<Tables> {
 pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
     let mut out = RatingsBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, b"\t", 4, path, no)?;
+        let f = split_exact::<4>(line, b"\t", path, no)?;
         out.push(num(f[0], "user id", path, no)?, num(f[1], "item id", path, no)?, rating(f[2], path, no)?, timestamp(f[3], path, no)?);
         Ok(())
     })?;
@@ -34,7 +34,7 @@ pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
 pub fn parse_items(path: &Path) -> Result<DataFrame> {
     let mut out = ItemsBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, b"|", 5 + GENRES.len(), path, no)?;
+        let f = split_exact::<{ 5 + GENRES.len() }>(line, b"|", path, no)?;
         let mut genres = Vec::new();
         for (flag, name) in f[5..].iter().zip(GENRES) {
             match *flag {
@@ -53,7 +53,7 @@ pub fn parse_items(path: &Path) -> Result<DataFrame> {
 pub fn parse_users(path: &Path) -> Result<DataFrame> {
     let mut out = UsersBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, b"|", 5, path, no)?;
+        let f = split_exact::<5>(line, b"|", path, no)?;
         let age = Some(num(f[1], "age", path, no)?);
         out.push(num(f[0], "user id", path, no)?, decode(f[2]), age, decode(f[3]), decode(f[4]), path, no)
     })?;

@@ -20,7 +20,7 @@ pub(crate) fn load(dir: &Path) -> Result<Tables> {
 pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
     let mut out = RatingsBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, SEP, 4, path, no)?;
+        let f = split_exact::<4>(line, SEP, path, no)?;
         out.push(num(f[0], "user id", path, no)?, num(f[1], "item id", path, no)?, rating(f[2], path, no)?, timestamp(f[3], path, no)?);
         Ok(())
     })?;
@@ -30,7 +30,7 @@ pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
 pub fn parse_movies(path: &Path) -> Result<DataFrame> {
     let mut out = ItemsBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, SEP, 3, path, no)?;
+        let f = split_exact::<3>(line, SEP, path, no)?;
         let genres = decode(f[2]);
         out.push(num(f[0], "item id", path, no)?, decode(f[1]), genres.split('|'), path, no)
     })?;
@@ -40,7 +40,7 @@ pub fn parse_movies(path: &Path) -> Result<DataFrame> {
 pub fn parse_users(path: &Path) -> Result<DataFrame> {
     let mut out = UsersBuilder::default();
     for_each_line(path, |no, line| {
-        let f = split_exact(line, SEP, 5, path, no)?;
+        let f = split_exact::<5>(line, SEP, path, no)?;
         let age = Some(num(f[2], "age", path, no)?);
         out.push(num(f[0], "user id", path, no)?, decode(f[1]), age, decode(f[3]), decode(f[4]), path, no)
     })?;

@@ -44,18 +44,26 @@ pub(crate) fn for_each_line(path: &Path, mut f: impl FnMut(usize, &[u8]) -> Resu
     }
 }
 
-/// Splits `line` on `sep`, requiring exactly `n` fields.
-pub(crate) fn split_exact<'a>(line: &'a [u8], sep: &[u8], n: usize, path: &Path, no: usize) -> Result<Vec<&'a [u8]>> {
-    let mut out = Vec::with_capacity(n);
+/// Splits `line` on `sep`, requiring exactly `N` fields (no allocation: this runs once per line
+/// of files with tens of millions of lines).
+pub(crate) fn split_exact<'a, const N: usize>(line: &'a [u8], sep: &[u8], path: &Path, no: usize) -> Result<[&'a [u8]; N]> {
+    let mut out: [&[u8]; N] = [&[]; N];
     let mut rest = line;
-    while let Some(at) = find(rest, sep) {
-        out.push(&rest[..at]);
-        rest = &rest[at + sep.len()..];
+    let mut n = 0usize;
+    loop {
+        let at = find(rest, sep);
+        if n < N {
+            out[n] = at.map_or(rest, |at| &rest[..at]);
+        }
+        n += 1;
+        match at {
+            Some(at) => rest = &rest[at + sep.len()..],
+            None => break,
+        }
     }
-    out.push(rest);
-    if out.len() != n {
+    if n != N {
         let shown = String::from_utf8_lossy(sep);
-        return Err(Error::parse(path, no, format!("expected {n} fields separated by '{}', found {}", shown.escape_debug(), out.len())));
+        return Err(Error::parse(path, no, format!("expected {N} fields separated by '{}', found {n}", shown.escape_debug())));
     }
     Ok(out)
 }
@@ -186,10 +194,12 @@ mod tests {
     #[test]
     fn split_exact_counts_fields_of_multibyte_separators() {
         let p = Path::new("x.dat");
-        assert_eq!(split_exact(b"1::Star Wars: IV::Sci-Fi", b"::", 3, p, 1).unwrap(), vec![&b"1"[..], b"Star Wars: IV", b"Sci-Fi"]);
-        let e = split_exact(b"1::2", b"::", 3, p, 7).unwrap_err().to_string();
+        assert_eq!(split_exact::<3>(b"1::Star Wars: IV::Sci-Fi", b"::", p, 1).unwrap(), [&b"1"[..], b"Star Wars: IV", b"Sci-Fi"]);
+        let e = split_exact::<3>(b"1::2", b"::", p, 7).unwrap_err().to_string();
         assert_eq!(e, "x.dat:7: expected 3 fields separated by '::', found 2");
-        assert_eq!(split_exact(b"1\t2\t\t4", b"\t", 4, p, 1).unwrap()[2], b"");
+        assert_eq!(split_exact::<4>(b"1\t2\t\t4", b"\t", p, 1).unwrap()[2], b"");
+        let e = split_exact::<2>(b"1:2:3:4", b":", p, 2).unwrap_err().to_string();
+        assert_eq!(e, "x.dat:2: expected 2 fields separated by ':', found 4");
     }
 
     #[test]

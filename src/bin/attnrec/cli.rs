@@ -308,6 +308,10 @@ pub struct BenchArgs {
     /// Print JSON lines (one object per configuration) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure data preparation instead of training: each preset goes through a child
+    /// `attnrec data prepare` into a temporary cache; wall time, rows/s, peak RSS and stage times.
+    #[arg(long)]
+    pub prepare: bool,
 }
 
 #[derive(Debug, Args)]

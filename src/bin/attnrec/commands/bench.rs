@@ -4,7 +4,7 @@ use super::print_table;
 use crate::cli::BenchArgs;
 use attnrec::bench::{sgemm_gflops, train_throughput};
 use attnrec::config::RunConfig;
-use attnrec::data::synth;
+use attnrec::data::synth::{self, Preset};
 use attnrec::models::ModelConfig;
 use attnrec::run::prepare;
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
+    if a.prepare {
+        return prepare_bench(&a);
+    }
     attnrec::device::resolve(&a.device)?;
     let models = a.models.iter().map(|m| ModelConfig::by_name(m)).collect::<attnrec::Result<Vec<_>>>()?;
     let mut machine = Vec::new();
@@ -30,13 +33,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     eprintln!("{machine}");
     let mut rows = Vec::new();
     for preset in &a.presets {
-        let preset_name = format!("{preset:?}").to_lowercase();
-        let data = PathBuf::from(format!("data/synth-{preset_name}"));
-        if !data.join("ratings.dat").is_file() {
-            let t = Instant::now();
-            let s = synth::generate(&preset.spec(), 42, &data)?;
-            eprintln!("generated {} ({} ratings) in {:.1} s", data.display(), s.ratings, t.elapsed().as_secs_f64());
-        }
+        let (preset_name, data) = preset_data(*preset)?;
         let t = Instant::now();
         let cfg = RunConfig::new(data.clone(), models[0].clone());
         let prepared = prepare(&cfg, &data, None)?;
@@ -83,4 +80,82 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The preset's name and folder `data/synth-NAME`, generated (seed 42) when missing.
+fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
+    let name = format!("{preset:?}").to_lowercase();
+    let data = PathBuf::from(format!("data/synth-{name}"));
+    if !data.join("ratings.dat").is_file() {
+        let t = Instant::now();
+        let s = synth::generate(&preset.spec(), 42, &data)?;
+        eprintln!("generated {} ({} ratings) in {:.1} s", data.display(), s.ratings, t.elapsed().as_secs_f64());
+    }
+    Ok((name, data))
+}
+
+/// `bench --prepare`: each preset prepared from scratch by a child process, so that its peak RSS
+/// is the preparation's alone (read with wait4).
+fn prepare_bench(a: &BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for preset in &a.presets {
+        let (name, data) = preset_data(*preset)?;
+        let root = std::env::temp_dir().join(format!("attnrec-bench-{}-{name}", std::process::id()));
+        let start = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .args(["data", "prepare", "--force", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let (ok, peak_kb) = wait_with_peak_rss(child.id() as libc::pid_t)?;
+        let wall = start.elapsed().as_secs_f64();
+        if !ok {
+            let _ = std::fs::remove_dir_all(&root);
+            anyhow::bail!("bench: `attnrec data prepare --data {}` failed; run it alone to see why", data.display());
+        }
+        let meta_path = std::fs::read_dir(&root)?.next().transpose()?.map(|e| e.path().join(attnrec::cache::META_FILE));
+        let meta: attnrec::cache::Meta = match meta_path {
+            Some(p) => serde_json::from_slice(&std::fs::read(&p)?)?,
+            None => anyhow::bail!("bench: the child wrote no cache under {}", root.display()),
+        };
+        let _ = std::fs::remove_dir_all(&root);
+        let ratings: usize = meta.samples.iter().sum();
+        let st = &meta.stage_seconds;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"preset": name, "ratings": ratings, "wall_seconds": wall, "rows_per_sec": ratings as f64 / wall,
+                    "peak_rss_bytes": peak_kb * 1024, "stage_seconds": st})
+            );
+        }
+        rows.push(vec![
+            name,
+            ratings.to_string(),
+            format!("{wall:.2}"),
+            format!("{:.0}", ratings as f64 / wall),
+            format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
+            format!("{:.2} / {:.2} / {:.2} / {:.2}", st.load, st.protocol, st.features, st.write),
+        ]);
+    }
+    if !a.json {
+        print_table(&["preset", "ratings", "wall s", "rows/s", "peak RSS GiB", "load / protocol / features / write s"], &rows);
+    }
+    Ok(())
+}
+
+/// Waits for `pid`; returns whether it exited with status 0 and its peak RSS in KiB.
+fn wait_with_peak_rss(pid: libc::pid_t) -> anyhow::Result<(bool, u64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero-initialized; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        anyhow::bail!("bench: waiting for the child failed: {}", std::io::Error::last_os_error());
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, usage.ru_maxrss as u64))
 }

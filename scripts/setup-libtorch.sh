@@ -45,6 +45,14 @@ if ! ready; then
   ready || die "torch==$TORCH_VERSION installed into $VENV but does not import; remove $VENV and rerun 'make setup'"
 fi
 
+# The fixture generators' independent references (pandas for the protocol, pyarrow to read the
+# prepared Parquet samples); added to an existing venv once, never re-installed.
+if ! "$VENV/bin/python" -c "import numpy, sklearn, pandas, pyarrow" 2>/dev/null; then
+  echo "setup-libtorch: adding numpy, scikit-learn, pandas, pyarrow to $VENV (one-time)" >&2
+  "$VENV/bin/python" -m pip install --quiet numpy scikit-learn pandas pyarrow >&2 ||
+    die "could not install the fixture tools (numpy scikit-learn pandas pyarrow) into $VENV"
+fi
+
 if [ "${1:-}" = "--print-env" ]; then
   echo "export LIBTORCH_USE_PYTORCH=1"
   echo "export PATH=$VENV/bin:\$PATH"

@@ -16,7 +16,7 @@
 //!
 //! It is written into `<folder>.partial` and renamed whole.
 use crate::data::protocol::{build_events, Events, ProtocolConfig, Split};
-use crate::data::{Dataset, Format};
+use crate::data::{DataConfig, Dataset, Format};
 use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Encoded, FeatureMap, FEATURE_MAP_FILE};
 use crate::util::{partial_path, write_atomic};
@@ -60,6 +60,8 @@ pub struct Meta {
     pub attnrec: String,
     pub source: PathBuf,
     pub format: Format,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<crate::data::log::LogSpec>,
     pub files: Vec<SourceFile>,
     pub protocol: ProtocolConfig,
     pub samples: [usize; 3],
@@ -94,18 +96,18 @@ fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
     Ok(out)
 }
 
-/// The cache folder for `data_dir` under `root` (which need not exist yet), with the files and
-/// layout that went into its key.
-pub fn locate(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<(PathBuf, Format, Vec<SourceFile>)> {
-    let format = match format {
-        Some(f) => f,
-        None => Format::detect(data_dir)?,
-    };
+/// The cache folder for `data` under `root` (which need not exist yet), with the files and layout
+/// that went into its key.
+pub fn locate(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Result<(PathBuf, Format, Vec<SourceFile>)> {
+    data.validate()?;
+    let data_dir = &data.path;
+    let format = data.resolve_format()?;
     let files = source_files(data_dir)?;
     let key_text = serde_json::json!({
         "layout": LAYOUT,
         "attnrec": env!("CARGO_PKG_VERSION"),
         "format": format,
+        "log": data.log,
         "files": files,
         "protocol": protocol,
     })
@@ -116,24 +118,25 @@ pub fn locate(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &P
     Ok((root.join(name), format, files))
 }
 
-/// The prepared samples of `data_dir` under `protocol`, if `root` holds a complete cache of them.
-pub fn lookup(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<Option<PathBuf>> {
-    let (dir, _, _) = locate(root, data_dir, format, protocol)?;
+/// The prepared samples of `data` under `protocol`, if `root` holds a complete cache of them.
+pub fn lookup(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Result<Option<PathBuf>> {
+    let (dir, _, _) = locate(root, data, protocol)?;
     Ok(dir.join(META_FILE).is_file().then_some(dir))
 }
 
-/// Loads `data_dir`, applies `protocol`, fits the feature map and writes the cache folder (see the
+/// Loads `data`, applies `protocol`, fits the feature map and writes the cache folder (see the
 /// module docs). Returns the folder and its meta.
-pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &ProtocolConfig) -> Result<(PathBuf, Meta)> {
+pub fn write(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Result<(PathBuf, Meta)> {
     let start = Instant::now();
-    let (dir, format, files) = locate(root, data_dir, format, protocol)?;
+    let (dir, format, files) = locate(root, data, protocol)?;
+    let data_dir = &data.path;
     let mut stages = Stages::default();
     let mut lap = Instant::now();
     let mut stage = |slot: &mut f64| {
         *slot = lap.elapsed().as_secs_f64();
         lap = Instant::now();
     };
-    let mut ds = Dataset::load(data_dir, Some(format))?;
+    let mut ds = Dataset::open(&DataConfig { format: Some(format), ..data.clone() })?;
     stage(&mut stages.load);
     let events = build_events(&ds, protocol)?;
     ds.ratings = DataFrame::empty(); // the events hold all of the log that is needed below
@@ -161,6 +164,7 @@ pub fn write(root: &Path, data_dir: &Path, format: Option<Format>, protocol: &Pr
             attnrec: env!("CARGO_PKG_VERSION").to_string(),
             source: data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf()),
             format,
+            log: data.log.clone(),
             files,
             protocol: protocol.clone(),
             samples: [count(Split::Train), count(Split::Valid), count(Split::Test)],

@@ -1,22 +1,12 @@
 //! The resolved configuration of one training run, as written to `config.toml` in the run folder.
 //! Unknown keys are errors; everything is validated once, at load.
 use crate::data::protocol::ProtocolConfig;
-use crate::data::Format;
+pub use crate::data::DataConfig;
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Dataset folder.
-    pub path: PathBuf,
-    /// Layout; detected from the folder's files when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<Format>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +22,7 @@ pub struct RunConfig {
 impl RunConfig {
     pub fn new(data: PathBuf, model: ModelConfig) -> Self {
         RunConfig {
-            data: DataConfig { path: data, format: None },
+            data: DataConfig::new(data),
             protocol: ProtocolConfig::default(),
             model,
             train: TrainConfig::default(),
@@ -40,6 +30,7 @@ impl RunConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
         self.protocol.validate()?;
         self.train.validate()
     }

@@ -65,13 +65,14 @@ pub struct Prepared {
 /// Without a feature map, a complete prepared-sample cache of the same files and protocol (see
 /// [`crate::cache`]) is read instead of the raw files; it holds exactly what this would build.
 pub fn prepare(cfg: &RunConfig, data_dir: &Path, feature_map: Option<FeatureMap>) -> Result<Prepared> {
+    let data = cfg.data.at(data_dir);
     if feature_map.is_none() && data_dir.is_dir() {
-        if let Some(dir) = cache::lookup(&cache::default_root(), data_dir, cfg.data.format, &cfg.protocol)? {
+        if let Some(dir) = cache::lookup(&cache::default_root(), &data, &cfg.protocol)? {
             let (feature_map, encoded) = cache::read(&dir)?;
             return Ok(Prepared { feature_map, encoded, cached: Some(dir) });
         }
     }
-    let ds = Dataset::load(data_dir, cfg.data.format)?;
+    let ds = Dataset::open(&data)?;
     let events = build_events(&ds, &cfg.protocol)?;
     let genres = item_first_genres(&ds)?;
     let feature_map = feature_map.unwrap_or_else(|| FeatureMap::fit(&events, &genres, cfg.protocol.history_len));

@@ -32,7 +32,7 @@ pub struct HistoryIndex {
 impl HistoryIndex {
     /// Loads the log in `dir` (any supported layout) and encodes it with `run`'s feature map.
     pub fn load(run: &LoadedRun, dir: &Path) -> Result<HistoryIndex> {
-        let ds = Dataset::load(dir, run.config.data.format)?;
+        let ds = Dataset::open(&run.config.data.at(dir))?;
         let events = build_events(&ds, &run.config.protocol)?;
         let genres = item_first_genres(&ds)?;
         let encoded = run.feature_map.encode(&events, &genres);

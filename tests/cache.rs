@@ -4,7 +4,7 @@
 //! nothing behind.
 use assert_cmd::Command;
 use attnrec::cache;
-use attnrec::config::RunConfig;
+use attnrec::config::{DataConfig, RunConfig};
 use attnrec::data::protocol::ProtocolConfig;
 use attnrec::data::synth::{generate, Preset};
 use attnrec::models::ModelConfig;
@@ -23,7 +23,8 @@ fn cache_reads_back_what_the_raw_files_give_and_follows_its_key() {
     let (data, root) = (tmp.path().join("tiny"), tmp.path().join("cache"));
     generate(&Preset::Tiny.spec(), 3, &data).unwrap();
     let protocol = ProtocolConfig { history_len: 7, ..Default::default() };
-    let (dir, meta) = cache::write(&root, &data, None, &protocol).unwrap();
+    let source = DataConfig::new(data.clone());
+    let (dir, meta) = cache::write(&root, &source, &protocol).unwrap();
     let (fm, enc) = cache::read(&dir).unwrap();
     let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name("din").unwrap());
     cfg.protocol = protocol.clone();
@@ -35,13 +36,13 @@ fn cache_reads_back_what_the_raw_files_give_and_follows_its_key() {
     assert_eq!((&enc.split, &enc.user_start, &enc.raw_user, enc.history_len), (&r.split, &r.user_start, &r.raw_user, 7));
     assert_eq!(meta.samples.iter().sum::<usize>(), r.len());
     // The key: same files and protocol find it; another protocol or a changed file does not.
-    assert_eq!(cache::lookup(&root, &data, None, &protocol).unwrap(), Some(dir.clone()));
-    assert_eq!(cache::lookup(&root, &data, None, &ProtocolConfig::default()).unwrap(), None);
+    assert_eq!(cache::lookup(&root, &source, &protocol).unwrap(), Some(dir.clone()));
+    assert_eq!(cache::lookup(&root, &source, &ProtocolConfig::default()).unwrap(), None);
     let ratings = data.join("ratings.dat");
     let mut text = std::fs::read_to_string(&ratings).unwrap();
     text.push_str("1::1::5::1\n");
     std::fs::write(&ratings, text).unwrap();
-    assert_eq!(cache::lookup(&root, &data, None, &protocol).unwrap(), None);
+    assert_eq!(cache::lookup(&root, &source, &protocol).unwrap(), None);
 }
 
 #[test]

@@ -194,3 +194,78 @@ fn windows_line_endings_and_a_byte_order_mark_are_read() {
     assert_eq!(ints(&ds.ratings, "timestamp"), [10]);
     assert_eq!(strs(&ds.items, "genres"), ["Drama"]);
 }
+
+fn log_spec(file: &str) -> attnrec::data::log::LogSpec {
+    attnrec::data::log::LogSpec {
+        file: file.into(),
+        user: "uid".into(),
+        item: "iid".into(),
+        timestamp: "ts".into(),
+        rating: None,
+        label: Some("clicked".into()),
+        category: Some("cat".into()),
+        separator: None,
+    }
+}
+
+#[test]
+fn generic_csv_and_parquet_logs_give_the_same_samples() {
+    use attnrec::data::DataConfig;
+    let cfg = ProtocolConfig { history_len: 3, ..Default::default() };
+    let reference = build_events(&Dataset::load(&fixture("ml-1m"), None).unwrap(), &cfg).unwrap();
+    let csv = DataConfig { log: Some(log_spec("clicks.csv")), ..DataConfig::new(fixture("log-csv")) };
+    // The same log as Parquet, written here from the CSV fixture's rows.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(&csv).unwrap();
+    assert_eq!(ds.format, Format::Log);
+    let cats: Vec<&str> = LOG.iter().map(|e| GENRES[e.1 as usize - 1].split('|').next().unwrap()).collect();
+    let mut df = df!(
+        "uid" => LOG.map(|e| e.0), "iid" => LOG.map(|e| e.1), "ts" => LOG.map(|e| e.3 as f64),
+        "clicked" => LOG.map(|e| (e.2 >= 4.0) as i32), "cat" => cats,
+    )
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("clicks.parquet")).unwrap()).finish(&mut df).unwrap();
+    let parquet = DataConfig { log: Some(log_spec("clicks.parquet")), ..DataConfig::new(dir.path().to_path_buf()) };
+    for data in [csv, parquet] {
+        let ds = Dataset::open(&data).unwrap();
+        // Items in order of first appearance in the log, each with its category.
+        assert_eq!(ints(&ds.items, "item_id")[..3], [1, 3, 2]);
+        assert_eq!(strs(&ds.items, "genres")[..3], ["Animation", "Comedy", "Adventure"]);
+        let ev = build_events(&ds, &cfg).unwrap();
+        assert_eq!(
+            (&ev.user, &ev.item, &ev.label, &ev.split, &ev.user_start, &ev.row),
+            (&reference.user, &reference.item, &reference.label, &reference.split, &reference.user_start, &reference.row),
+        );
+        // Items come from the log's category column: the same first genres as movies.dat.
+        let first = |ds: &Dataset| attnrec::features::item_first_genres(ds).unwrap();
+        let ml = first(&Dataset::load(&fixture("ml-1m"), None).unwrap());
+        assert_eq!(first(&ds), ml);
+    }
+}
+
+#[test]
+fn generic_logs_are_checked() {
+    use attnrec::data::DataConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |text: &str, spec: attnrec::data::log::LogSpec| {
+        std::fs::write(dir.path().join("clicks.csv"), text).unwrap();
+        let data = DataConfig { log: Some(spec), ..DataConfig::new(dir.path().to_path_buf()) };
+        Dataset::open(&data).unwrap_err().to_string()
+    };
+    let e = open("ts,uid,iid,clicked,cat\n1,1,1,2,A\n", log_spec("clicks.csv"));
+    assert!(e.ends_with("clicks.csv:2: label must be 0 or 1, got 2"), "{e}");
+    let e = open("ts,user,iid,clicked,cat\n1,1,1,1,A\n", log_spec("clicks.csv"));
+    assert!(e.ends_with("clicks.csv:1: missing column 'uid' (header has: ts, user, iid, clicked, cat)"), "{e}");
+    let e = open("ts,uid,iid,clicked,cat\n1.5,1,1,1,A\n", log_spec("clicks.csv"));
+    assert!(e.ends_with("clicks.csv:2: timestamp must be whole seconds, got \"1.5\""), "{e}");
+    let both = attnrec::data::log::LogSpec { rating: Some("r".into()), ..log_spec("clicks.csv") };
+    let e = open("x\n", both);
+    assert!(e.contains("needs exactly one of `rating`"), "{e}");
+    let e = open("x\n", log_spec("missing.parquet"));
+    assert!(e.ends_with("missing.parquet is missing (named by [data.log] file)"), "{e}");
+    // Parquet: a fractional timestamp and a null id are refused with the column's name.
+    let mut df = df!("uid" => [Some(1i64), None], "iid" => [1i64, 2], "ts" => [1.0f64, 2.5], "clicked" => [1i32, 0], "cat" => ["A", "B"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("bad.parquet")).unwrap()).finish(&mut df).unwrap();
+    let e = open("x\n", log_spec("bad.parquet"));
+    assert!(e.ends_with("bad.parquet: column 'uid' is null in row 2"), "{e}");
+}

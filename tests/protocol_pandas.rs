@@ -5,7 +5,7 @@
 use attnrec::cache;
 use attnrec::data::protocol::{build_events, ProtocolConfig, SplitRule};
 use attnrec::data::synth::{generate, Preset};
-use attnrec::data::Dataset;
+use attnrec::data::{DataConfig, Dataset};
 use md5::{Digest, Md5};
 use std::path::Path;
 
@@ -37,7 +37,7 @@ fn check(name: &str, protocol: ProtocolConfig) {
         md5,
         "the tiny preset's files changed: regenerate the fixture with tests/fixtures/gen_protocol.py (see its docstring)"
     );
-    let (dir, _) = cache::write(&tmp.path().join("cache"), &data, None, &protocol).unwrap();
+    let (dir, _) = cache::write(&tmp.path().join("cache"), &DataConfig::new(data.clone()), &protocol).unwrap();
     let (_fm, enc) = cache::read(&dir).unwrap();
     let ev = build_events(&Dataset::load(&data, None).unwrap(), &protocol).unwrap();
     assert_eq!(enc.len(), rows.len(), "{name}: number of samples");

@@ -11,6 +11,7 @@
 //!   `occupation: str` (ml-1m's codes as written, ml-100k's names), `zip: str`.
 pub mod atomic;
 pub mod fetch;
+pub mod log;
 pub mod ml100k;
 pub mod mlcsv;
 pub mod movielens;
@@ -44,6 +45,8 @@ pub enum Format {
     #[value(alias = "recbole")]
     #[serde(alias = "recbole")]
     Atomic,
+    /// A generic CSV/TSV/Parquet interaction log whose columns `[data.log]` names.
+    Log,
 }
 
 impl Format {
@@ -54,6 +57,7 @@ impl Format {
             Format::Ml1m => "ml1m",
             Format::MlCsv => "ml-csv",
             Format::Atomic => "atomic",
+            Format::Log => "log",
         }
     }
 
@@ -83,6 +87,49 @@ impl Format {
     }
 }
 
+/// Where a dataset is and how to read it: the `[data]` section of a run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset folder.
+    pub path: PathBuf,
+    /// Layout; detected from the folder's files when absent (`log` when `[data.log]` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// The column mapping of a generic log (`format = "log"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<log::LogSpec>,
+}
+
+impl DataConfig {
+    pub fn new(path: PathBuf) -> DataConfig {
+        DataConfig { path, format: None, log: None }
+    }
+
+    /// The same source read from another folder (`eval --data`, `score --history`).
+    pub fn at(&self, path: &Path) -> DataConfig {
+        DataConfig { path: path.to_path_buf(), ..self.clone() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match (&self.format, &self.log) {
+            (Some(Format::Log) | None, Some(spec)) => spec.validate(),
+            (Some(Format::Log), None) => Err(Error::config("data.format = \"log\" needs a [data.log] table naming the file and its columns")),
+            (Some(f), Some(_)) => Err(Error::config(format!("[data.log] is only for format = \"log\", not \"{}\"", f.name()))),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// The layout: given, implied by `[data.log]`, or detected from the folder.
+    pub fn resolve_format(&self) -> Result<Format> {
+        match (self.format, &self.log) {
+            (Some(f), _) => Ok(f),
+            (None, Some(_)) => Ok(Format::Log),
+            (None, None) => Format::detect(&self.path),
+        }
+    }
+}
+
 /// A loaded dataset in canonical columns (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -94,7 +141,22 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Loads `dir`, detecting the format unless one is given.
+    /// Loads the dataset a `[data]` section describes.
+    pub fn open(data: &DataConfig) -> Result<Dataset> {
+        data.validate()?;
+        let dir = &data.path;
+        if !dir.is_dir() {
+            return Err(Error::dataset(dir, "not a folder (expected a MovieLens-style dataset folder)"));
+        }
+        let format = data.resolve_format()?;
+        let (ratings, items, users) = match (format, &data.log) {
+            (Format::Log, Some(spec)) => log::load(dir, spec)?,
+            _ => return Dataset::load(dir, Some(format)),
+        };
+        Ok(Dataset { root: dir.to_path_buf(), format, ratings, items, users })
+    }
+
+    /// Loads `dir` in one of the fixed layouts, detecting it unless one is given.
     pub fn load(dir: &Path, format: Option<Format>) -> Result<Dataset> {
         let format = match format {
             Some(f) => f,
@@ -108,6 +170,9 @@ impl Dataset {
             Format::Ml1m => movielens::load(dir)?,
             Format::MlCsv => mlcsv::load(dir)?,
             Format::Atomic => atomic::load(dir)?,
+            Format::Log => {
+                return Err(Error::dataset(dir, "format log needs a [data.log] table naming the file and its columns (use --config FILE)"))
+            }
         };
         Ok(Dataset { root: dir.to_path_buf(), format, ratings, items, users })
     }

@@ -186,6 +186,12 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
         let valid_end = (n_f * lit(cfg.train_ratio + cfg.valid_ratio)).floor().cast(DataType::Int64);
         (train_end, valid_end)
     };
+    // A log with a 0/1 label column (generic logs) is labeled by it; a rating log by the threshold.
+    let label = if rows.get_column_names().iter().any(|c| c.as_str() == "label") {
+        col("label").cast(DataType::Float32)
+    } else {
+        col("rating").gt_eq(lit(cfg.label_threshold)).cast(DataType::Float32)
+    };
     let mut lf = rows.lazy();
     // The position that decides the split, and the bounds it is compared with.
     let (rank, train_end, valid_end) = match cfg.split {
@@ -207,7 +213,7 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
         // Equal timestamps keep their order in the input file.
         .sort_by_exprs([col("user_id"), col("timestamp"), col("row")], SortMultipleOptions::default())
         .with_columns([
-            col("rating").gt_eq(lit(cfg.label_threshold)).cast(DataType::Float32).alias("label"),
+            label.alias("label"),
             (col("row").cum_count(false).over([col("user_id")])?.cast(DataType::Int64) - lit(1i64)).alias("pos"),
             col("row").len().over([col("user_id")])?.cast(DataType::Int64).alias("n"),
         ])

@@ -70,7 +70,11 @@ pub struct PrepareArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Dataset folder (layout detected from its files).
-    pub dir: PathBuf,
+    #[arg(required_unless_present = "config")]
+    pub dir: Option<PathBuf>,
+    /// A run config: its [data] (e.g. a generic log's [data.log]) and [protocol] sections are used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Layout, when detection is not wanted.
     #[arg(long, value_enum)]
     pub format: Option<Format>,

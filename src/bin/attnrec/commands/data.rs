@@ -1,8 +1,10 @@
 //! `attnrec data`: the dataset manifests and fetching.
 use super::print_table;
-use crate::cli::{DataCommand, FetchArgs, InspectArgs, PrepareArgs};
+use crate::cli::{DataCommand, FetchArgs, InspectArgs, PrepareArgs, ProtocolFlags};
+use attnrec::data::Format;
+use std::path::Path;
 use attnrec::cache;
-use attnrec::config::RunConfig;
+use attnrec::config::{DataConfig, RunConfig};
 use attnrec::data::fetch::{fetch, Manifest};
 use attnrec::data::protocol::ProtocolConfig;
 use attnrec::data::Dataset;
@@ -26,24 +28,15 @@ pub fn run(c: DataCommand) -> anyhow::Result<()> {
 }
 
 fn prepare_cmd(a: PrepareArgs) -> anyhow::Result<()> {
-    let (mut data, mut format, mut protocol) = (a.data.clone(), a.format, ProtocolConfig::default());
-    if let Some(path) = &a.config {
-        let cfg = RunConfig::from_file(path)?;
-        data = data.or(Some(cfg.data.path));
-        format = format.or(cfg.data.format);
-        protocol = cfg.protocol;
-    }
-    let data = data.ok_or_else(|| anyhow::anyhow!("--data DIR is required (or --config FILE)"))?;
-    a.protocol.apply(&mut protocol);
-    protocol.validate()?;
+    let (data, protocol) = source(a.config.as_deref(), a.data.as_deref(), a.format, &a.protocol)?;
     let root = a.out.clone().unwrap_or_else(cache::default_root);
     if !a.force {
-        if let Some(dir) = cache::lookup(&root, &data, format, &protocol)? {
+        if let Some(dir) = cache::lookup(&root, &data, &protocol)? {
             println!("already prepared: {}", dir.display());
             return Ok(());
         }
     }
-    let (dir, meta) = cache::write(&root, &data, format, &protocol)?;
+    let (dir, meta) = cache::write(&root, &data, &protocol)?;
     let bytes = std::fs::metadata(dir.join(cache::SAMPLES_FILE)).map_or(0, |m| m.len());
     println!(
         "prepared {} train / {} valid / {} test samples in {:.2} s: {} ({:.1} MB of Parquet)",
@@ -60,24 +53,51 @@ fn prepare_cmd(a: PrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The dataset and protocol of `--config FILE` (its [data] and [protocol]) and/or a folder, with
+/// `--format` and the protocol flags applied on top.
+fn source(config: Option<&Path>, dir: Option<&Path>, format: Option<Format>, flags: &ProtocolFlags) -> anyhow::Result<(DataConfig, ProtocolConfig)> {
+    let (mut data, mut protocol) = match config {
+        Some(path) => {
+            let cfg = RunConfig::from_file(path)?;
+            (cfg.data, cfg.protocol)
+        }
+        None => {
+            let dir = dir.ok_or_else(|| anyhow::anyhow!("a dataset folder is required (or --config FILE)"))?;
+            (DataConfig::new(dir.to_path_buf()), ProtocolConfig::default())
+        }
+    };
+    if let Some(dir) = dir {
+        data.path = dir.to_path_buf();
+    }
+    if format.is_some() {
+        data.format = format;
+    }
+    flags.apply(&mut protocol);
+    protocol.validate()?;
+    data.validate()?;
+    Ok((data, protocol))
+}
+
 fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
-    let mut cfg = ProtocolConfig::default();
-    a.protocol.apply(&mut cfg);
-    let ds = Dataset::load(&a.dir, a.format)?;
+    let (data, cfg) = source(a.config.as_deref(), a.dir.as_deref(), a.format, &a.protocol)?;
+    let ds = Dataset::open(&data)?;
     let s = attnrec::inspect::inspect(&ds, &cfg)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
     println!(
-        "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label rating >= {}, history L = {}, split {}",
+        "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label {}, history L = {}, split {}",
         s.path.display(),
         s.format,
         s.ratings,
         s.events,
         s.users,
         s.items,
-        s.label_threshold,
+        match data.log.as_ref().and_then(|l| l.label.as_ref()) {
+            Some(column) => format!("column '{column}'"),
+            None => format!("rating >= {}", s.label_threshold),
+        },
         s.history_len,
         cfg.split.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
     );

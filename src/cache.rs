@@ -79,8 +79,9 @@ pub struct Stages {
     pub write: f64,
 }
 
-/// The non-hidden regular files directly in `dir`, sorted by name.
-fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
+/// The non-hidden regular files directly in `dir`, sorted by name, with size and modification
+/// time: what the cache key and a run's `source.json` record of a dataset.
+pub fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;

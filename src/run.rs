@@ -21,6 +21,8 @@ use tch::{nn, Device};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub use crate::features::FEATURE_MAP_FILE;
+/// The dataset files (name, size, modification time) the run was trained on.
+pub const SOURCE_FILE: &str = "source.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -113,7 +115,32 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_atomic(&tmp.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
     write_json(&tmp.join(FEATURE_MAP_FILE), &prepared.feature_map)?;
+    write_json(&tmp.join(SOURCE_FILE), &cache::source_files(&cfg.data.path)?)?;
     finish(cfg, &prepared, device, &tmp, out, None, observer, wall)
+}
+
+/// Refuses to resume on a dataset whose files changed since the run started: the samples, and so
+/// the run, would silently differ from the uninterrupted one.
+fn check_source_unchanged(tmp: &Path, cfg: &RunConfig) -> Result<()> {
+    let path = tmp.join(SOURCE_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let then: Vec<cache::SourceFile> = serde_json::from_str(&text).map_err(|e| Error::parse(&path, e.line(), e.to_string()))?;
+    let now = cache::source_files(&cfg.data.path)?;
+    let changed = then
+        .iter()
+        .find(|f| !now.contains(f))
+        .map(|f| f.name.clone())
+        .or_else(|| now.iter().find(|f| !then.iter().any(|g| g.name == f.name)).map(|f| format!("{} (new)", f.name)));
+    match changed {
+        None => Ok(()),
+        Some(name) => Err(Error::run(
+            tmp,
+            format!(
+                "the dataset {} changed since this run started ({name}); resuming would train on other samples: start over with --force",
+                cfg.data.path.display()
+            ),
+        )),
+    }
 }
 
 /// Continues the interrupted run `out` (or `out.partial`) from its latest checkpoint, with the
@@ -131,6 +158,7 @@ pub fn resume_run(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary>
         return Err(Error::run(&out, why));
     }
     let cfg = RunConfig::from_file(&tmp.join(CONFIG_FILE))?;
+    check_source_unchanged(&tmp, &cfg)?;
     let feature_map = FeatureMap::read_from(&tmp)?;
     let device = crate::device::setup(&cfg.train.device, cfg.train.threads)?;
     let prepared = prepare(&cfg, &cfg.data.path, Some(feature_map))?;

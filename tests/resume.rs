@@ -103,3 +103,33 @@ fn killed_mid_epoch_and_resumed_equals_uninterrupted() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already complete"));
 }
+
+#[test]
+fn resume_refuses_a_dataset_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    let ok = Command::new(bin()).args(["synth", "--preset", "tiny", "--out"]).arg(&data).output().unwrap();
+    assert!(ok.status.success());
+    let run = dir.path().join("run");
+    let train = Command::new(bin())
+        .args(["train", "--model", "base", "--epochs", "1", "--threads", "1", "--quiet", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    assert!(run.join("source.json").is_file());
+    // Pretend it was interrupted (no checkpoint left: a resume starts from step 0), then change
+    // the data under it.
+    let partial = dir.path().join("run.partial");
+    std::fs::rename(&run, &partial).unwrap();
+    let mut ratings = std::fs::read_to_string(data.join("ratings.dat")).unwrap();
+    ratings.push_str("1::1::5::1\n");
+    std::fs::write(data.join("ratings.dat"), ratings).unwrap();
+    let out = Command::new(bin()).args(["train", "--quiet", "--resume"]).arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changed since this run started (ratings.dat)"), "{err}");
+    assert!(partial.is_dir() && !run.exists(), "the interrupted run is left as it was");
+}

@@ -9,13 +9,14 @@
 //! - `samples.parquet`: one row per event in protocol order (user, then time, then file order):
 //!   `row` (0-based line order in the rating file), raw `user_id`, `item_id`, `timestamp`, `label`
 //!   (0/1), `split` (0 train, 1 valid, 2 test), `user_start` (index of the user's first event),
-//!   and the vocabulary indices `user_idx`, `item_idx`, `genre_idx` (0 padding, 1 OOV). Histories
-//!   are not materialized: event `k`'s history is the rows `max(user_start, k - L) .. k`;
+//!   `history_end` (`k` for a logged event, the positive's row for a sampled negative), and the
+//!   vocabulary indices `user_idx`, `item_idx`, `genre_idx` (0 padding, 1 OOV). Histories are not
+//!   materialized: row `k`'s history is the rows `max(user_start, history_end - L) .. history_end`;
 //! - `feature_map.json`: the vocabularies fitted on train;
 //! - `meta.json`: the source files, layout, protocol, counts and timing.
 //!
 //! It is written into `<folder>.partial` and renamed whole.
-use crate::data::protocol::{build_events, Events, ProtocolConfig, Split};
+use crate::data::protocol::{build_samples, Events, ProtocolConfig, Split};
 use crate::data::{DataConfig, Dataset, Format};
 use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Encoded, FeatureMap, FEATURE_MAP_FILE};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
 
 /// Bumped whenever the cached columns or their meaning change.
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 pub const SAMPLES_FILE: &str = "samples.parquet";
 pub const META_FILE: &str = "meta.json";
 
@@ -139,7 +140,7 @@ pub fn write(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Resul
     };
     let mut ds = Dataset::open(&DataConfig { format: Some(format), ..data.clone() })?;
     stage(&mut stages.load);
-    let events = build_events(&ds, protocol)?;
+    let events = build_samples(&ds, protocol)?;
     ds.ratings = DataFrame::empty(); // the events hold all of the log that is needed below
     stage(&mut stages.protocol);
     let genres = item_first_genres(&ds)?;
@@ -198,6 +199,7 @@ fn samples_frame(ev: &Events, enc: &Encoded) -> Result<DataFrame> {
         Column::new("label".into(), &ev.label),
         Column::new("split".into(), split),
         Column::new("user_start".into(), &ev.user_start),
+        Column::new("history_end".into(), &ev.history_end),
         Column::new("user_idx".into(), &enc.user),
         Column::new("item_idx".into(), &enc.item),
         Column::new("genre_idx".into(), &enc.genre),
@@ -229,6 +231,7 @@ pub fn read(dir: &Path) -> Result<(FeatureMap, Encoded)> {
         label: df.column("label")?.f32()?.into_no_null_iter().collect(),
         split,
         user_start: df.column("user_start")?.u32()?.into_no_null_iter().collect(),
+        history_end: df.column("history_end")?.u32()?.into_no_null_iter().collect(),
         raw_user: i64s("user_id")?,
         history_len: feature_map.history_len,
     };

@@ -5,7 +5,7 @@
 //! - duplicate `(user, item, timestamp)` rows are kept, each its own event;
 //! - a user with one event has it in test with an empty history (`floor(0.8) = floor(0.9) = 0`);
 //! - an item absent from the item table gets the out-of-vocabulary genre.
-use crate::data::protocol::{build_events, Events, ProtocolConfig, Split};
+use crate::data::protocol::{build_samples, Events, ProtocolConfig, Split};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::features::{item_first_genres, FeatureMap, OOV};
@@ -28,6 +28,8 @@ pub struct DataSummary {
     pub items_without_metadata: usize,
     /// Rows repeating an earlier row's `(user, item, timestamp)`.
     pub duplicate_events: usize,
+    /// Negatives sampled for implicit feedback (`protocol.negatives` per positive).
+    pub sampled_negatives: usize,
     pub single_event_users: usize,
     pub label_threshold: f64,
     pub history_len: usize,
@@ -63,15 +65,15 @@ pub struct LengthStats {
 
 /// Applies the protocol to `ds` and summarizes the result.
 pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
-    let ev = build_events(ds, cfg)?;
+    let ev = build_samples(ds, cfg)?;
     let genres = item_first_genres(ds)?;
     let fm = FeatureMap::fit(&ev, &genres, cfg.history_len);
     let enc = fm.encode(&ev, &genres);
     let users: HashSet<i64> = ev.user.iter().copied().collect();
     let items: HashSet<i64> = ev.item.iter().copied().collect();
-    let mut seen = HashSet::with_capacity(ev.len());
-    let duplicate_events = (0..ev.len()).filter(|&k| !seen.insert((ev.user[k], ev.item[k], ev.timestamp[k]))).count();
-    let single_event_users = (0..ev.len()).filter(|&k| ev.user_start[k] as usize == k && user_len(&ev, k) == 1).count();
+    let mut seen = HashSet::with_capacity(ev.logged);
+    let duplicate_events = (0..ev.logged).filter(|&k| !seen.insert((ev.user[k], ev.item[k], ev.timestamp[k]))).count();
+    let single_event_users = (0..ev.logged).filter(|&k| ev.user_start[k] as usize == k && user_len(&ev, k) == 1).count();
     let splits = Split::ALL
         .iter()
         .map(|&split| {
@@ -80,7 +82,7 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
             let share = |f: &dyn Fn(usize) -> bool| idx.iter().filter(|&&k| f(k)).count() as f64 / n;
             let mut lens: Vec<usize> = idx.iter().map(|&k| ev.history(k, cfg.history_len).len()).collect();
             lens.sort_unstable();
-            let full = |k: usize| k - ev.user_start[k] as usize;
+            let full = |k: usize| (ev.history_end[k] - ev.user_start[k]) as usize;
             SplitSummary {
                 split,
                 samples: idx.len(),
@@ -105,7 +107,8 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
         path: ds.root.clone(),
         format: ds.format.name(),
         ratings: ds.ratings.height(),
-        events: ev.len(),
+        events: ev.logged,
+        sampled_negatives: ev.len() - ev.logged,
         users: users.len(),
         items: items.len(),
         item_table_rows: ds.items.height(),
@@ -118,9 +121,9 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
     })
 }
 
-/// Number of events of the user whose first event is `start`.
+/// Number of logged events of the user whose first event is `start`.
 fn user_len(ev: &Events, start: usize) -> usize {
-    ev.user[start..].iter().take_while(|&&u| u == ev.user[start]).count()
+    ev.user[start..ev.logged].iter().take_while(|&&u| u == ev.user[start]).count()
 }
 
 /// The nearest-rank quantile of sorted `v` (0 when empty).

@@ -5,7 +5,7 @@
 //! folder that looks complete, and an interrupted one can be continued with [`resume_run`].
 use crate::cache;
 use crate::config::RunConfig;
-use crate::data::protocol::{build_events, Split};
+use crate::data::protocol::{build_samples, Split};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Encoded, FeatureMap};
@@ -75,7 +75,7 @@ pub fn prepare(cfg: &RunConfig, data_dir: &Path, feature_map: Option<FeatureMap>
         }
     }
     let ds = Dataset::open(&data)?;
-    let events = build_events(&ds, &cfg.protocol)?;
+    let events = build_samples(&ds, &cfg.protocol)?;
     let genres = item_first_genres(&ds)?;
     let feature_map = feature_map.unwrap_or_else(|| FeatureMap::fit(&events, &genres, cfg.protocol.history_len));
     let encoded = feature_map.encode(&events, &genres);

@@ -22,7 +22,8 @@ fn cache_reads_back_what_the_raw_files_give_and_follows_its_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, root) = (tmp.path().join("tiny"), tmp.path().join("cache"));
     generate(&Preset::Tiny.spec(), 3, &data).unwrap();
-    let protocol = ProtocolConfig { history_len: 7, ..Default::default() };
+    // With sampled negatives: they are drawn once and stored with the samples.
+    let protocol = ProtocolConfig { history_len: 7, negatives: 2, ..Default::default() };
     let source = DataConfig::new(data.clone());
     let (dir, meta) = cache::write(&root, &source, &protocol).unwrap();
     let (fm, enc) = cache::read(&dir).unwrap();
@@ -34,6 +35,8 @@ fn cache_reads_back_what_the_raw_files_give_and_follows_its_key() {
     let r = &raw.encoded;
     assert_eq!((&enc.user, &enc.item, &enc.genre, &enc.label), (&r.user, &r.item, &r.genre, &r.label));
     assert_eq!((&enc.split, &enc.user_start, &enc.raw_user, enc.history_len), (&r.split, &r.user_start, &r.raw_user, 7));
+    assert_eq!(enc.history_end, r.history_end);
+    assert!(enc.history_end.iter().enumerate().any(|(k, &e)| e as usize != k), "negatives were sampled");
     assert_eq!(meta.samples.iter().sum::<usize>(), r.len());
     // The key: same files and protocol find it; another protocol or a changed file does not.
     assert_eq!(cache::lookup(&root, &source, &protocol).unwrap(), Some(dir.clone()));

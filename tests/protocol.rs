@@ -216,3 +216,42 @@ fn k_core_filter_is_applied_before_splitting() {
     let err = build_events(&ds, &ProtocolConfig { min_user_events: 3, min_item_events: 2, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("no events left after the k-core filter"), "{err}");
 }
+
+#[test]
+fn sampled_negatives_are_never_past_items_and_are_drawn_once() {
+    use attnrec::data::protocol::build_samples;
+    use attnrec::data::synth::{generate, Preset};
+    use std::collections::{HashMap, HashSet};
+    let dir = tempfile::tempdir().unwrap();
+    generate(&Preset::Tiny.spec(), 11, dir.path()).unwrap();
+    let ds = Dataset::load(dir.path(), None).unwrap();
+    let cfg = |k, seed| ProtocolConfig { negatives: k, negative_seed: seed, ..Default::default() };
+    let ev = build_samples(&ds, &cfg(4, 9)).unwrap();
+    let positives = (0..ev.logged).filter(|&k| ev.label[k] == 1.0).count();
+    assert_eq!(ev.len() - ev.logged, 4 * positives, "90 items leave room for 4 negatives each");
+    // Every (user, item) interaction time, to check "not interacted with at or before t".
+    let mut times: HashMap<(i64, i64), Vec<i64>> = HashMap::new();
+    for k in 0..ev.logged {
+        times.entry((ev.user[k], ev.item[k])).or_default().push(ev.timestamp[k]);
+    }
+    let train_items: HashSet<i64> = (0..ev.logged).filter(|&k| ev.split[k] == Split::Train).map(|k| ev.item[k]).collect();
+    let mut per_positive: HashMap<u32, Vec<i64>> = HashMap::new();
+    for k in ev.logged..ev.len() {
+        let p = ev.history_end[k] as usize;
+        assert_eq!((ev.label[k], ev.label[p]), (0.0, 1.0));
+        assert_eq!((ev.user[k], ev.timestamp[k], ev.split[k], ev.row[k]), (ev.user[p], ev.timestamp[p], ev.split[p], ev.row[p]));
+        let t = ev.timestamp[k];
+        let past = times.get(&(ev.user[k], ev.item[k])).is_some_and(|ts| ts.iter().any(|&s| s <= t));
+        assert!(!past, "negative {} of user {} at {t} was interacted with by then", ev.item[k], ev.user[k]);
+        assert!(train_items.contains(&ev.item[k]));
+        assert_eq!(ev.history(k, 50), ev.history(p, 50), "a negative shares its positive's history");
+        per_positive.entry(p as u32).or_default().push(ev.item[k]);
+    }
+    assert!(per_positive.values().all(|v| v.iter().collect::<HashSet<_>>().len() == v.len()), "distinct per positive");
+    // Drawn once: the same seed gives the same negatives; another seed others.
+    let again = build_samples(&ds, &cfg(4, 9)).unwrap();
+    assert_eq!(again.item, ev.item);
+    let other = build_samples(&ds, &cfg(4, 10)).unwrap();
+    assert_ne!(other.item[ev.logged..], ev.item[ev.logged..]);
+    assert_eq!(other.item[..ev.logged], ev.item[..ev.logged]);
+}

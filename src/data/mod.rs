@@ -12,6 +12,7 @@
 pub mod atomic;
 pub mod fetch;
 pub mod log;
+pub mod negatives;
 pub mod ml100k;
 pub mod mlcsv;
 pub mod movielens;

@@ -31,6 +31,11 @@ pub struct ProtocolConfig {
     /// least `min_item_events` (0 or 1 = off).
     pub min_user_events: usize,
     pub min_item_events: usize,
+    /// Sampled negatives per positive, for implicit-feedback logs (0 = off); see
+    /// [`crate::data::negatives`].
+    pub negatives: usize,
+    /// Seed of the negative sampler: the same seed always draws the same negatives.
+    pub negative_seed: u64,
 }
 
 impl Default for ProtocolConfig {
@@ -43,6 +48,8 @@ impl Default for ProtocolConfig {
             split: SplitRule::Ratio,
             min_user_events: 0,
             min_item_events: 0,
+            negatives: 0,
+            negative_seed: 1,
         }
     }
 }
@@ -79,6 +86,9 @@ impl ProtocolConfig {
                 "protocol.valid_ratio must be >= 0 with train_ratio + valid_ratio <= 1, got {}",
                 self.valid_ratio
             )));
+        }
+        if self.negatives > 1000 {
+            return Err(Error::config(format!("protocol.negatives must be at most 1000, got {}", self.negatives)));
         }
         if self.min_user_events > 1_000_000 || self.min_item_events > 1_000_000 {
             return Err(Error::config("protocol.min_user_events / min_item_events must be at most 1000000"));
@@ -120,8 +130,14 @@ pub struct Events {
     pub split: Vec<Split>,
     /// Index of the first event of this event's user.
     pub user_start: Vec<u32>,
-    /// 0-based line order of the event in the input log (for tracing a sample back to its file).
+    /// 0-based line order of the event in the input log (for tracing a sample back to its file);
+    /// a sampled negative carries its positive's.
     pub row: Vec<u32>,
+    /// The event's history ends before this index: `k` for a logged event, its positive's index
+    /// for a sampled negative (which shares its positive's history).
+    pub history_end: Vec<u32>,
+    /// The logged events come first; sampled negatives (if any) follow from this index.
+    pub logged: usize,
 }
 
 impl Events {
@@ -131,9 +147,9 @@ impl Events {
     pub fn is_empty(&self) -> bool {
         self.user.is_empty()
     }
-    /// The history of event `k`: at most `l` earlier events of the same user, oldest first.
+    /// The history of event `k`: at most `l` earlier logged events of the same user, oldest first.
     pub fn history(&self, k: usize, l: usize) -> Range<usize> {
-        history_range(self.user_start[k], k, l)
+        history_range(self.user_start[k], self.history_end[k] as usize, l)
     }
     /// Indices of the events in `split`, in protocol order.
     pub fn indices(&self, split: Split) -> Vec<usize> {
@@ -167,7 +183,15 @@ pub fn k_core(ratings: &DataFrame, min_user: usize, min_item: usize) -> Result<(
     }
 }
 
-/// Applies the protocol to a dataset's rating log.
+/// The protocol's samples: the logged events of [`build_events`], then, when
+/// `protocol.negatives` is set, the sampled negatives of [`crate::data::negatives`].
+pub fn build_samples(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
+    let mut ev = build_events(ds, cfg)?;
+    super::negatives::add_sampled_negatives(&mut ev, cfg.negatives, cfg.negative_seed);
+    Ok(ev)
+}
+
+/// Applies the protocol to a dataset's rating log: its logged events, in protocol order.
 pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
     cfg.validate()?;
     let n_rows = ds.ratings.height();
@@ -250,5 +274,7 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
         split,
         user_start,
         row: df.column("row")?.idx()?.into_no_null_iter().collect(),
+        history_end: (0..df.height() as u32).collect(),
+        logged: df.height(),
     })
 }

@@ -116,6 +116,8 @@ pub struct Encoded {
     pub label: Vec<f32>,
     pub split: Vec<Split>,
     pub user_start: Vec<u32>,
+    /// Event `k`'s history ends before `history_end[k]` (see [`Events::history_end`]).
+    pub history_end: Vec<u32>,
     /// Raw user ids, the groups of GAUC (OOV users must not be pooled into one group).
     pub raw_user: Vec<i64>,
     pub history_len: usize,
@@ -133,7 +135,7 @@ impl Encoded {
     }
     /// Range of event `k`'s history (at most `history_len` earlier events of the same user).
     pub fn history(&self, k: usize) -> std::ops::Range<usize> {
-        history_range(self.user_start[k], k, self.history_len)
+        history_range(self.user_start[k], self.history_end[k] as usize, self.history_len)
     }
 }
 
@@ -199,6 +201,7 @@ impl FeatureMap {
             label: events.label.clone(),
             split: events.split.clone(),
             user_start: events.user_start.clone(),
+            history_end: events.history_end.clone(),
             raw_user: events.user.clone(),
             history_len: self.history_len,
         }
@@ -219,6 +222,7 @@ pub(crate) mod tests {
             label: vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0],
             split: vec![Train, Train, Train, Valid, Test, Train, Train, Valid, Test],
             user_start: vec![0, 0, 0, 0, 0, 5, 5, 5, 5],
+            history_end: (0..9).collect(),
             raw_user: vec![10, 10, 10, 10, 10, 20, 20, 20, 20],
             history_len: 3,
         }

@@ -185,6 +185,12 @@ pub struct ProtocolFlags {
     /// k-core filter before splitting: drop items with fewer events, repeatedly [default: 0 = off].
     #[arg(long)]
     pub min_item_events: Option<usize>,
+    /// Sampled negatives per positive, for implicit-feedback logs [default: 0 = off].
+    #[arg(long)]
+    pub negatives: Option<usize>,
+    /// Seed of the negative sampler [default: 1].
+    #[arg(long)]
+    pub negative_seed: Option<u64>,
 }
 
 impl ProtocolFlags {
@@ -204,6 +210,12 @@ impl ProtocolFlags {
         }
         if let Some(v) = self.min_item_events {
             p.min_item_events = v;
+        }
+        if let Some(v) = self.negatives {
+            p.negatives = v;
+        }
+        if let Some(v) = self.negative_seed {
+            p.negative_seed = v;
         }
     }
 }

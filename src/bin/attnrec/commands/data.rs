@@ -103,8 +103,8 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
     );
     println!(
         "handled by rule: {} duplicate (user, item, timestamp) rows kept; {} users with one event (test only, empty history); \
-         {} rated items without metadata (OOV genre) of {} in the item table",
-        s.duplicate_events, s.single_event_users, s.items_without_metadata, s.item_table_rows
+         {} rated items without metadata (OOV genre) of {} in the item table; {} sampled negatives",
+        s.duplicate_events, s.single_event_users, s.items_without_metadata, s.item_table_rows, s.sampled_negatives
     );
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     let rows: Vec<Vec<String>> = s

@@ -27,9 +27,27 @@ pub enum Command {
     Score(ScoreArgs),
     /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
     Bench(BenchArgs),
+    /// Run an experiment file (experiments/*.toml): every variant × seed, skipping complete runs,
+    /// then results.csv and results.md in runs/NAME/.
+    Run(RunArgs),
     /// Datasets: list the known MovieLens archives, fetch one.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// Folder that holds the experiment's folder.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Print the expanded runs (variant, seed, folder, state) without training.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

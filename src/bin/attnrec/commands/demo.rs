@@ -9,13 +9,7 @@ use attnrec::models::ModelConfig;
 use attnrec::run::{train_run, RunSummary};
 use std::path::PathBuf;
 
-/// Mean and sample standard deviation.
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
-}
+use attnrec::experiment::mean_std;
 
 fn cell(runs: &[RunSummary], f: impl Fn(&RunSummary) -> Option<f64>, digits: usize) -> String {
     let xs: Vec<f64> = runs.iter().filter_map(&f).collect();

@@ -3,6 +3,7 @@ mod bench;
 mod data;
 mod demo;
 mod eval;
+mod experiment;
 mod score;
 mod synth;
 mod train;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Score(a) => score::run(a),
         Command::Data(c) => data::run(c),
+        Command::Run(a) => experiment::run(a),
     }
 }
 

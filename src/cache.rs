@@ -19,7 +19,7 @@
 use crate::data::protocol::{build_samples, Events, ProtocolConfig, Split};
 use crate::data::{DataConfig, Dataset, Format};
 use crate::error::{Error, Result};
-use crate::features::{item_first_genres, Encoded, FeatureMap, FEATURE_MAP_FILE};
+use crate::features::{fit_encode, Encoded, FeatureMap, FEATURE_MAP_FILE};
 use crate::util::{partial_path, write_atomic};
 use md5::{Digest, Md5};
 use polars::prelude::*;
@@ -114,7 +114,7 @@ pub fn locate(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Resu
         "protocol": protocol,
     })
     .to_string();
-    let digest: String = Md5::digest(key_text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = crate::util::hex(&Md5::digest(key_text.as_bytes()));
     let stem = data_dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     let name = format!("{}-{}", stem.unwrap_or_else(|| "data".into()), &digest[..16]);
     Ok((root.join(name), format, files))
@@ -143,9 +143,7 @@ pub fn write(root: &Path, data: &DataConfig, protocol: &ProtocolConfig) -> Resul
     let events = build_samples(&ds, protocol)?;
     ds.ratings = DataFrame::empty(); // the events hold all of the log that is needed below
     stage(&mut stages.protocol);
-    let genres = item_first_genres(&ds)?;
-    let feature_map = FeatureMap::fit(&events, &genres, protocol.history_len);
-    let encoded = feature_map.encode(&events, &genres);
+    let (feature_map, encoded) = fit_encode(&ds, &events, protocol, None)?;
     stage(&mut stages.features);
     let count = |s| events.split.iter().filter(|&&x| x == s).count();
     let tmp = partial_path(&dir);

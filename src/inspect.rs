@@ -8,7 +8,7 @@
 use crate::data::protocol::{build_samples, Events, ProtocolConfig, Split};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::features::{item_first_genres, FeatureMap, OOV};
+use crate::features::{fit_encode, OOV};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -66,9 +66,8 @@ pub struct LengthStats {
 /// Applies the protocol to `ds` and summarizes the result.
 pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
     let ev = build_samples(ds, cfg)?;
-    let genres = item_first_genres(ds)?;
-    let fm = FeatureMap::fit(&ev, &genres, cfg.history_len);
-    let enc = fm.encode(&ev, &genres);
+    let (_, enc) = fit_encode(ds, &ev, cfg, None)?;
+    let described: HashSet<i64> = ds.items.column("item_id")?.i64()?.into_no_null_iter().collect();
     let users: HashSet<i64> = ev.user.iter().copied().collect();
     let items: HashSet<i64> = ev.item.iter().copied().collect();
     let mut seen = HashSet::with_capacity(ev.logged);
@@ -112,7 +111,7 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
         users: users.len(),
         items: items.len(),
         item_table_rows: ds.items.height(),
-        items_without_metadata: items.iter().filter(|i| !genres.contains_key(i)).count(),
+        items_without_metadata: items.iter().filter(|i| !described.contains(i)).count(),
         duplicate_events,
         single_event_users,
         label_threshold: cfg.label_threshold,

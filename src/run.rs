@@ -8,7 +8,7 @@ use crate::config::RunConfig;
 use crate::data::protocol::{build_samples, Split};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::features::{item_first_genres, Encoded, FeatureMap};
+use crate::features::{fit_encode, Encoded, FeatureMap};
 use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
 use crate::train::checkpoint::Checkpoint;
@@ -76,9 +76,7 @@ pub fn prepare(cfg: &RunConfig, data_dir: &Path, feature_map: Option<FeatureMap>
     }
     let ds = Dataset::open(&data)?;
     let events = build_samples(&ds, &cfg.protocol)?;
-    let genres = item_first_genres(&ds)?;
-    let feature_map = feature_map.unwrap_or_else(|| FeatureMap::fit(&events, &genres, cfg.protocol.history_len));
-    let encoded = feature_map.encode(&events, &genres);
+    let (feature_map, encoded) = fit_encode(&ds, &events, &cfg.protocol, feature_map)?;
     Ok(Prepared { feature_map, encoded, cached: None })
 }
 

@@ -33,7 +33,7 @@ fn archive(extra: &[(&str, &[u8])]) -> Vec<u8> {
 
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    attnrec::util::hex(&Md5::digest(bytes))
 }
 
 /// Serves `/good.zip` (the archive), `/short.zip` (announces more bytes than it sends) and 404

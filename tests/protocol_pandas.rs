@@ -28,7 +28,7 @@ fn check(name: &str, protocol: ProtocolConfig) {
     let ours: Vec<String> = ["ratings.dat", "movies.dat"]
         .iter()
         .map(|f| {
-            let digest: String = Md5::digest(std::fs::read(data.join(f)).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+            let digest = attnrec::util::hex(&Md5::digest(std::fs::read(data.join(f)).unwrap()));
             format!("{f}={digest}")
         })
         .collect();

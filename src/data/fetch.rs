@@ -150,16 +150,12 @@ fn existing_archive(m: &Manifest, zip_path: &Path) -> Result<Option<String>> {
     let mut file = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path, e))?;
     let mut hasher = Md5::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(zip_path, e))?;
-    let digest = hex(&hasher.finalize());
+    let digest = crate::util::hex(&hasher.finalize());
     if m.md5.as_ref().is_none_or(|want| *want == digest) {
         return Ok(Some(digest));
     }
     std::fs::remove_file(zip_path).map_err(|e| Error::io(zip_path, e))?;
     Ok(None)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Streams `url` into `zip_path` through its `.partial` sibling, checking the MD5; returns it.
@@ -205,7 +201,7 @@ fn download_to(url: &str, tmp: &Path, progress: &mut dyn FnMut(u64, Option<u64>)
     if let Some(t) = total.filter(|&t| t != done) {
         return Err(Error::fetch(url, format!("download ended after {done} of {t} bytes")));
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::util::hex(&hasher.finalize()))
 }
 
 /// Unpacks the entries under `folder/` of the archive into `out` (created), refusing any entry

@@ -5,7 +5,7 @@
 //! test map to 1, exactly as shared/PROTOCOL.md requires.
 pub mod batch;
 
-use crate::data::protocol::{history_range, Events, Split};
+use crate::data::protocol::{history_range, Events, ProtocolConfig, Split};
 use crate::data::Dataset;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,15 @@ pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
         .zip(genres.iter())
         .map(|(id, g)| (id, g.unwrap_or("").split('|').next().unwrap_or("").trim().to_string()))
         .collect())
+}
+
+/// The features of a dataset's protocol samples: the feature map (fitted on the train split, or
+/// `given`, a saved run's, to encode new data the way the run saw its own) and the encoded events.
+pub fn fit_encode(ds: &Dataset, events: &Events, protocol: &ProtocolConfig, given: Option<FeatureMap>) -> Result<(FeatureMap, Encoded)> {
+    let genres = item_first_genres(ds)?;
+    let feature_map = given.unwrap_or_else(|| FeatureMap::fit(events, &genres, protocol.history_len));
+    let encoded = feature_map.encode(events, &genres);
+    Ok((feature_map, encoded))
 }
 
 /// The feature map's file name in run folders and prepared caches.

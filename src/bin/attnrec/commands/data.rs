@@ -66,12 +66,7 @@ fn source(config: Option<&Path>, dir: Option<&Path>, format: Option<Format>, fla
             (DataConfig::new(dir.to_path_buf()), ProtocolConfig::default())
         }
     };
-    if let Some(dir) = dir {
-        data.path = dir.to_path_buf();
-    }
-    if format.is_some() {
-        data.format = format;
-    }
+    super::override_data(&mut data, dir, format);
     flags.apply(&mut protocol);
     protocol.validate()?;
     data.validate()?;

@@ -24,6 +24,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `--data DIR` and `--format F`, where given, over a config's `[data]` section.
+pub fn override_data(data: &mut attnrec::config::DataConfig, dir: Option<&std::path::Path>, format: Option<attnrec::data::Format>) {
+    if let Some(dir) = dir {
+        data.path = dir.to_path_buf();
+    }
+    if format.is_some() {
+        data.format = format;
+    }
+}
+
 /// Applies the flags the user gave to a config; absent flags keep the config's values.
 pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     let t = &mut cfg.train;

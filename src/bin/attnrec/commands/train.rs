@@ -1,4 +1,4 @@
-use super::{apply_flags, fmt_metric, print_table};
+use super::{apply_flags, fmt_metric, override_data, print_table};
 use crate::cli::TrainArgs;
 use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
@@ -30,12 +30,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         (None, None, _) => anyhow::bail!("--data DIR is required (or --config FILE)"),
         (None, _, None) => anyhow::bail!("--model is required: base or din (or --config FILE)"),
     };
-    if let Some(data) = &a.data {
-        cfg.data.path = data.clone();
-    }
-    if a.format.is_some() {
-        cfg.data.format = a.format;
-    }
+    override_data(&mut cfg.data, a.data.as_deref(), a.format);
     if let (Some(model), Some(_)) = (&a.model, &a.config) {
         cfg.model = ModelConfig::by_name(model)?;
     }

@@ -231,7 +231,10 @@ pub fn read(dir: &Path) -> Result<(FeatureMap, Encoded)> {
         user_start: df.column("user_start")?.u32()?.into_no_null_iter().collect(),
         history_end: df.column("history_end")?.u32()?.into_no_null_iter().collect(),
         raw_user: i64s("user_id")?,
+        timestamp: i64s("timestamp")?,
         history_len: feature_map.history_len,
+        pool: None,
     };
+    let encoded = Encoded { pool: feature_map.history_pool(&encoded.label), ..encoded };
     Ok((feature_map, encoded))
 }

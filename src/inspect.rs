@@ -33,6 +33,8 @@ pub struct DataSummary {
     pub single_event_users: usize,
     pub label_threshold: f64,
     pub history_len: usize,
+    /// Whether histories hold every earlier event or the clicks only.
+    pub history_rule: crate::data::protocol::HistoryRule,
     pub splits: Vec<SplitSummary>,
 }
 
@@ -79,9 +81,9 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
             let idx = ev.indices(split);
             let n = idx.len().max(1) as f64;
             let share = |f: &dyn Fn(usize) -> bool| idx.iter().filter(|&&k| f(k)).count() as f64 / n;
-            let mut lens: Vec<usize> = idx.iter().map(|&k| ev.history(k, cfg.history_len).len()).collect();
+            let mut lens: Vec<usize> = idx.iter().map(|&k| enc.history(k).len()).collect();
             lens.sort_unstable();
-            let full = |k: usize| (ev.history_end[k] - ev.user_start[k]) as usize;
+            let full = |k: usize| enc.full_history_len(k);
             SplitSummary {
                 split,
                 samples: idx.len(),
@@ -116,6 +118,7 @@ pub fn inspect(ds: &Dataset, cfg: &ProtocolConfig) -> Result<DataSummary> {
         single_event_users,
         label_threshold: cfg.label_threshold,
         history_len: cfg.history_len,
+        history_rule: cfg.history,
         splits,
     })
 }

@@ -1,8 +1,10 @@
 //! Batch scoring: a trained run applied to new (user, item[, timestamp]) candidates, streamed in
 //! chunks so that memory stays bounded by the chunk size (and by users × K with `top_k`).
 //!
-//! Each candidate's history is its user's logged events strictly before its timestamp (all of the
-//! user's events when it has none), in protocol order, cut to the run's `history_len`. For a
+//! Each candidate's history is its user's logged events (clicks only, for a run with `history =
+//! "positives"`) strictly before its timestamp (all of the user's events when it has none), in
+//! protocol order, cut to the run's `history_len`; time gaps are measured from the timestamp, or
+//! from the user's last event when there is none. For a
 //! sample of the run's own log this is the protocol's history except where the user has several
 //! events with the very same timestamp: the protocol orders those by file position and lets the
 //! earlier ones into the history, a timestamp cannot.
@@ -21,12 +23,10 @@ use tch::{Device, Kind};
 /// Every user's logged events, encoded with a run's feature map, for looking up histories.
 pub struct HistoryIndex {
     encoded: Encoded,
-    timestamp: Vec<i64>,
     /// raw user id → range of that user's events (protocol order).
     users: HashMap<i64, Range<usize>>,
     /// raw item id → genre index, from the log's item table.
     item_genre: HashMap<i64, i64>,
-    history_len: usize,
 }
 
 impl HistoryIndex {
@@ -53,22 +53,23 @@ impl HistoryIndex {
             .collect();
         Ok(HistoryIndex {
             encoded,
-            timestamp: events.timestamp,
             users,
             item_genre,
-            history_len: run.feature_map.history_len,
         })
     }
 
-    /// The history of `user` for a request at `at`: its last `history_len` events strictly
-    /// before `at` (all of them when `at` is `None`); empty for a user without events.
-    pub fn history(&self, user: i64, at: Option<i64>) -> Range<usize> {
-        let Some(r) = self.users.get(&user) else { return 0..0 };
+    /// The history of `user` for a request at `at`: its last `history_len` events (or clicks,
+    /// under `history = "positives"`) strictly before `at` (all of them when `at` is `None`), as
+    /// history positions; empty for a user without events. Also the request's time, from which
+    /// time gaps are measured: `at`, or the user's last event when it is `None`.
+    pub fn history(&self, user: i64, at: Option<i64>) -> (Range<usize>, i64) {
+        let Some(r) = self.users.get(&user) else { return (0..0, at.unwrap_or(0)) };
+        let ts = &self.encoded.timestamp;
         let end = match at {
-            Some(t) => r.start + self.timestamp[r.clone()].partition_point(|&ts| ts < t),
+            Some(t) => r.start + ts[r.clone()].partition_point(|&x| x < t),
             None => r.end,
         };
-        end.saturating_sub(self.history_len).max(r.start)..end
+        (self.encoded.history_between(r.start, end), at.unwrap_or(ts[r.end - 1]))
     }
 }
 
@@ -282,12 +283,12 @@ fn score_into<W: Write>(
                 }
                 summary.unknown_items += 1;
             }
-            let hist = history.history(user, at);
+            let (hist, timestamp) = history.history(user, at);
             if hist.is_empty() {
                 summary.empty_histories += 1;
             }
             let genre = history.item_genre.get(&item).copied().unwrap_or(OOV);
-            chunk.push(Candidate { record, row: Row { user: u, item: i, genre, history: hist, label: 0.0 }, user });
+            chunk.push(Candidate { record, row: Row { user: u, item: i, genre, history: hist, timestamp, label: 0.0 }, user });
         }
         let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
         let mut logits = Vec::with_capacity(rows.len());

@@ -30,6 +30,8 @@ fn feature_map() -> FeatureMap {
     serde_json::from_value(serde_json::json!({
         "protocol": "ml-ctr-v1",
         "history_len": 4,
+        // Every model here also embeds the time gaps, so the mask tests cover them too.
+        "time_gap": true,
         "features": Vec::<FeatureSpec>::new(),
         "user": [1, 2],
         "item": [10, 11, 12, 13],
@@ -47,6 +49,7 @@ fn batch() -> Batch {
         genre: i(&[2, 3, 2]),
         hist_item: i(&[2, 3, 4, 5, 0, 0, 3, 4, 0, 0, 0, 0]).view([3, 4]),
         hist_genre: i(&[2, 3, 2, 3, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
+        hist_gap: i(&[30, 20, 9, 1, 0, 0, 33, 2, 0, 0, 0, 0]).view([3, 4]),
         hist_mask: i(&[1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]).view([3, 4]).to_kind(Kind::Bool),
         label: Tensor::from_slice(&[1.0f32, 0.0, 1.0]),
     }
@@ -113,10 +116,11 @@ fn what_sits_in_padded_positions_changes_nothing() {
     let junk = |t: &Tensor| t.masked_fill(&off, 3);
     let widen = |t: &Tensor, v: i64| Tensor::cat(&[Tensor::full([3, 2], v, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
     let variants = [
-        Batch { hist_item: junk(&b.hist_item), hist_genre: junk(&b.hist_genre), ..batch() },
+        Batch { hist_item: junk(&b.hist_item), hist_genre: junk(&b.hist_genre), hist_gap: junk(&b.hist_gap), ..batch() },
         Batch {
             hist_item: widen(&b.hist_item, 2),
             hist_genre: widen(&b.hist_genre, 2),
+            hist_gap: widen(&b.hist_gap, 5),
             hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
             ..batch()
         },

@@ -94,7 +94,7 @@ fn vocabularies_are_fitted_on_train_only() {
     let (_dir, ds) = dataset();
     let ev = build_events(&ds, &ProtocolConfig::default()).unwrap();
     let genres = item_first_genres(&ds).unwrap();
-    let fm = FeatureMap::fit(&ev, &genres, 50);
+    let fm = FeatureMap::fit(&ev, &genres, &ProtocolConfig::default());
     // Train items, sorted: 10 11 12 13 14 15 16 17 20 21 → indices 2..=11.
     assert_eq!(fm.item.keys(), &[10, 11, 12, 13, 14, 15, 16, 17, 20, 21]);
     assert_eq!(fm.item.size(), 12);

@@ -1,9 +1,11 @@
 //! The protocol against an independent implementation: tests/fixtures/gen_protocol.py builds the
 //! samples of the `tiny` preset (seed 42) with pandas from shared/PROTOCOL.md; attnrec's samples,
 //! read back from the Parquet cache `data prepare` writes, must be identical row for row: order,
-//! file rows, raw ids, labels, splits, vocabulary indices and histories.
+//! file rows, raw ids, labels, splits, vocabulary indices, histories (of all events or of clicks
+//! only) and the time-gap buckets of every history event.
 use attnrec::cache;
-use attnrec::data::protocol::{build_events, ProtocolConfig, SplitRule};
+use attnrec::data::protocol::{build_events, HistoryRule, ProtocolConfig, SplitRule};
+use attnrec::features::gap_bucket;
 use attnrec::data::synth::{generate, Preset};
 use attnrec::data::{DataConfig, Dataset};
 use md5::{Digest, Md5};
@@ -53,8 +55,9 @@ fn check(name: &str, protocol: ProtocolConfig) {
             enc.user[k].to_string(),
             enc.item[k].to_string(),
             enc.genre[k].to_string(),
-            join(&mut enc.item[h.clone()].iter().copied()),
-            join(&mut enc.genre[h].iter().copied()),
+            join(&mut h.clone().map(|j| enc.item[enc.history_event(j)])),
+            join(&mut h.clone().map(|j| enc.genre[enc.history_event(j)])),
+            join(&mut h.map(|j| gap_bucket(enc.timestamp[k] - enc.timestamp[enc.history_event(j)]))),
         ];
         assert_eq!(&got[..], &want[..], "{name}: sample {k}");
     }
@@ -69,4 +72,9 @@ fn ratio_split_matches_pandas() {
 fn global_time_split_after_k_core_matches_pandas() {
     let p = ProtocolConfig { history_len: 3, split: SplitRule::GlobalTime, min_user_events: 24, min_item_events: 24, ..Default::default() };
     check("global_time_kcore_L3.csv", p);
+}
+
+#[test]
+fn positives_only_histories_match_pandas() {
+    check("positives_L4.csv", ProtocolConfig { history_len: 4, history: HistoryRule::Positives, ..Default::default() });
 }

@@ -1,7 +1,7 @@
 //! `attnrec score` through the binary: the round trip against `eval`'s predictions, row order and
 //! count under unknown ids, duplicates, empty histories and empty files, top-k, and hostile input.
 use assert_cmd::Command;
-use attnrec::data::protocol::{build_events, ProtocolConfig, Split};
+use attnrec::data::protocol::{build_events, Events, HistoryRule, ProtocolConfig, Split};
 use attnrec::data::synth::{generate, Preset};
 use attnrec::data::Dataset;
 use attnrec::run::predict_run;
@@ -11,8 +11,8 @@ fn attnrec() -> Command {
     Command::cargo_bin("attnrec").unwrap()
 }
 
-/// A tiny dataset and a DIN run trained on it (2 epochs), in `dir`.
-fn trained(dir: &Path) -> (PathBuf, PathBuf) {
+/// A tiny dataset and a DIN run trained on it (2 epochs, with `extra` flags), in `dir`.
+fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
     let data = dir.join("tiny");
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
     let run = dir.join("run");
@@ -21,6 +21,7 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf) {
         .arg(&data)
         .arg("--out")
         .arg(&run)
+        .args(extra)
         .assert()
         .success();
     (data, run)
@@ -44,14 +45,11 @@ fn score(run: &Path, candidates: &Path, output: &Path, extra: &[&str]) -> std::p
         .unwrap()
 }
 
-#[test]
-fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, run) = trained(dir.path());
-
-    // Round trip: the test samples as candidates, with their timestamps.
-    let ds = Dataset::load(&data, None).unwrap();
-    let events = build_events(&ds, &ProtocolConfig::default()).unwrap();
+/// Scores the test samples of `run`'s data as candidates, with their timestamps, and checks the
+/// scores against `eval`'s predictions; returns the events and test indices.
+fn round_trip(dir: &Path, data: &Path, run: &Path, protocol: &ProtocolConfig) -> (Events, Vec<usize>) {
+    let ds = Dataset::load(data, None).unwrap();
+    let events = build_events(&ds, protocol).unwrap();
     let test = events.indices(Split::Test);
     // Where a user has two events with the same timestamp, the protocol lets the earlier one (in
     // file order) into the later one's history, and a request timestamp cannot: those rows may
@@ -61,14 +59,14 @@ fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
     for (n, &k) in test.iter().enumerate() {
         csv.push_str(&format!("r{n},{},{},{}\n", events.user[k], events.item[k], events.timestamp[k]));
     }
-    let cands = dir.path().join("cands.csv");
+    let cands = dir.join("cands.csv");
     std::fs::write(&cands, csv).unwrap();
-    let out = dir.path().join("scores.csv");
-    let o = score(&run, &cands, &out, &["--logit", "--batch-size", "7", "--chunk-rows", "50"]);
+    let out = dir.join("scores.csv");
+    let o = score(run, &cands, &out, &["--logit", "--batch-size", "7", "--chunk-rows", "50"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows = read_csv(&out);
     assert_eq!(rows[0], ["request", "user_id", "item_id", "timestamp", "score", "logit"]);
-    let want = predict_run(&run, Split::Test, None).unwrap();
+    let want = predict_run(run, Split::Test, None).unwrap();
     assert_eq!(rows.len() - 1, want.probs.len());
     let mut compared = 0;
     for (n, (row, p)) in rows[1..].iter().zip(&want.probs).enumerate() {
@@ -80,6 +78,24 @@ fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
         }
     }
     assert!(compared * 10 >= test.len() * 7, "only {compared} of {} rows without ties", test.len());
+    (events, test)
+}
+
+#[test]
+fn positives_only_histories_and_time_gaps_score_as_they_were_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = trained(dir.path(), &["--history", "positives", "--time-gap"]);
+    let protocol = ProtocolConfig { history: HistoryRule::Positives, time_gap: true, ..Default::default() };
+    round_trip(dir.path(), &data, &run, &protocol);
+}
+
+#[test]
+fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = trained(dir.path(), &[]);
+    let (events, test) = round_trip(dir.path(), &data, &run, &ProtocolConfig::default());
+    let cands = dir.path().join("cands.csv");
+    let out = dir.path().join("scores.csv");
 
     // Unknown ids, a duplicate, a request before any event (empty history), no timestamp.
     let (u, i) = (events.user[test[0]], events.item[test[0]]);
@@ -137,7 +153,7 @@ fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
 #[test]
 fn hostile_candidates_fail_with_one_line_and_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, run) = trained(dir.path());
+    let (_, run) = trained(dir.path(), &[]);
     let cands = dir.path().join("c.csv");
     let out = dir.path().join("o.csv");
     let cases: &[(&str, &str)] = &[

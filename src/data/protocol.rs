@@ -36,6 +36,24 @@ pub struct ProtocolConfig {
     pub negatives: usize,
     /// Seed of the negative sampler: the same seed always draws the same negatives.
     pub negative_seed: u64,
+    /// Which earlier events make up a history: all of them (the default) or the clicks only.
+    pub history: HistoryRule,
+    /// Adds the time from each history event to the sample, bucketed on a log2 scale
+    /// (see [`crate::features::gap_bucket`]), as an input of every model.
+    pub time_gap: bool,
+}
+
+/// Which of the user's earlier events a history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum HistoryRule {
+    /// Every earlier event, of any label (shared/PROTOCOL.md).
+    #[default]
+    All,
+    /// The earlier clicks (label 1) only, the last `L` of them: DIN's and most public
+    /// pipelines' "behavior sequence". Sampled negatives never enter a history either way.
+    Positives,
 }
 
 impl Default for ProtocolConfig {
@@ -50,6 +68,8 @@ impl Default for ProtocolConfig {
             min_item_events: 0,
             negatives: 0,
             negative_seed: 1,
+            history: HistoryRule::All,
+            time_gap: false,
         }
     }
 }

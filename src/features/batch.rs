@@ -17,6 +17,9 @@ pub struct Batch {
     pub hist_item: Tensor,
     /// `[B, L]` i64, 0 = padding
     pub hist_genre: Tensor,
+    /// `[B, L]` i64: [`super::gap_bucket`] of the time from each history event to the sample, 0 =
+    /// padding
+    pub hist_gap: Tensor,
     /// `[B, L]` bool, true where a history event is present
     pub hist_mask: Tensor,
     /// `[B]` f32 in {0, 1}
@@ -35,12 +38,13 @@ pub struct Batcher<'a> {
     device: Device,
     hist_item: Vec<i64>,
     hist_genre: Vec<i64>,
+    hist_gap: Vec<i64>,
     mask: Vec<bool>,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(data: &'a Encoded, device: Device) -> Self {
-        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), mask: Vec::new() }
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), mask: Vec::new() }
     }
 
     /// The batch of events `idx` (indices into the encoded arrays).
@@ -48,11 +52,18 @@ impl<'a> Batcher<'a> {
         let d = self.data;
         self.assemble(idx.len(), |r| {
             let k = idx[r];
-            Row { user: d.user[k], item: d.item[k], genre: d.genre[k], history: d.history(k), label: d.label[k] }
+            Row {
+                user: d.user[k],
+                item: d.item[k],
+                genre: d.genre[k],
+                history: d.history(k),
+                timestamp: d.timestamp[k],
+                label: d.label[k],
+            }
         })
     }
 
-    /// The batch of `rows`, whose histories are ranges of the encoded arrays (scoring new
+    /// The batch of `rows`, whose histories are ranges of the encoded histories (scoring new
     /// candidates against a logged history).
     pub fn batch_rows(&mut self, rows: &[Row]) -> Batch {
         self.assemble(rows.len(), |r| rows[r].clone())
@@ -65,6 +76,8 @@ impl<'a> Batcher<'a> {
         self.hist_item.resize(b * width, 0);
         self.hist_genre.clear();
         self.hist_genre.resize(b * width, 0);
+        self.hist_gap.clear();
+        self.hist_gap.resize(b * width, 0);
         self.mask.clear();
         self.mask.resize(b * width, false);
         let (mut user, mut item, mut genre, mut label) =
@@ -73,8 +86,12 @@ impl<'a> Batcher<'a> {
             let x = row(r);
             let h = x.history;
             let off = r * width + width - h.len();
-            self.hist_item[off..off + h.len()].copy_from_slice(&d.item[h.clone()]);
-            self.hist_genre[off..off + h.len()].copy_from_slice(&d.genre[h.clone()]);
+            for (c, j) in h.clone().enumerate() {
+                let e = d.history_event(j);
+                self.hist_item[off + c] = d.item[e];
+                self.hist_genre[off + c] = d.genre[e];
+                self.hist_gap[off + c] = super::gap_bucket(x.timestamp - d.timestamp[e]);
+            }
             self.mask[off..off + h.len()].fill(true);
             user.push(x.user);
             item.push(x.item);
@@ -88,6 +105,7 @@ impl<'a> Batcher<'a> {
             genre: Tensor::from_slice(&genre),
             hist_item: Tensor::from_slice(&self.hist_item).view(shape),
             hist_genre: Tensor::from_slice(&self.hist_genre).view(shape),
+            hist_gap: Tensor::from_slice(&self.hist_gap).view(shape),
             hist_mask: Tensor::from_slice(&self.mask).view(shape),
             label: Tensor::from_slice(&label),
         };
@@ -99,14 +117,15 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// One sample to batch: encoded ids, and its history as a range of the encoded arrays (at most
-/// `history_len` events, oldest first).
+/// One sample to batch: encoded ids, its history as a range of history positions (see
+/// [`Encoded::history`]; at most `history_len` events, oldest first) and its time in seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub user: i64,
     pub item: i64,
     pub genre: i64,
     pub history: std::ops::Range<usize>,
+    pub timestamp: i64,
     pub label: f32,
 }
 
@@ -118,6 +137,7 @@ impl Batch {
             genre: self.genre.to_device(device),
             hist_item: self.hist_item.to_device(device),
             hist_genre: self.hist_genre.to_device(device),
+            hist_gap: self.hist_gap.to_device(device),
             hist_mask: self.hist_mask.to_device(device),
             label: self.label.to_device(device),
         }

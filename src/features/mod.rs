@@ -5,7 +5,7 @@
 //! test map to 1, exactly as shared/PROTOCOL.md requires.
 pub mod batch;
 
-use crate::data::protocol::{history_range, Events, ProtocolConfig, Split};
+use crate::data::protocol::{history_range, Events, HistoryRule, ProtocolConfig, Split};
 use crate::data::Dataset;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,46 @@ pub enum VocabName {
     User,
     Item,
     Genre,
+    /// The fixed buckets of [`gap_bucket`].
+    TimeGap,
+}
+
+/// Rows of the time-gap embedding: padding and the 33 buckets of [`gap_bucket`].
+pub const GAP_BUCKETS: i64 = 34;
+
+/// The bucket of the time from a history event to its sample, on a log2 scale: `1 +
+/// bit_length(seconds)`, so 0 s → 1, 1 s → 2, 2–3 s → 3, 4–7 s → 4, …, a minute → 7, an hour
+/// → 13, a day → 18, a month → 23, a year → 26, and 2^31 s or more → 33. 0 is padding.
+pub fn gap_bucket(seconds: i64) -> i64 {
+    let bits = 64 - (seconds.max(0) as u64).leading_zeros() as i64;
+    1 + bits.min(32)
+}
+
+/// Positives-only histories (`protocol.history = "positives"`): the logged clicks in protocol
+/// order, and for every event index `k` the number of clicks before it. A user's clicks before
+/// event `k` are then the contiguous slice `events[before[user_start] .. before[k]]`, so these
+/// histories are ranges too, of this list instead of the events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPool {
+    pub events: Vec<u32>,
+    pub before: Vec<u32>,
+}
+
+impl HistoryPool {
+    /// The pool of the events labeled 1 in `label` (sampled negatives are labeled 0, so they
+    /// never enter it).
+    pub fn positives(label: &[f32]) -> HistoryPool {
+        let mut events = Vec::new();
+        let mut before = Vec::with_capacity(label.len() + 1);
+        for (k, &y) in label.iter().enumerate() {
+            before.push(events.len() as u32);
+            if y > 0.5 {
+                events.push(k as u32);
+            }
+        }
+        before.push(events.len() as u32);
+        HistoryPool { events, before }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +141,12 @@ pub struct FeatureSpec {
 pub struct FeatureMap {
     pub protocol: String,
     pub history_len: usize,
+    /// Which events histories hold; a run scores new rows with the same rule.
+    #[serde(default)]
+    pub history: HistoryRule,
+    /// Whether models get the time-gap buckets of the history.
+    #[serde(default)]
+    pub time_gap: bool,
     pub features: Vec<FeatureSpec>,
     pub user: Vocab<i64>,
     pub item: Vocab<i64>,
@@ -120,7 +166,11 @@ pub struct Encoded {
     pub history_end: Vec<u32>,
     /// Raw user ids, the groups of GAUC (OOV users must not be pooled into one group).
     pub raw_user: Vec<i64>,
+    /// Seconds; the time gaps of a history are measured from its sample's timestamp.
+    pub timestamp: Vec<i64>,
     pub history_len: usize,
+    /// Positives-only histories; `None` when histories hold every earlier event.
+    pub pool: Option<HistoryPool>,
 }
 
 impl Encoded {
@@ -133,9 +183,30 @@ impl Encoded {
     pub fn indices(&self, split: Split) -> Vec<usize> {
         (0..self.len()).filter(|&k| self.split[k] == split).collect()
     }
-    /// Range of event `k`'s history (at most `history_len` earlier events of the same user).
+    /// Event `k`'s history (at most `history_len` earlier events of the same user), as a range of
+    /// history positions: [`Encoded::history_event`] gives the event at each.
     pub fn history(&self, k: usize) -> std::ops::Range<usize> {
-        history_range(self.user_start[k], self.history_end[k] as usize, self.history_len)
+        self.history_between(self.user_start[k] as usize, self.history_end[k] as usize)
+    }
+    /// The history of a sample whose user's events start at `start` and that comes before event
+    /// `end`: the last `history_len` of the user's events (or clicks) in `start..end`.
+    pub fn history_between(&self, start: usize, end: usize) -> std::ops::Range<usize> {
+        match &self.pool {
+            None => history_range(start as u32, end, self.history_len),
+            Some(p) => history_range(p.before[start], p.before[end] as usize, self.history_len),
+        }
+    }
+    /// The event at history position `j`.
+    pub fn history_event(&self, j: usize) -> usize {
+        self.pool.as_ref().map_or(j, |p| p.events[j] as usize)
+    }
+    /// Length of event `k`'s history before it is cut to `history_len`.
+    pub fn full_history_len(&self, k: usize) -> usize {
+        let (s, e) = (self.user_start[k] as usize, self.history_end[k] as usize);
+        match &self.pool {
+            None => e - s,
+            Some(p) => (p.before[e] - p.before[s]) as usize,
+        }
     }
 }
 
@@ -154,7 +225,7 @@ pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
 /// `given`, a saved run's, to encode new data the way the run saw its own) and the encoded events.
 pub fn fit_encode(ds: &Dataset, events: &Events, protocol: &ProtocolConfig, given: Option<FeatureMap>) -> Result<(FeatureMap, Encoded)> {
     let genres = item_first_genres(ds)?;
-    let feature_map = given.unwrap_or_else(|| FeatureMap::fit(events, &genres, protocol.history_len));
+    let feature_map = given.unwrap_or_else(|| FeatureMap::fit(events, &genres, protocol));
     let encoded = feature_map.encode(events, &genres);
     Ok((feature_map, encoded))
 }
@@ -171,7 +242,8 @@ impl FeatureMap {
     }
 
     /// Fits the vocabularies on the train split only.
-    pub fn fit(events: &Events, item_genre: &HashMap<i64, String>, history_len: usize) -> FeatureMap {
+    pub fn fit(events: &Events, item_genre: &HashMap<i64, String>, protocol: &ProtocolConfig) -> FeatureMap {
+        let history_len = protocol.history_len;
         let train: Vec<usize> = events.indices(Split::Train);
         let user = Vocab::fit(train.iter().map(|&k| events.user[k]));
         let item = Vocab::fit(train.iter().map(|&k| events.item[k]));
@@ -187,14 +259,26 @@ impl FeatureMap {
             oov_idx: OOV,
         };
         let seq = FeatureKind::Sequence { max_len: history_len };
-        let features = vec![
+        let mut features = vec![
             spec("user_id", FeatureKind::Categorical, VocabName::User, user.size()),
             spec("item_id", FeatureKind::Categorical, VocabName::Item, item.size()),
             spec("genre", FeatureKind::Categorical, VocabName::Genre, genre.size()),
             spec("hist_item_id", seq.clone(), VocabName::Item, item.size()),
-            spec("hist_genre", seq, VocabName::Genre, genre.size()),
+            spec("hist_genre", seq.clone(), VocabName::Genre, genre.size()),
         ];
-        FeatureMap { protocol: "ml-ctr-v1".to_string(), history_len, features, user, item, genre }
+        if protocol.time_gap {
+            features.push(spec("hist_time_gap", seq, VocabName::TimeGap, GAP_BUCKETS));
+        }
+        FeatureMap {
+            protocol: "ml-ctr-v1".to_string(),
+            history_len,
+            history: protocol.history,
+            time_gap: protocol.time_gap,
+            features,
+            user,
+            item,
+            genre,
+        }
     }
 
     pub fn encode(&self, events: &Events, item_genre: &HashMap<i64, String>) -> Encoded {
@@ -212,8 +296,15 @@ impl FeatureMap {
             user_start: events.user_start.clone(),
             history_end: events.history_end.clone(),
             raw_user: events.user.clone(),
+            timestamp: events.timestamp.clone(),
             history_len: self.history_len,
+            pool: self.history_pool(&events.label),
         }
+    }
+
+    /// The pool of positives-only histories, when this map's rule asks for one.
+    pub fn history_pool(&self, label: &[f32]) -> Option<HistoryPool> {
+        (self.history == HistoryRule::Positives).then(|| HistoryPool::positives(label))
     }
 }
 
@@ -233,7 +324,53 @@ pub(crate) mod tests {
             user_start: vec![0, 0, 0, 0, 0, 5, 5, 5, 5],
             history_end: (0..9).collect(),
             raw_user: vec![10, 10, 10, 10, 10, 20, 20, 20, 20],
+            timestamp: vec![0, 60, 3600, 86_400, 86_401, 5, 6, 7, 8],
             history_len: 3,
+            pool: None,
         }
+    }
+
+    #[test]
+    fn gap_buckets_by_hand() {
+        let cases = [(-5, 1), (0, 1), (1, 2), (2, 3), (3, 3), (4, 4), (59, 7), (60, 7), (64, 8), (3600, 13), (86_400, 18)];
+        for (seconds, bucket) in cases {
+            assert_eq!(gap_bucket(seconds), bucket, "{seconds} s");
+        }
+        assert_eq!(gap_bucket((1 << 31) - 1), 32);
+        assert_eq!(gap_bucket(1 << 31), 33);
+        assert_eq!(gap_bucket(i64::MAX), GAP_BUCKETS - 1);
+    }
+
+    fn rows_of(enc: &Encoded, k: usize) -> Vec<i64> {
+        enc.history(k).map(|j| enc.item[enc.history_event(j)]).collect()
+    }
+
+    #[test]
+    fn positives_only_histories_by_hand() {
+        let mut enc = toy_encoded();
+        enc.pool = Some(HistoryPool::positives(&enc.label));
+        // Clicks: events 0, 2, 3 (user 2) and 6, 7 (user 3).
+        assert_eq!(enc.pool.as_ref().unwrap().events, vec![0, 2, 3, 6, 7]);
+        let want: [&[i64]; 9] = [&[], &[2], &[2], &[2, 4], &[2, 4, 5], &[], &[], &[2], &[2, 3]];
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(rows_of(&enc, k), *w, "event {k}");
+        }
+        // Cut to the last L = 2 clicks; the full length counts all 3.
+        enc.history_len = 2;
+        assert_eq!(rows_of(&enc, 4), vec![4, 5]);
+        assert_eq!(enc.full_history_len(4), 3);
+        // A sampled negative of event 4 (history_end = 4) sees the same clicks.
+        assert_eq!(enc.history_between(0, 4), enc.history(4));
+    }
+
+    #[test]
+    fn batches_carry_time_gap_buckets() {
+        let enc = toy_encoded();
+        let b = Batcher::new(&enc, tch::Device::Cpu).batch(&[4, 8]);
+        // Event 4 at 86,401 s: history events 1, 2, 3 at 60, 3600 and 86,400 s.
+        // Event 8 at 8 s: events 5, 6, 7 at 5, 6 and 7 s.
+        let want = [gap_bucket(86_341), gap_bucket(82_801), gap_bucket(1), gap_bucket(3), gap_bucket(2), gap_bucket(1)];
+        assert_eq!(Vec::<i64>::try_from(b.hist_gap.flatten(0, -1)).unwrap(), want.to_vec());
+        assert_eq!(want, [18, 18, 2, 3, 3, 2]);
     }
 }

@@ -109,6 +109,8 @@ pub struct Embeddings {
     pub user: nn::Embedding,
     pub item: nn::Embedding,
     pub genre: nn::Embedding,
+    /// Added to each history event's representation when the feature map has time gaps.
+    pub gap: Option<nn::Embedding>,
     pub dim: i64,
 }
 
@@ -122,6 +124,7 @@ impl Embeddings {
             user: embedding(&p / "user", fm.user.size(), dim, std),
             item: embedding(&p / "item", fm.item.size(), dim, std),
             genre: embedding(&p / "genre", fm.genre.size(), dim, std),
+            gap: fm.time_gap.then(|| embedding(&p / "gap", crate::features::GAP_BUCKETS, 2 * dim, std)),
             dim,
         })
     }
@@ -134,10 +137,15 @@ impl Embeddings {
         use tch::nn::Module;
         Tensor::cat(&[self.item.forward(&b.item), self.genre.forward(&b.genre)], -1)
     }
-    /// History items `[B, L, 2d]` (padding rows are zero).
+    /// History items `[B, L, 2d]` (padding rows are zero), plus the embedding of their time gap
+    /// to the sample when the feature map has them (as BST adds its positions).
     pub fn history(&self, b: &Batch) -> Tensor {
         use tch::nn::Module;
-        Tensor::cat(&[self.item.forward(&b.hist_item), self.genre.forward(&b.hist_genre)], -1)
+        let items = Tensor::cat(&[self.item.forward(&b.hist_item), self.genre.forward(&b.hist_genre)], -1);
+        match &self.gap {
+            Some(gap) => items + gap.forward(&b.hist_gap),
+            None => items,
+        }
     }
     /// User `[B, d]`.
     pub fn user(&self, b: &Batch) -> Tensor {

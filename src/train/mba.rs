@@ -43,11 +43,11 @@ impl Mba {
                     Ids::User => add(data.user[k]),
                     Ids::Item => {
                         add(data.item[k]);
-                        data.item[data.history(k)].iter().for_each(|&i| add(i));
+                        data.history(k).for_each(|j| add(data.item[data.history_event(j)]));
                     }
                     Ids::Genre => {
                         add(data.genre[k]);
-                        data.genre[data.history(k)].iter().for_each(|&i| add(i));
+                        data.history(k).for_each(|j| add(data.genre[data.history_event(j)]));
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! clap types only; behavior lives in `commands/`.
-use attnrec::data::protocol::{ProtocolConfig, Split, SplitRule};
+use attnrec::data::protocol::{HistoryRule, ProtocolConfig, Split, SplitRule};
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
 use attnrec::train::Monitor;
@@ -209,6 +209,12 @@ pub struct ProtocolFlags {
     /// Seed of the negative sampler [default: 1].
     #[arg(long)]
     pub negative_seed: Option<u64>,
+    /// Which earlier events make up a history: all, or positives (clicks only) [default: all].
+    #[arg(long, value_enum)]
+    pub history: Option<HistoryRule>,
+    /// Add the log2-bucketed time from each history event to its sample as a model input.
+    #[arg(long)]
+    pub time_gap: bool,
 }
 
 impl ProtocolFlags {
@@ -234,6 +240,12 @@ impl ProtocolFlags {
         }
         if let Some(v) = self.negative_seed {
             p.negative_seed = v;
+        }
+        if let Some(v) = self.history {
+            p.history = v;
+        }
+        if self.time_gap {
+            p.time_gap = true;
         }
     }
 }

@@ -82,7 +82,7 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label {}, history L = {}, split {}",
+        "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label {}, history L = {} of {} earlier events, split {}",
         s.path.display(),
         s.format,
         s.ratings,
@@ -94,6 +94,7 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
             None => format!("rating >= {}", s.label_threshold),
         },
         s.history_len,
+        if cfg.history == attnrec::data::protocol::HistoryRule::Positives { "the clicked" } else { "all" },
         cfg.split.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
     );
     println!(

@@ -234,7 +234,10 @@ pub fn read(dir: &Path) -> Result<(FeatureMap, Encoded)> {
         timestamp: i64s("timestamp")?,
         history_len: feature_map.history_len,
         pool: None,
+        user_side: Vec::new(),
+        item_side: Vec::new(),
     };
-    let encoded = Encoded { pool: feature_map.history_pool(&encoded.label), ..encoded };
+    let (user_side, item_side) = feature_map.side_rows(&encoded.raw_user, &i64s("item_id")?);
+    let encoded = Encoded { pool: feature_map.history_pool(&encoded.label), user_side, item_side, ..encoded };
     Ok((feature_map, encoded))
 }

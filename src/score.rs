@@ -288,7 +288,10 @@ fn score_into<W: Write>(
                 summary.empty_histories += 1;
             }
             let genre = history.item_genre.get(&item).copied().unwrap_or(OOV);
-            chunk.push(Candidate { record, row: Row { user: u, item: i, genre, history: hist, timestamp, label: 0.0 }, user });
+            let user_side = fm.user_side.as_ref().map_or(0, |t| t.row(user));
+            let item_side = fm.item_side.as_ref().map_or(0, |t| t.row(item));
+            let row = Row { user: u, item: i, genre, history: hist, timestamp, user_side, item_side, label: 0.0 };
+            chunk.push(Candidate { record, row, user });
         }
         let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
         let mut logits = Vec::with_capacity(rows.len());

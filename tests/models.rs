@@ -33,6 +33,20 @@ fn feature_map() -> FeatureMap {
         // Every model here also embeds the time gaps, so the mask tests cover them too.
         "time_gap": true,
         "features": Vec::<FeatureSpec>::new(),
+        // ... and side features: one user field; an item year and up to 2 genres.
+        "user_side": {
+            "fields": [{"name": "user_age", "width": 1, "vocab": ["18", "25"]}],
+            "ids": [1, 2],
+            "values": [0, 1, 2, 3],
+        },
+        "item_side": {
+            "fields": [
+                {"name": "item_year", "width": 1, "vocab": ["1995", "1996"]},
+                {"name": "item_genres", "width": 2, "vocab": ["A", "B", "C"]},
+            ],
+            "ids": [10, 11],
+            "values": [0, 0, 0, 1, 1, 0, 2, 2, 3, 3, 4, 0],
+        },
         "user": [1, 2],
         "item": [10, 11, 12, 13],
         "genre": ["Comedy", "Drama"],
@@ -51,6 +65,9 @@ fn batch() -> Batch {
         hist_genre: i(&[2, 3, 2, 3, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
         hist_gap: i(&[30, 20, 9, 1, 0, 0, 33, 2, 0, 0, 0, 0]).view([3, 4]),
         hist_mask: i(&[1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]).view([3, 4]).to_kind(Kind::Bool),
+        user_side: i(&[2, 1, 3]),
+        item_side: i(&[2, 3, 1]),
+        hist_item_side: i(&[3, 2, 1, 2, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
         label: Tensor::from_slice(&[1.0f32, 0.0, 1.0]),
     }
 }
@@ -116,11 +133,18 @@ fn what_sits_in_padded_positions_changes_nothing() {
     let junk = |t: &Tensor| t.masked_fill(&off, 3);
     let widen = |t: &Tensor, v: i64| Tensor::cat(&[Tensor::full([3, 2], v, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
     let variants = [
-        Batch { hist_item: junk(&b.hist_item), hist_genre: junk(&b.hist_genre), hist_gap: junk(&b.hist_gap), ..batch() },
+        Batch {
+            hist_item: junk(&b.hist_item),
+            hist_genre: junk(&b.hist_genre),
+            hist_gap: junk(&b.hist_gap),
+            hist_item_side: junk(&b.hist_item_side),
+            ..batch()
+        },
         Batch {
             hist_item: widen(&b.hist_item, 2),
             hist_genre: widen(&b.hist_genre, 2),
             hist_gap: widen(&b.hist_gap, 5),
+            hist_item_side: widen(&b.hist_item_side, 2),
             hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
             ..batch()
         },

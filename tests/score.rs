@@ -82,9 +82,10 @@ fn round_trip(dir: &Path, data: &Path, run: &Path, protocol: &ProtocolConfig) ->
 }
 
 #[test]
-fn positives_only_histories_and_time_gaps_score_as_they_were_evaluated() {
+fn positives_only_histories_time_gaps_and_side_features_score_as_they_were_evaluated() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, run) = trained(dir.path(), &["--history", "positives", "--time-gap"]);
+    let flags = ["--history", "positives", "--time-gap", "--user-features", "age,gender,occupation", "--item-features", "year,genres"];
+    let (data, run) = trained(dir.path(), &flags);
     let protocol = ProtocolConfig { history: HistoryRule::Positives, time_gap: true, ..Default::default() };
     round_trip(dir.path(), &data, &run, &protocol);
 }

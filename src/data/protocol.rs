@@ -41,6 +41,30 @@ pub struct ProtocolConfig {
     /// Adds the time from each history event to the sample, bucketed on a log2 scale
     /// (see [`crate::features::gap_bucket`]), as an input of every model.
     pub time_gap: bool,
+    /// Side features of the user, from the dataset's user table (see [`UserFeature`]).
+    pub user_features: Vec<UserFeature>,
+    /// Side features of the item, target and history alike (see [`ItemFeature`]).
+    pub item_features: Vec<ItemFeature>,
+}
+
+/// User side features (ml-100k's `u.user`, ml-1m's `users.dat`, RecBole's `.user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum UserFeature {
+    /// ml-1m's age groups (1, 18, 25, 35, 45, 50, 56); other datasets' ages are mapped to them.
+    Age,
+    Gender,
+    Occupation,
+}
+
+/// Item side features, from the item table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemFeature {
+    /// Release year, the last `(YYYY)` of the title.
+    Year,
+    /// All of the item's genres, a multi-valued feature (mean of their embeddings).
+    Genres,
 }
 
 /// Which of the user's earlier events a history holds.
@@ -70,6 +94,8 @@ impl Default for ProtocolConfig {
             negative_seed: 1,
             history: HistoryRule::All,
             time_gap: false,
+            user_features: Vec::new(),
+            item_features: Vec::new(),
         }
     }
 }
@@ -112,6 +138,10 @@ impl ProtocolConfig {
         }
         if self.min_user_events > 1_000_000 || self.min_item_events > 1_000_000 {
             return Err(Error::config("protocol.min_user_events / min_item_events must be at most 1000000"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !self.user_features.iter().all(|f| seen.insert(format!("{f:?}"))) || !self.item_features.iter().all(|f| seen.insert(format!("{f:?}"))) {
+            return Err(Error::config("protocol.user_features / item_features list a feature twice"));
         }
         if self.history_len == 0 || self.history_len > 10_000 {
             return Err(Error::config(format!("protocol.history_len must be in 1..=10000, got {}", self.history_len)));

@@ -22,6 +22,11 @@ pub struct Batch {
     pub hist_gap: Tensor,
     /// `[B, L]` bool, true where a history event is present
     pub hist_mask: Tensor,
+    /// `[B]` i64: the user's and the item's rows in the feature map's side tables, and `[B, L]`
+    /// the history items' (0 = padding; all 0 without side features)
+    pub user_side: Tensor,
+    pub item_side: Tensor,
+    pub hist_item_side: Tensor,
     /// `[B]` f32 in {0, 1}
     pub label: Tensor,
 }
@@ -39,12 +44,13 @@ pub struct Batcher<'a> {
     hist_item: Vec<i64>,
     hist_genre: Vec<i64>,
     hist_gap: Vec<i64>,
+    hist_side: Vec<i64>,
     mask: Vec<bool>,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(data: &'a Encoded, device: Device) -> Self {
-        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), mask: Vec::new() }
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), mask: Vec::new() }
     }
 
     /// The batch of events `idx` (indices into the encoded arrays).
@@ -58,6 +64,8 @@ impl<'a> Batcher<'a> {
                 genre: d.genre[k],
                 history: d.history(k),
                 timestamp: d.timestamp[k],
+                user_side: d.user_side.get(k).copied().unwrap_or(0),
+                item_side: d.item_side.get(k).copied().unwrap_or(0),
                 label: d.label[k],
             }
         })
@@ -78,10 +86,14 @@ impl<'a> Batcher<'a> {
         self.hist_genre.resize(b * width, 0);
         self.hist_gap.clear();
         self.hist_gap.resize(b * width, 0);
+        self.hist_side.clear();
+        self.hist_side.resize(b * width, 0);
+        let sided = !d.item_side.is_empty();
         self.mask.clear();
         self.mask.resize(b * width, false);
         let (mut user, mut item, mut genre, mut label) =
             (Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b));
+        let (mut user_side, mut item_side) = (Vec::with_capacity(b), Vec::with_capacity(b));
         for r in 0..b {
             let x = row(r);
             let h = x.history;
@@ -91,12 +103,17 @@ impl<'a> Batcher<'a> {
                 self.hist_item[off + c] = d.item[e];
                 self.hist_genre[off + c] = d.genre[e];
                 self.hist_gap[off + c] = super::gap_bucket(x.timestamp - d.timestamp[e]);
+                if sided {
+                    self.hist_side[off + c] = d.item_side[e] as i64;
+                }
             }
             self.mask[off..off + h.len()].fill(true);
             user.push(x.user);
             item.push(x.item);
             genre.push(x.genre);
             label.push(x.label);
+            user_side.push(x.user_side as i64);
+            item_side.push(x.item_side as i64);
         }
         let shape = [b as i64, width as i64];
         let batch = Batch {
@@ -107,6 +124,9 @@ impl<'a> Batcher<'a> {
             hist_genre: Tensor::from_slice(&self.hist_genre).view(shape),
             hist_gap: Tensor::from_slice(&self.hist_gap).view(shape),
             hist_mask: Tensor::from_slice(&self.mask).view(shape),
+            user_side: Tensor::from_slice(&user_side),
+            item_side: Tensor::from_slice(&item_side),
+            hist_item_side: Tensor::from_slice(&self.hist_side).view(shape),
             label: Tensor::from_slice(&label),
         };
         if self.device == Device::Cpu {
@@ -126,6 +146,9 @@ pub struct Row {
     pub genre: i64,
     pub history: std::ops::Range<usize>,
     pub timestamp: i64,
+    /// Rows in the feature map's side tables (0 without side features).
+    pub user_side: u32,
+    pub item_side: u32,
     pub label: f32,
 }
 
@@ -139,6 +162,9 @@ impl Batch {
             hist_genre: self.hist_genre.to_device(device),
             hist_gap: self.hist_gap.to_device(device),
             hist_mask: self.hist_mask.to_device(device),
+            user_side: self.user_side.to_device(device),
+            item_side: self.item_side.to_device(device),
+            hist_item_side: self.hist_item_side.to_device(device),
             label: self.label.to_device(device),
         }
     }

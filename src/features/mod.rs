@@ -4,6 +4,7 @@
 //! Index 0 of every vocabulary is padding, index 1 is out-of-vocabulary: ids first seen in valid or
 //! test map to 1, exactly as shared/PROTOCOL.md requires.
 pub mod batch;
+pub mod side;
 
 use crate::data::protocol::{history_range, Events, HistoryRule, ProtocolConfig, Split};
 use crate::data::Dataset;
@@ -75,6 +76,8 @@ pub enum VocabName {
     Genre,
     /// The fixed buckets of [`gap_bucket`].
     TimeGap,
+    /// A side feature's own vocabulary, in the feature map's `user_side` / `item_side` table.
+    Side,
 }
 
 /// Rows of the time-gap embedding: padding and the 33 buckets of [`gap_bucket`].
@@ -148,6 +151,11 @@ pub struct FeatureMap {
     #[serde(default)]
     pub time_gap: bool,
     pub features: Vec<FeatureSpec>,
+    /// Side features of users and items, per raw id (see [`side`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_side: Option<side::SideTable>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_side: Option<side::SideTable>,
     pub user: Vocab<i64>,
     pub item: Vocab<i64>,
     pub genre: Vocab<String>,
@@ -171,6 +179,9 @@ pub struct Encoded {
     pub history_len: usize,
     /// Positives-only histories; `None` when histories hold every earlier event.
     pub pool: Option<HistoryPool>,
+    /// Each event's row in the feature map's user / item side table (empty without side features).
+    pub user_side: Vec<u32>,
+    pub item_side: Vec<u32>,
 }
 
 impl Encoded {
@@ -225,9 +236,37 @@ pub fn item_first_genres(ds: &Dataset) -> Result<HashMap<i64, String>> {
 /// `given`, a saved run's, to encode new data the way the run saw its own) and the encoded events.
 pub fn fit_encode(ds: &Dataset, events: &Events, protocol: &ProtocolConfig, given: Option<FeatureMap>) -> Result<(FeatureMap, Encoded)> {
     let genres = item_first_genres(ds)?;
-    let feature_map = given.unwrap_or_else(|| FeatureMap::fit(events, &genres, protocol));
+    let feature_map = match given {
+        Some(fm) => fm,
+        None => {
+            let mut fm = FeatureMap::fit(events, &genres, protocol);
+            let train = events.indices(Split::Train);
+            let users: FastSet<i64> = train.iter().map(|&k| events.user[k]).collect();
+            let items: FastSet<i64> = train.iter().map(|&k| events.item[k]).collect();
+            fm.user_side = side::user_table(ds, &protocol.user_features, &users)?;
+            fm.item_side = side::item_table(ds, &protocol.item_features, &items)?;
+            for t in fm.user_side.iter().chain(&fm.item_side) {
+                for f in &t.fields {
+                    let kind = if f.width == 1 { FeatureKind::Categorical } else { FeatureKind::Sequence { max_len: f.width } };
+                    fm.features.push(FeatureSpec {
+                        name: f.name.clone(),
+                        kind,
+                        vocab: VocabName::Side,
+                        vocab_size: f.vocab.size(),
+                        padding_idx: PAD,
+                        oov_idx: OOV,
+                    });
+                }
+            }
+            fm
+        }
+    };
     let encoded = feature_map.encode(events, &genres);
     Ok((feature_map, encoded))
+}
+
+fn side_rows(table: &Option<side::SideTable>, ids: &[i64]) -> Vec<u32> {
+    table.as_ref().map_or_else(Vec::new, |t| ids.iter().map(|&id| t.row(id)).collect())
 }
 
 /// The feature map's file name in run folders and prepared caches.
@@ -275,6 +314,8 @@ impl FeatureMap {
             history: protocol.history,
             time_gap: protocol.time_gap,
             features,
+            user_side: None,
+            item_side: None,
             user,
             item,
             genre,
@@ -299,7 +340,14 @@ impl FeatureMap {
             timestamp: events.timestamp.clone(),
             history_len: self.history_len,
             pool: self.history_pool(&events.label),
+            user_side: side_rows(&self.user_side, &events.user),
+            item_side: side_rows(&self.item_side, &events.item),
         }
+    }
+
+    /// The side-table rows of raw user and item ids (both empty without side features).
+    pub fn side_rows(&self, users: &[i64], items: &[i64]) -> (Vec<u32>, Vec<u32>) {
+        (side_rows(&self.user_side, users), side_rows(&self.item_side, items))
     }
 
     /// The pool of positives-only histories, when this map's rule asks for one.
@@ -327,6 +375,8 @@ pub(crate) mod tests {
             timestamp: vec![0, 60, 3600, 86_400, 86_401, 5, 6, 7, 8],
             history_len: 3,
             pool: None,
+            user_side: Vec::new(),
+            item_side: Vec::new(),
         }
     }
 

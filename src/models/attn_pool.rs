@@ -44,7 +44,7 @@ impl TargetPool {
         let d = emb.item_dim();
         let encoder = encoder.map(|c| Encoder::new(&p / "encoder", c, d, fm.history_len as i64)).transpose()?;
         let attn = Attention::new(&p / "target_attn", attention, d, d, d)?;
-        let mlp = Mlp::new(&p / "mlp", embed_dim + d + attn.out_dim(), mlp);
+        let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim(), mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
         Ok(TargetPool { emb, encoder, attn, mlp, out })
     }

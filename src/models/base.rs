@@ -32,7 +32,7 @@ impl Base {
     pub fn new(p: nn::Path, cfg: &BaseConfig, fm: &FeatureMap) -> Result<Self> {
         cfg.mlp.validate("mlp")?;
         let emb = Embeddings::new(&p / "emb", fm, cfg.embed_dim)?;
-        let in_dim = cfg.embed_dim + 2 * emb.item_dim();
+        let in_dim = emb.user_dim() + 2 * emb.item_dim();
         let mlp = Mlp::new(&p / "mlp", in_dim, &cfg.mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
         Ok(Base { emb, mlp, out })

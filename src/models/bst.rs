@@ -44,7 +44,7 @@ impl Bst {
         let emb = Embeddings::new(&p / "emb", fm, cfg.embed_dim)?;
         let d = emb.item_dim();
         let encoder = Encoder::new(&p / "encoder", &cfg.transformer, d, fm.history_len as i64)?;
-        let mlp = Mlp::new(&p / "mlp", cfg.embed_dim + 3 * d, &cfg.mlp);
+        let mlp = Mlp::new(&p / "mlp", emb.user_dim() + 3 * d, &cfg.mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
         Ok(Bst { emb, encoder, mlp, out })
     }

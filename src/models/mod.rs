@@ -102,8 +102,10 @@ impl ModelConfig {
     }
 }
 
-/// The embedding tables every model shares: user, item and genre. An item is represented by
-/// `[item_emb, genre_emb]` (width `2 * dim`), the same for targets and history events.
+/// The embedding tables every model shares: user, item and genre, plus the side features and
+/// time gaps the feature map has. An item is represented by `[item_emb, genre_emb, side…]` (width
+/// [`Embeddings::item_dim`]), the same for targets and history events; a user by `[user_emb,
+/// side…]` (width [`Embeddings::user_dim`]).
 #[derive(Debug)]
 pub struct Embeddings {
     pub user: nn::Embedding,
@@ -111,6 +113,8 @@ pub struct Embeddings {
     pub genre: nn::Embedding,
     /// Added to each history event's representation when the feature map has time gaps.
     pub gap: Option<nn::Embedding>,
+    pub user_side: Option<SideEmbeddings>,
+    pub item_side: Option<SideEmbeddings>,
     pub dim: i64,
 }
 
@@ -120,36 +124,107 @@ impl Embeddings {
             return Err(Error::config(format!("embed_dim must be in 1..=1024, got {dim}")));
         }
         let std = 0.01;
+        let user_side = fm.user_side.as_ref().map(|t| SideEmbeddings::new(&p / "user_side", t, dim, std));
+        let item_side = fm.item_side.as_ref().map(|t| SideEmbeddings::new(&p / "item_side", t, dim, std));
+        let item_dim = 2 * dim + item_side.as_ref().map_or(0, |s| s.dim());
         Ok(Embeddings {
             user: embedding(&p / "user", fm.user.size(), dim, std),
             item: embedding(&p / "item", fm.item.size(), dim, std),
             genre: embedding(&p / "genre", fm.genre.size(), dim, std),
-            gap: fm.time_gap.then(|| embedding(&p / "gap", crate::features::GAP_BUCKETS, 2 * dim, std)),
+            gap: fm.time_gap.then(|| embedding(&p / "gap", crate::features::GAP_BUCKETS, item_dim, std)),
+            user_side,
+            item_side,
             dim,
         })
     }
     /// Width of an item representation.
     pub fn item_dim(&self) -> i64 {
-        2 * self.dim
+        2 * self.dim + self.item_side.as_ref().map_or(0, |s| s.dim())
     }
-    /// Target item `[B, 2d]`.
+    /// Width of a user representation.
+    pub fn user_dim(&self) -> i64 {
+        self.dim + self.user_side.as_ref().map_or(0, |s| s.dim())
+    }
+    /// Target item `[B, item_dim]`.
     pub fn target(&self, b: &Batch) -> Tensor {
         use tch::nn::Module;
-        Tensor::cat(&[self.item.forward(&b.item), self.genre.forward(&b.genre)], -1)
+        let mut parts = vec![self.item.forward(&b.item), self.genre.forward(&b.genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.item_side)));
+        Tensor::cat(&parts, -1)
     }
-    /// History items `[B, L, 2d]` (padding rows are zero), plus the embedding of their time gap
-    /// to the sample when the feature map has them (as BST adds its positions).
+    /// History items `[B, L, item_dim]` (padding rows are zero), plus the embedding of their time
+    /// gap to the sample when the feature map has them (as BST adds its positions).
     pub fn history(&self, b: &Batch) -> Tensor {
         use tch::nn::Module;
-        let items = Tensor::cat(&[self.item.forward(&b.hist_item), self.genre.forward(&b.hist_genre)], -1);
+        let mut parts = vec![self.item.forward(&b.hist_item), self.genre.forward(&b.hist_genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.hist_item_side)));
+        let items = Tensor::cat(&parts, -1);
         match &self.gap {
             Some(gap) => items + gap.forward(&b.hist_gap),
             None => items,
         }
     }
-    /// User `[B, d]`.
+    /// User `[B, user_dim]`.
     pub fn user(&self, b: &Batch) -> Tensor {
         use tch::nn::Module;
-        self.user.forward(&b.user)
+        let u = self.user.forward(&b.user);
+        match &self.user_side {
+            Some(s) => Tensor::cat(&[u, s.forward(&b.user_side)], -1),
+            None => u,
+        }
+    }
+}
+
+/// A side table's features embedded ([`crate::features::side`]): each field through its own table,
+/// a multi-valued field averaged over its present values, the fields concatenated. The table of
+/// value indices is a constant of the model, built from the feature map, not a parameter.
+#[derive(Debug)]
+pub struct SideEmbeddings {
+    /// `[rows, width]` i64.
+    table: Tensor,
+    /// Each field's embedding, first slot and number of slots.
+    fields: Vec<(nn::Embedding, i64, i64)>,
+    dim: i64,
+}
+
+impl SideEmbeddings {
+    fn new(p: nn::Path, t: &crate::features::side::SideTable, dim: i64, std: f64) -> Self {
+        let table = Tensor::from_slice(&t.values).view([t.rows() as i64, t.width() as i64]).to_device(p.device());
+        let mut off = 0;
+        let fields = t
+            .fields
+            .iter()
+            .map(|f| {
+                let e = (embedding(&p / f.name.as_str(), f.vocab.size(), dim, std), off, f.width as i64);
+                off += f.width as i64;
+                e
+            })
+            .collect();
+        SideEmbeddings { table, fields, dim }
+    }
+    /// Width of the output.
+    pub fn dim(&self) -> i64 {
+        self.fields.len() as i64 * self.dim
+    }
+    /// Side-table rows `[...]` → `[..., dim()]` (zeros for row 0, padding).
+    pub fn forward(&self, rows: &Tensor) -> Tensor {
+        use tch::nn::Module;
+        let mut shape = rows.size();
+        let ids = self.table.index_select(0, &rows.reshape([-1]));
+        let parts: Vec<Tensor> = self
+            .fields
+            .iter()
+            .map(|(emb, off, width)| {
+                let v = ids.narrow(1, *off, *width);
+                let e = emb.forward(&v);
+                if *width == 1 {
+                    e.squeeze_dim(1)
+                } else {
+                    base::masked_mean(&e, &v.ne(0).to_kind(e.kind()))
+                }
+            })
+            .collect();
+        shape.push(self.dim());
+        Tensor::cat(&parts, -1).view(shape.as_slice())
     }
 }

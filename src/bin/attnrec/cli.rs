@@ -1,5 +1,5 @@
 //! clap types only; behavior lives in `commands/`.
-use attnrec::data::protocol::{HistoryRule, ProtocolConfig, Split, SplitRule};
+use attnrec::data::protocol::{HistoryRule, ItemFeature, ProtocolConfig, Split, SplitRule, UserFeature};
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
 use attnrec::train::Monitor;
@@ -215,6 +215,12 @@ pub struct ProtocolFlags {
     /// Add the log2-bucketed time from each history event to its sample as a model input.
     #[arg(long)]
     pub time_gap: bool,
+    /// User side features, comma-separated: age, gender, occupation (needs a user table).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub user_features: Option<Vec<UserFeature>>,
+    /// Item side features, comma-separated: year (from the title), genres (all of them).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub item_features: Option<Vec<ItemFeature>>,
 }
 
 impl ProtocolFlags {
@@ -246,6 +252,12 @@ impl ProtocolFlags {
         }
         if self.time_gap {
             p.time_gap = true;
+        }
+        if let Some(v) = &self.user_features {
+            p.user_features = v.clone();
+        }
+        if let Some(v) = &self.item_features {
+            p.item_features = v.clone();
         }
     }
 }

@@ -19,7 +19,8 @@
 //! name = "din_softmax"
 //! model = { attention = { align = "softmax" } }
 //!
-//! # or, instead of variants, a grid: the cartesian product of the listed values
+//! # and/or a grid: the cartesian product of the listed values (with variants too, every variant
+//! # at every point, named `variant,history_len=20,...`)
 //! # [grid]
 //! # "train.lr" = [0.001, 0.005]
 //! # "protocol.history_len" = [20, 50]
@@ -51,6 +52,8 @@ pub struct Experiment {
     pub variants: Vec<String>,
     pub runs: Vec<PlannedRun>,
     pub out: PathBuf,
+    /// The experiment file, when it was read from one.
+    pub file: Option<PathBuf>,
 }
 
 const KEYS: [&str; 6] = ["name", "seeds", "baseline", "base", "variant", "grid"];
@@ -60,10 +63,11 @@ impl Experiment {
     pub fn from_file(path: &Path, runs_root: &Path) -> Result<Experiment> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let stem = path.file_stem().map_or_else(|| "experiment".into(), |s| s.to_string_lossy().into_owned());
-        Experiment::parse(&text, &stem, runs_root).map_err(|e| match e {
+        let e = Experiment::parse(&text, &stem, runs_root).map_err(|e| match e {
             Error::Config(m) => Error::parse(path, 0, m),
             other => other,
-        })
+        })?;
+        Ok(Experiment { file: Some(path.to_path_buf()), ..e })
     }
 
     pub fn parse(text: &str, default_name: &str, runs_root: &Path) -> Result<Experiment> {
@@ -89,23 +93,42 @@ impl Experiment {
             Some(Value::Table(t)) => t.clone(),
             _ => return Err(Error::config("[base] is required: a run config (data, protocol, model, train)")),
         };
-        let variants: Vec<(String, Table)> = match (doc.get("variant"), doc.get("grid")) {
-            (Some(_), Some(_)) => return Err(Error::config("give either [[variant]] or [grid], not both")),
-            (Some(Value::Array(vs)), None) => vs
+        let listed: Vec<(String, Table)> = match doc.get("variant") {
+            Some(Value::Array(vs)) => vs
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
                     let mut t = v.as_table().cloned().ok_or_else(|| Error::config(format!("variant {} is not a table", i + 1)))?;
                     let name = match t.remove("name") {
-                        Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\']) => s,
-                        _ => return Err(Error::config(format!("variant {} needs a name (a string without '/')", i + 1))),
+                        Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\', ',']) => s,
+                        _ => return Err(Error::config(format!("variant {} needs a name (a string without '/' or ',')", i + 1))),
                     };
                     Ok((name, t))
                 })
                 .collect::<Result<_>>()?,
-            (None, Some(Value::Table(g))) => grid(g)?,
-            (None, None) => vec![("base".to_string(), Table::new())],
-            _ => return Err(Error::config("[[variant]] must be an array of tables and [grid] a table")),
+            Some(_) => return Err(Error::config("[[variant]] must be an array of tables")),
+            None => Vec::new(),
+        };
+        let points = match doc.get("grid") {
+            Some(Value::Table(g)) => grid(g)?,
+            Some(_) => return Err(Error::config("[grid] must be a table")),
+            None => Vec::new(),
+        };
+        // Variants, grid points, or every variant at every grid point (named `variant,key=value`).
+        let variants: Vec<(String, Table)> = match (listed.is_empty(), points.is_empty()) {
+            (true, true) => vec![("base".to_string(), Table::new())],
+            (false, true) => listed,
+            (true, false) => points,
+            (false, false) => listed
+                .iter()
+                .flat_map(|(vn, vt)| {
+                    points.iter().map(move |(pn, pt)| {
+                        let mut t = vt.clone();
+                        merge(&mut t, pt);
+                        (format!("{vn},{pn}"), t)
+                    })
+                })
+                .collect(),
         };
         let names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
         if let Some(dup) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
@@ -139,7 +162,7 @@ impl Experiment {
                 runs.push(PlannedRun { variant: variant.clone(), seed, config: config.clone(), dir: out.join(format!("{variant}-seed{seed}")) });
             }
         }
-        Ok(Experiment { name, baseline, variants: names, runs, out })
+        Ok(Experiment { name, baseline, variants: names, runs, out, file: None })
     }
 }
 
@@ -217,6 +240,9 @@ pub fn execute(
     for (i, run) in e.runs.iter().enumerate() {
         observe(i, run);
         if run.dir.join(SUMMARY_FILE).is_file() {
+            if !run.dir.join(COMMAND_FILE).is_file() {
+                write_command(e, run)?;
+            }
             outcomes.push(Outcome::Done { summary: read_summary(&run.dir)?, reused: true });
             continue;
         }
@@ -229,11 +255,36 @@ pub fn execute(
         // The table is always built from summary.json as written, so that a later invocation
         // that finds the run complete tabulates exactly the same numbers.
         outcomes.push(match result.and_then(|_| read_summary(&run.dir)) {
-            Ok(summary) => Outcome::Done { summary, reused: false },
+            Ok(summary) => {
+                write_command(e, run)?;
+                Outcome::Done { summary, reused: false }
+            }
             Err(err) => Outcome::Failed(err.to_string()),
         });
     }
     Ok(outcomes)
+}
+
+/// The file name of the commands that reproduce a run, written into its folder.
+pub const COMMAND_FILE: &str = "command.txt";
+
+/// Writes `command.txt` into a finished run's folder: the command that retrains it alone from
+/// its resolved `config.toml`, and the experiment command it came from.
+fn write_command(e: &Experiment, run: &PlannedRun) -> Result<()> {
+    let dir = run.dir.display();
+    let mut text = format!(
+        "# This run alone, from its resolved config (config.toml in this folder):\n\
+         attnrec train --config {dir}/config.toml --out {dir}-again\n"
+    );
+    if let Some(file) = &e.file {
+        text.push_str(&format!(
+            "# As part of its experiment (variant {}, seed {}; complete runs are skipped):\nattnrec run {}\n",
+            run.variant,
+            run.seed,
+            file.display()
+        ));
+    }
+    write_atomic(&run.dir.join(COMMAND_FILE), text.as_bytes())
 }
 
 fn read_summary(dir: &Path) -> Result<RunSummary> {
@@ -254,6 +305,9 @@ pub struct VariantResult {
     pub test_logloss: (f64, f64),
     /// RelaImpr of the mean test AUC over the baseline's, in percent.
     pub rela_impr: Option<f64>,
+    /// Two-sided p-value of DeLong's test against the baseline, on the seed-averaged test
+    /// predictions (see [`pooled_delong`]); `None` for the baseline itself or without one.
+    pub delong_p: Option<f64>,
     pub samples_per_sec: f64,
     pub parameters: i64,
     pub wall_seconds: f64,
@@ -316,6 +370,19 @@ mod tests {
     }
 
     #[test]
+    fn variants_times_a_grid() {
+        let text = format!(
+            "baseline = \"din,history_len=50\"\n{BASE}[[variant]]\nname = \"base\"\nmodel = {{ kind = \"base\" }}\n\
+             [[variant]]\nname = \"din\"\n[grid]\n\"protocol.history_len\" = [10, 50]\n"
+        );
+        let e = Experiment::parse(&text, "x", Path::new("runs")).unwrap();
+        assert_eq!(e.variants, ["base,history_len=10", "base,history_len=50", "din,history_len=10", "din,history_len=50"]);
+        let cfg = |i: usize| (e.runs[i].config.model.name(), e.runs[i].config.protocol.history_len);
+        assert_eq!([cfg(0), cfg(1), cfg(2), cfg(3)], [("base", 10), ("base", 50), ("din", 10), ("din", 50)]);
+        assert_eq!(e.baseline.as_deref(), Some("din,history_len=50"));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let err = |t: &str| Experiment::parse(t, "x", Path::new("r")).unwrap_err().to_string();
         assert!(err("seeds = [1]\n").contains("[base] is required"));
@@ -364,6 +431,7 @@ pub fn tabulate(e: &Experiment, outcomes: &[Outcome]) -> Vec<VariantResult> {
                 test_gauc: stat(&runs, &|r| r.test.gauc),
                 test_logloss: stat(&runs, &|r| Some(r.test.logloss)),
                 rela_impr: base_auc.filter(|b| b.is_finite() && *b != 0.5).map(|b| ((test_auc.0 - 0.5) / (b - 0.5) - 1.0) * 100.0),
+                delong_p: None,
                 samples_per_sec: stat(&runs, &|r| Some(r.train_samples_per_sec)).0,
                 parameters: runs.first().map_or(0, |r| r.parameters),
                 wall_seconds: runs.iter().map(|r| r.wall_seconds).sum(),
@@ -372,11 +440,57 @@ pub fn tabulate(e: &Experiment, outcomes: &[Outcome]) -> Vec<VariantResult> {
         .collect()
 }
 
-const HEADER: [&str; 10] =
-    ["variant", "seeds", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "RelaImpr", "samples/s", "parameters", "wall s"];
+const HEADER: [&str; 11] =
+    ["variant", "seeds", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "RelaImpr", "p (DeLong)", "samples/s", "parameters", "wall s"];
 
 fn pm((m, s): (f64, f64)) -> String {
     if m.is_nan() { "n/a".into() } else { format!("{m:.4} ± {s:.4}") }
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
+}
+
+/// DeLong's test of each variant against the baseline, pooled over seeds: the test predictions
+/// of a variant's complete runs are averaged per sample (the seed ensemble), the baseline's too,
+/// and the two averages compared on the same samples. (Concatenating the seeds instead would
+/// count every test sample once per seed and understate the variance.) `None` for the baseline,
+/// for a variant without complete runs, or one evaluated on other samples (another protocol).
+pub fn pooled_delong(e: &Experiment, outcomes: &[Outcome]) -> Result<Vec<Option<f64>>> {
+    let Some(baseline) = &e.baseline else { return Ok(vec![None; e.variants.len()]) };
+    let averaged = |variant: &str| -> Result<Option<crate::run::Predictions>> {
+        let mut mean: Option<crate::run::Predictions> = None;
+        let mut n = 0.0;
+        for (r, o) in e.runs.iter().zip(outcomes) {
+            if r.variant != variant || !matches!(o, Outcome::Done { .. }) {
+                continue;
+            }
+            let p = crate::run::predict_run(&r.dir, crate::data::protocol::Split::Test, None)?;
+            n += 1.0;
+            match &mut mean {
+                None => mean = Some(p),
+                Some(m) if m.labels == p.labels && m.users == p.users => m.probs.iter_mut().zip(&p.probs).for_each(|(a, b)| *a += b),
+                Some(_) => return Ok(None),
+            }
+        }
+        Ok(mean.map(|mut m| {
+            m.probs.iter_mut().for_each(|x| *x /= n);
+            m
+        }))
+    };
+    let Some(base) = averaged(baseline)? else { return Ok(vec![None; e.variants.len()]) };
+    e.variants
+        .iter()
+        .map(|v| {
+            if v == baseline {
+                return Ok(None);
+            }
+            Ok(averaged(v)?
+                .filter(|p| p.labels == base.labels && p.users == base.users)
+                .and_then(|p| crate::metrics::delong(&p.probs, &base.probs, &p.labels))
+                .map(|d| d.p_value))
+        })
+        .collect()
 }
 
 /// The rows of the results table as display strings (Markdown and terminal).
@@ -392,6 +506,7 @@ pub fn display_rows(results: &[VariantResult]) -> (Vec<&'static str>, Vec<Vec<St
                 pm(r.test_gauc),
                 pm(r.test_logloss),
                 r.rela_impr.map_or("".into(), |x| format!("{x:+.2}%")),
+                r.delong_p.map_or("".into(), fmt_p),
                 if r.samples_per_sec.is_nan() { "n/a".into() } else { format!("{:.0}", r.samples_per_sec) },
                 r.parameters.to_string(),
                 format!("{:.1}", r.wall_seconds),
@@ -406,22 +521,25 @@ pub fn display_rows(results: &[VariantResult]) -> (Vec<&'static str>, Vec<Vec<St
 pub fn write_results(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) -> Result<()> {
     let mut csv = String::from(
         "variant,seeds,failed,valid_auc_mean,valid_auc_std,test_auc_mean,test_auc_std,test_gauc_mean,test_gauc_std,\
-         test_logloss_mean,test_logloss_std,rela_impr_pct,samples_per_sec,parameters,wall_seconds\n",
+         test_logloss_mean,test_logloss_std,rela_impr_pct,delong_p,samples_per_sec,parameters,wall_seconds\n",
     );
     let num = |x: f64| if x.is_nan() { String::new() } else { x.to_string() };
     for r in results {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.variant, r.seeds, r.failed, num(r.valid_auc.0), num(r.valid_auc.1), num(r.test_auc.0), num(r.test_auc.1),
             num(r.test_gauc.0), num(r.test_gauc.1), num(r.test_logloss.0), num(r.test_logloss.1),
-            r.rela_impr.map_or(String::new(), num), num(r.samples_per_sec), r.parameters, r.wall_seconds
+            r.rela_impr.map_or(String::new(), num), r.delong_p.map_or(String::new(), num), num(r.samples_per_sec),
+            r.parameters, r.wall_seconds
         ));
     }
     write_atomic(&e.out.join("results.csv"), csv.as_bytes())?;
     let (header, rows) = display_rows(results);
     let mut md = format!("# {}\n\nMean ± sample std over seeds", e.name);
     if let Some(b) = &e.baseline {
-        md.push_str(&format!("; RelaImpr of the mean test AUC against `{b}`"));
+        md.push_str(&format!(
+            "; RelaImpr of the mean test AUC against `{b}`; p: DeLong's test of the seed-averaged test predictions against `{b}`'s"
+        ));
     }
     md.push_str(".\n\n");
     md.push_str(&format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len())));

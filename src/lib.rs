@@ -16,7 +16,8 @@
 //! - [`nn`]: embeddings, MLP, activations;
 //! - [`models`]: `base` (mean pooling) and `din`;
 //! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders;
-//! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`).
+//! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`);
+//! - [`experiment`], [`report`]: experiment files → runs → results tables, plots and report.html.
 pub mod attention;
 pub mod bench;
 pub mod cache;
@@ -30,6 +31,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod train;

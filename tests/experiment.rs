@@ -1,7 +1,11 @@
 //! `attnrec run`: a two-variant, two-seed experiment on the `tiny` preset end to end. The files are
-//! written, the table's numbers equal the runs' own metrics, a second invocation trains nothing,
-//! and a failing variant is recorded while the others complete.
+//! written (tables, plots, report.html, each run's command), the table's numbers equal the runs'
+//! own metrics (DeLong's p on the seed-averaged predictions included), a second invocation trains
+//! nothing, and a failing variant is recorded while the others complete.
 use assert_cmd::Command;
+use attnrec::data::protocol::Split;
+use attnrec::metrics::delong;
+use attnrec::run::predict_run;
 use std::path::Path;
 
 fn attnrec(dir: &Path) -> Command {
@@ -67,6 +71,31 @@ fn an_experiment_runs_tabulates_and_resumes() {
     let (base, din) = (rows[0][5].parse::<f64>().unwrap(), rows[1][5].parse::<f64>().unwrap());
     let rela = ((din - 0.5) / (base - 0.5) - 1.0) * 100.0;
     assert!((rows[1][11].parse::<f64>().unwrap() - rela).abs() < 1e-9);
+
+    // DeLong's p: din's and base's test predictions, each averaged over the two seeds.
+    let averaged = |v: &str| {
+        let p: Vec<_> = [1, 2].iter().map(|s| predict_run(&exp.join(format!("{v}-seed{s}")), Split::Test, Some(&d.join("data/tiny"))).unwrap()).collect();
+        let probs: Vec<f64> = p[0].probs.iter().zip(&p[1].probs).map(|(a, b)| (a + b) / 2.0).collect();
+        (probs, p[0].labels.clone())
+    };
+    let ((din_p, labels), (base_p, _)) = (averaged("din"), averaged("base"));
+    let want = delong(&din_p, &base_p, &labels).unwrap().p_value;
+    assert!((rows[1][12].parse::<f64>().unwrap() - want).abs() < 1e-12, "{:?} vs {want}", rows[1]);
+    assert_eq!(rows[0][12], "", "no p-value for the baseline itself");
+
+    // The plots (SVG and PNG), the report with the table and every plot inlined, the commands.
+    for f in ["learning_curves", "test_auc", "attention_din"] {
+        let svg = std::fs::read_to_string(exp.join(format!("{f}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{f}.svg");
+        let png = std::fs::read(exp.join(format!("{f}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{f}.png");
+    }
+    assert!(!exp.join("attention_base.svg").exists(), "base has no attention");
+    let html = std::fs::read_to_string(exp.join("report.html")).unwrap();
+    assert!(html.contains("<td>din</td>") && html.matches("<svg").count() == 3, "report.html");
+    assert!(html.contains("Valid AUC per evaluation") && html.contains("target attention"));
+    let cmd = std::fs::read_to_string(exp.join("din-seed2/command.txt")).unwrap();
+    assert!(cmd.contains("attnrec train --config runs/exp/din-seed2/config.toml") && cmd.contains("attnrec run exp.toml"), "{cmd}");
     let md = std::fs::read_to_string(exp.join("results.md")).unwrap();
     assert!(md.contains("| din | 2 |") && md.contains("against `base`"), "{md}");
 
@@ -96,4 +125,16 @@ fn a_failing_variant_is_recorded_and_the_rest_completes() {
     let rows = csv_rows(&d.join("runs/exp/results.csv"));
     assert_eq!((rows[2][0].as_str(), rows[2][1].as_str(), rows[2][2].as_str()), ("broken", "0", "1"));
     assert!(d.join("runs/exp/din-seed1/summary.json").is_file());
+}
+
+#[test]
+fn the_shipped_experiments_expand() {
+    use attnrec::experiment::Experiment;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let expected = [("din_vs_base", 4), ("attention_zoo", 10), ("features", 4), ("sequence_models", 15)];
+    for (name, variants) in expected {
+        let e = Experiment::from_file(&dir.join(format!("{name}.toml")), Path::new("runs")).unwrap();
+        assert_eq!((e.variants.len(), e.runs.len()), (variants, 3 * variants), "{name}");
+        assert!(e.baseline.is_some(), "{name}");
+    }
 }

@@ -2,7 +2,7 @@
 //! per evaluation (bars hidden when stderr is not a terminal), JSON lines on stdout for scripts,
 //! or nothing.
 use attnrec::train::{EvalReport, Observer};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
 use std::time::Instant;
@@ -30,6 +30,8 @@ pub struct Progress {
     label: String,
     mode: Mode,
     bar: Option<ProgressBar>,
+    /// Where bars go when another bar (an experiment's) is shown with them.
+    multi: Option<MultiProgress>,
     epoch: usize,
     batch: usize,
     batches: usize,
@@ -46,6 +48,7 @@ impl Progress {
             label: label.into(),
             mode,
             bar: None,
+            multi: None,
             epoch: 0,
             batch: 0,
             batches: 0,
@@ -55,6 +58,12 @@ impl Progress {
             start: Instant::now(),
             last_line: Instant::now(),
         }
+    }
+
+    /// Draws the epoch bars in `multi`, below the bars already there.
+    pub fn in_multi(mut self, multi: MultiProgress) -> Self {
+        self.multi = Some(multi);
+        self
     }
 
     fn rate(&self) -> f64 {
@@ -90,7 +99,10 @@ impl Observer for Progress {
                 emit(json!({"event": "epoch", "run": self.label, "epoch": epoch, "batches": batches, "resumed_at": done}))
             }
             Mode::Bars => {
-                let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+                let bar = match &self.multi {
+                    Some(m) => m.add(ProgressBar::new(batches as u64)),
+                    None => ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr()),
+                };
                 bar.set_style(
                     ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
                         .expect("valid template")
@@ -159,7 +171,12 @@ impl Observer for Progress {
                         if let Some(bar) = self.bar.take() {
                             bar.finish_and_clear();
                         }
-                        eprintln!("{line}");
+                        match &self.multi {
+                            Some(m) => {
+                                let _ = m.println(line);
+                            }
+                            None => eprintln!("{line}"),
+                        }
                     }
                 }
             }

@@ -2,7 +2,8 @@
 use super::print_table;
 use crate::cli::RunArgs;
 use crate::progress::{Mode, Progress};
-use attnrec::experiment::{display_rows, execute, tabulate, write_results, Experiment, Outcome};
+use attnrec::experiment::{display_rows, execute, pooled_delong, tabulate, write_results, Experiment, Outcome};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use attnrec::run::SUMMARY_FILE;
 use attnrec::util::partial_path;
 
@@ -29,22 +30,40 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     let total = e.runs.len();
     let mode = if a.quiet { Mode::Quiet } else { Mode::Bars };
-    let mut progress = Progress::new(e.name.clone(), mode);
+    // One bar over the runs, the run in progress's epoch bars below it.
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let overall = multi.add(ProgressBar::new(total as u64));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    overall.set_prefix(e.name.clone());
+    if a.quiet {
+        overall.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut progress = Progress::new(e.name.clone(), mode).in_multi(multi.clone());
     let outcomes = execute(&e, &mut progress, &mut |i, r| {
+        overall.set_position(i as u64);
         if !a.quiet {
-            eprintln!("[{}/{total}] {} seed {} → {}", i + 1, r.variant, r.seed, r.dir.display());
+            let _ = multi.println(format!("[{}/{total}] {} seed {} → {}", i + 1, r.variant, r.seed, r.dir.display()));
         }
     })?;
+    overall.finish_and_clear();
     for (r, o) in e.runs.iter().zip(&outcomes) {
         if let Outcome::Failed(msg) = o {
             eprintln!("failed: {}: {msg}", r.dir.display());
         }
     }
-    let results = tabulate(&e, &outcomes);
+    let mut results = tabulate(&e, &outcomes);
+    for (r, p) in results.iter_mut().zip(pooled_delong(&e, &outcomes)?) {
+        r.delong_p = p;
+    }
     write_results(&e, &outcomes, &results)?;
+    let files = attnrec::report::write(&e, &outcomes, &results)?;
     let (header, rows) = display_rows(&results);
     print_table(&header, &rows);
-    eprintln!("results written to {}/results.csv and results.md", e.out.display());
+    eprintln!("results written to {}: results.csv, results.md, {}", e.out.display(), files.join(", "));
     let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed(_))).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {total} runs failed (listed in {}/failed.txt)", e.out.display());

@@ -348,14 +348,15 @@ pub fn write(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) ->
     html.push_str(&format!("<title>{} — attnrec experiment</title>\n", escape(&e.name)));
     html.push_str(
         "<style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
-         table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\
+         table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
          th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
          figure svg{max-width:100%;height:auto}figcaption{font-weight:bold;margin-bottom:.5em}</style></head><body>\n",
     );
     html.push_str(&format!("<h1>{}</h1>\n", escape(&e.name)));
     let seeds: std::collections::BTreeSet<u64> = e.runs.iter().map(|r| r.seed).collect();
+    let seeds = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
     html.push_str(&format!(
-        "<p>{} runs: {} variants × seeds {:?}. Mean ± sample std over seeds{}; p: DeLong's test of the \
+        "<p>{} runs: {} variants × seeds {}. Mean ± sample std over seeds{}; p: DeLong's test of the \
          seed-averaged test predictions against the baseline's.</p>\n",
         e.runs.len(),
         e.variants.len(),

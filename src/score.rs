@@ -190,10 +190,23 @@ fn column(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize>
     })
 }
 
-fn parse_id(record: &csv::StringRecord, col: usize, name: &str, path: &Path, line: u64) -> Result<i64> {
+fn parse_int(record: &csv::StringRecord, col: usize, name: &str, path: &Path, line: u64) -> Result<i64> {
     let v = record.get(col).unwrap_or("").trim();
-    v.parse::<i64>()
-        .map_err(|_| Error::parse(path, line as usize, format!("column '{name}': '{v}' is not an integer id")))
+    v.parse::<i64>().map_err(|_| Error::parse(path, line as usize, format!("column '{name}': '{v}' is not an integer")))
+}
+
+/// A candidate's user or item id: a token for a run whose dataset has string ids, else an integer.
+fn parse_id(record: &csv::StringRecord, col: usize, name: &str, path: &Path, line: u64, tokens: bool) -> Result<i64> {
+    let v = record.get(col).unwrap_or("").trim();
+    match (tokens, v.parse::<i64>()) {
+        (true, _) if !v.is_empty() => Ok(crate::data::token_id(v)),
+        (false, Ok(id)) => Ok(id),
+        _ => Err(Error::parse(
+            path,
+            line as usize,
+            format!("column '{name}': '{v}' is not an integer id (the run's dataset has integer ids)"),
+        )),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -262,11 +275,11 @@ fn score_into<W: Write>(
             };
             let record = rec.map_err(|e| csv_err(candidates, e))?;
             let line = record.position().map_or(0, |p| p.line());
-            let user = parse_id(&record, user_col, &opts.user_col, candidates, line)?;
-            let item = parse_id(&record, item_col, &opts.item_col, candidates, line)?;
+            let user = parse_id(&record, user_col, &opts.user_col, candidates, line, fm.string_ids)?;
+            let item = parse_id(&record, item_col, &opts.item_col, candidates, line, fm.string_ids)?;
             let at = match time_col {
                 Some(c) if !record.get(c).unwrap_or("").trim().is_empty() => {
-                    Some(parse_id(&record, c, &opts.time_col, candidates, line)?)
+                    Some(parse_int(&record, c, &opts.time_col, candidates, line)?)
                 }
                 _ => None,
             };

@@ -4,6 +4,7 @@
 //! alike); users are checked per format.
 use attnrec::data::protocol::{build_events, ProtocolConfig};
 use attnrec::data::{Dataset, Format};
+use attnrec::features::item_first_genres;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -169,7 +170,7 @@ fn malformed_files_name_file_line_and_field() {
         ("ml-100k", "u.item", b"1|Toy Story (1995)|01-Jan-1995||url|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|2\n", ":1: genre flag 'Western' must be 0 or 1, got \"2\""),
         ("ml-1m", "ratings.dat", b"1::1::5::10\n\n2::x::5::10\n", ":3: item id is not a number: \"x\""),
         ("recbole-ml-1m", "ml-1m.inter", b"user_id\titem_id:token\trating:float\ttimestamp:float\n", ":1: header field \"user_id\" is not written name:type"),
-        ("recbole-ml-1m", "ml-1m.inter", b"user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\t1\t5\t10\n", ":2: user_id token \"u1\" is not an integer (canonical ids are integers)"),
+        ("recbole-ml-1m", "ml-1m.inter", b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n \t1\t5\t10\n", ":2: user_id is empty"),
         ("recbole-ml-1m", "ml-1m.inter", b"user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n", ":1: missing column 'rating' (header has: user_id, item_id, timestamp)"),
     ];
     for (name, file, text, expected) in cases {
@@ -268,4 +269,34 @@ fn generic_logs_are_checked() {
     ParquetWriter::new(std::fs::File::create(dir.path().join("bad.parquet")).unwrap()).finish(&mut df).unwrap();
     let e = open("x\n", log_spec("bad.parquet"));
     assert!(e.ends_with("bad.parquet: column 'uid' is null in row 2"), "{e}");
+}
+
+#[test]
+fn string_tokens_map_to_stable_ids() {
+    use attnrec::data::token_id;
+    // Integers in canonical form are themselves; anything else is hashed (values from an
+    // independent FNV-1a in Python) into [-2^63, -2^62).
+    assert_eq!((token_id("42"), token_id(" 42 "), token_id("-7")), (42, 42, -7));
+    assert_eq!(token_id("a"), -6063825236715865309);
+    assert_eq!(token_id("007"), -7809316769636008821, "007 is not the integer 7");
+    assert_eq!(token_id("B000FA64PK"), -5458825380269313809);
+    assert!(token_id("+7") < -(1i64 << 62));
+
+    // A RecBole dataset with Amazon-style string tokens: the .item rows join the .inter rows.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("amz.inter"),
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n\
+         A2X\tB000FA64PK\t5\t10\nA2X\t007\t2\t20\nA2X\t7\t4\t30\nQ9\tB000FA64PK\t1\t15\nQ9\t7\t5\t25\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("amz.item"), "item_id:token\tcategories:token_seq\nB000FA64PK\tBooks Fiction\n007\tFilms\n7\tMusic\n").unwrap();
+    let ds = Dataset::load(d, None).unwrap();
+    let ev = build_events(&ds, &ProtocolConfig { history_len: 3, ..Default::default() }).unwrap();
+    let users: std::collections::BTreeSet<i64> = ev.user.iter().copied().collect();
+    assert_eq!(users, [token_id("A2X"), token_id("Q9")].into_iter().collect());
+    let genres = item_first_genres(&ds).unwrap();
+    assert_eq!(genres[&token_id("B000FA64PK")], "Books");
+    assert_eq!((genres[&token_id("007")].as_str(), genres[&7].as_str()), ("Films", "Music"));
 }

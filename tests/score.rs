@@ -3,7 +3,8 @@
 use assert_cmd::Command;
 use attnrec::data::protocol::{build_events, Events, HistoryRule, ProtocolConfig, Split};
 use attnrec::data::synth::{generate, Preset};
-use attnrec::data::Dataset;
+use attnrec::config::RunConfig;
+use attnrec::data::{token_id, Dataset};
 use attnrec::run::predict_run;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,12 @@ fn score(run: &Path, candidates: &Path, output: &Path, extra: &[&str]) -> std::p
 fn round_trip(dir: &Path, data: &Path, run: &Path, protocol: &ProtocolConfig) -> (Events, Vec<usize>) {
     let ds = Dataset::load(data, None).unwrap();
     let events = build_events(&ds, protocol).unwrap();
+    let test = round_trip_events(dir, &events, run, &|id| id.to_string());
+    (events, test)
+}
+
+/// [`round_trip`] on given events, their ids written as `show` spells them.
+fn round_trip_events(dir: &Path, events: &Events, run: &Path, show: &dyn Fn(i64) -> String) -> Vec<usize> {
     let test = events.indices(Split::Test);
     // Where a user has two events with the same timestamp, the protocol lets the earlier one (in
     // file order) into the later one's history, and a request timestamp cannot: those rows may
@@ -57,7 +64,7 @@ fn round_trip(dir: &Path, data: &Path, run: &Path, protocol: &ProtocolConfig) ->
     let tied = |k: usize| k > 0 && events.user[k - 1] == events.user[k] && events.timestamp[k - 1] == events.timestamp[k];
     let mut csv = String::from("request,user_id,item_id,timestamp\n");
     for (n, &k) in test.iter().enumerate() {
-        csv.push_str(&format!("r{n},{},{},{}\n", events.user[k], events.item[k], events.timestamp[k]));
+        csv.push_str(&format!("r{n},{},{},{}\n", show(events.user[k]), show(events.item[k]), events.timestamp[k]));
     }
     let cands = dir.join("cands.csv");
     std::fs::write(&cands, csv).unwrap();
@@ -78,7 +85,50 @@ fn round_trip(dir: &Path, data: &Path, run: &Path, protocol: &ProtocolConfig) ->
         }
     }
     assert!(compared * 10 >= test.len() * 7, "only {compared} of {} rows without ties", test.len());
-    (events, test)
+    test
+}
+
+#[test]
+fn string_ids_score_as_they_were_evaluated() {
+    // The tiny preset as a generic log whose ids are strings: users `u<id>`, items `<id>` with a
+    // leading zero (so `07` and `7` would be different items).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tiny = d.join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &tiny).unwrap();
+    let ds = Dataset::load(&tiny, None).unwrap();
+    let r = &ds.ratings;
+    let col = |n: &str| r.column(n).unwrap().cast(&polars::prelude::DataType::Float64).unwrap();
+    let (u, i, ts, v) = (col("user_id"), col("item_id"), col("timestamp"), col("rating"));
+    let (u, i, ts, v) = (u.f64().unwrap(), i.f64().unwrap(), ts.f64().unwrap(), v.f64().unwrap());
+    let mut csv = String::from("user,item,ts,stars\n");
+    let mut names = std::collections::HashMap::new();
+    for k in 0..r.height() {
+        let (user, item) = (format!("u{}", u.get(k).unwrap()), format!("0{}", i.get(k).unwrap()));
+        csv.push_str(&format!("{user},{item},{},{}\n", ts.get(k).unwrap(), v.get(k).unwrap()));
+        names.insert(token_id(&user), user);
+        names.insert(token_id(&item), item);
+    }
+    std::fs::create_dir_all(d.join("log")).unwrap();
+    std::fs::write(d.join("log/log.csv"), csv).unwrap();
+    let config = format!(
+        "[data]\npath = {:?}\n[data.log]\nfile = \"log.csv\"\nuser = \"user\"\nitem = \"item\"\ntimestamp = \"ts\"\nrating = \"stars\"\n\
+         [model]\nkind = \"din\"\n[train]\nepochs = 1\nthreads = 1\n",
+        d.join("log")
+    );
+    std::fs::write(d.join("run.toml"), &config).unwrap();
+    let run = d.join("run");
+    attnrec().args(["train", "-q", "--config"]).arg(d.join("run.toml")).arg("--out").arg(&run).assert().success();
+    let data = RunConfig::from_toml(&config).unwrap().data;
+    let events = build_events(&Dataset::open(&data).unwrap(), &ProtocolConfig::default()).unwrap();
+    assert!(events.item.iter().all(|&i| i < 0), "every item token is hashed (leading zero)");
+    round_trip_events(d, &events, &run, &|id| names[&id].clone());
+    // An integer-looking token of the same items is another item: unknown here.
+    let cands = d.join("c.csv");
+    std::fs::write(&cands, format!("user_id,item_id\n{},{}\n", names[&events.user[0]], &names[&events.item[0]][1..])).unwrap();
+    let o = attnrec().args(["score", "--threads", "1", "--run"]).arg(&run).arg("--candidates").arg(&cands).args(["--output", "-"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown users 0, unknown items 1"));
 }
 
 #[test]

@@ -6,8 +6,8 @@
 //!   `categories`; a `token_seq` is space-separated);
 //! - `.user`: `user_id`, and where present `age`, `gender`, `occupation`, `zip_code`.
 //!
-//! Ids must be integer tokens (as in RecBole's MovieLens conversions): the canonical log keys users
-//! and items by `i64`.
+//! Ids are tokens: integer tokens (RecBole's MovieLens conversions) are kept as they are, any other
+//! token (Amazon's ASINs, say) becomes its [`super::token_id`].
 use super::text::{decode, num, rating, timestamp, Table};
 use super::{ItemsBuilder, RatingsBuilder, Tables, UsersBuilder};
 use crate::error::{Error, Result};
@@ -73,9 +73,11 @@ fn need(names: &[String], name: &str, path: &Path) -> Result<usize> {
 }
 
 fn id(bytes: &[u8], what: &str, path: &Path, no: usize) -> Result<i64> {
-    num(bytes, what, path, no).map_err(|_| {
-        Error::parse(path, no, format!("{what} token {:?} is not an integer (canonical ids are integers)", decode(bytes)))
-    })
+    let token = decode(bytes);
+    if token.trim().is_empty() {
+        return Err(Error::parse(path, no, format!("{what} is empty")));
+    }
+    Ok(super::token_id(&token))
 }
 
 pub fn parse_inter(path: &Path) -> Result<DataFrame> {

@@ -14,7 +14,8 @@
 //! category = "cat"        # optional: the item's category, used as its genre
 //! ```
 //!
-//! Ids and timestamps must be whole numbers (seconds for timestamps). An item's category is the one
+//! Ids are tokens (integers, or any other string, mapped by [`super::token_id`]); timestamps must be
+//! whole numbers of seconds. An item's category is the one
 //! on its first row in file order; later rows with another category do not change it.
 use super::text::{decode, num, rating, timestamp, Table};
 use super::{ItemsBuilder, RatingsBuilder, Tables};
@@ -122,7 +123,14 @@ fn load_csv(path: &Path, spec: &LogSpec) -> Result<Tables> {
     while let Some((no, rec)) = t.next(need)? {
         let value = if rows.labels { num(&rec[v], &spec.value().to_string(), path, no)? } else { rating(&rec[v], path, no)? };
         let category = cat.map(|c| decode(&rec[c]));
-        rows.push(num(&rec[u], &spec.user, path, no)?, num(&rec[i], &spec.item, path, no)?, value, timestamp(&rec[ts], path, no)?, category, path, no)?;
+        let id = |c: usize, name: &str| -> Result<i64> {
+            let token = decode(&rec[c]);
+            if token.trim().is_empty() {
+                return Err(Error::parse(path, no, format!("{name} is empty")));
+            }
+            Ok(super::token_id(&token))
+        };
+        rows.push(id(u, &spec.user)?, id(i, &spec.item)?, value, timestamp(&rec[ts], path, no)?, category, path, no)?;
     }
     rows.finish(path)
 }
@@ -151,8 +159,19 @@ fn load_parquet(path: &Path, spec: &LogSpec) -> Result<Tables> {
         }
         Ok(s)
     };
-    let u = column(&spec.user, DataType::Int64)?;
-    let i = column(&spec.item, DataType::Int64)?;
+    // Id columns of strings hold tokens; any other type must cast to whole numbers.
+    let ids = |name: &str| -> Result<Series> {
+        match df.column(name).map(|c| c.dtype().clone()) {
+            Ok(DataType::String) => {
+                let s = column(name, DataType::String)?;
+                let v: Vec<i64> = s.str()?.iter().map(|t| super::token_id(t.unwrap_or(""))).collect();
+                Ok(Series::new(name.into(), v))
+            }
+            _ => column(name, DataType::Int64),
+        }
+    };
+    let u = ids(&spec.user)?;
+    let i = ids(&spec.item)?;
     let ts = column(&spec.timestamp, DataType::Int64)?;
     let v = column(spec.value(), DataType::Float64)?;
     let cat = spec.category.as_deref().map(|c| column(c, DataType::String)).transpose()?;

@@ -150,6 +150,10 @@ pub struct FeatureMap {
     /// Whether models get the time-gap buckets of the history.
     #[serde(default)]
     pub time_gap: bool,
+    /// Whether ids are tokens (RecBole atomic files, generic logs: strings map through
+    /// [`crate::data::token_id`]) rather than integers only (the MovieLens layouts).
+    #[serde(default)]
+    pub string_ids: bool,
     pub features: Vec<FeatureSpec>,
     /// Side features of users and items, per raw id (see [`side`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +244,7 @@ pub fn fit_encode(ds: &Dataset, events: &Events, protocol: &ProtocolConfig, give
         Some(fm) => fm,
         None => {
             let mut fm = FeatureMap::fit(events, &genres, protocol);
+            fm.string_ids = ds.format.string_ids();
             let train = events.indices(Split::Train);
             let users: FastSet<i64> = train.iter().map(|&k| events.user[k]).collect();
             let items: FastSet<i64> = train.iter().map(|&k| events.item[k]).collect();
@@ -313,6 +318,7 @@ impl FeatureMap {
             history_len,
             history: protocol.history,
             time_gap: protocol.time_gap,
+            string_ids: false,
             features,
             user_side: None,
             item_side: None,

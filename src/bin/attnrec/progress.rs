@@ -166,14 +166,16 @@ impl Observer for Progress {
                     if r.improved { " *" } else { "" }
                 );
                 match &self.bar {
-                    Some(bar) if !bar.is_finished() && self.batch < self.batches => bar.println(line),
+                    // suspend, not println: println prints nothing when the bar is hidden (stderr
+                    // not a terminal), and the line must reach logs too.
+                    Some(bar) if !bar.is_finished() && self.batch < self.batches => bar.suspend(|| eprintln!("{line}")),
                     _ => {
                         if let Some(bar) = self.bar.take() {
                             bar.finish_and_clear();
                         }
                         match &self.multi {
                             Some(m) => {
-                                let _ = m.println(line);
+                                m.suspend(|| eprintln!("{line}"));
                             }
                             None => eprintln!("{line}"),
                         }

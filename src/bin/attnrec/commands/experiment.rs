@@ -46,7 +46,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let outcomes = execute(&e, &mut progress, &mut |i, r| {
         overall.set_position(i as u64);
         if !a.quiet {
-            let _ = multi.println(format!("[{}/{total}] {} seed {} → {}", i + 1, r.variant, r.seed, r.dir.display()));
+            multi.suspend(|| eprintln!("[{}/{total}] {} seed {} → {}", i + 1, r.variant, r.seed, r.dir.display()));
         }
     })?;
     overall.finish_and_clear();

@@ -281,6 +281,11 @@ impl Plot for HeatmapPlot<'_> {
     }
 }
 
+/// Draws `h` as `dir/stem.svg` and `dir/stem.png`; returns the SVG text.
+pub fn render_heatmap(h: &Heatmap, dir: &Path, stem: &str) -> Result<String> {
+    render(&HeatmapPlot(h), dir, stem)
+}
+
 /// Draws `plot` as `dir/stem.svg` and `dir/stem.png`; returns the SVG text.
 fn render(plot: &impl Plot, dir: &Path, stem: &str) -> Result<String> {
     register_font();

@@ -11,7 +11,7 @@
 use crate::data::protocol::build_events;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::features::{item_first_genres, Batcher, Encoded, Row, OOV};
+use crate::features::{item_first_genres, Batcher, Encoded, FeatureMap, Row, OOV};
 use crate::run::LoadedRun;
 use serde::Serialize;
 use std::collections::{BinaryHeap, HashMap};
@@ -27,6 +27,8 @@ pub struct HistoryIndex {
     users: HashMap<i64, Range<usize>>,
     /// raw item id → genre index, from the log's item table.
     item_genre: HashMap<i64, i64>,
+    /// Raw item id of every event (for explanations).
+    raw_item: Vec<i64>,
 }
 
 impl HistoryIndex {
@@ -51,11 +53,22 @@ impl HistoryIndex {
             .iter()
             .map(|(&item, g)| (item, if g.is_empty() { OOV } else { run.feature_map.genre.encode(g) }))
             .collect();
-        Ok(HistoryIndex {
-            encoded,
-            users,
-            item_genre,
-        })
+        Ok(HistoryIndex { encoded, users, item_genre, raw_item: events.item })
+    }
+
+    /// The model input of the candidate (`user`, `item`) requested at `at` (see [`Self::history`]).
+    pub fn row(&self, fm: &FeatureMap, user: i64, item: i64, at: Option<i64>) -> Row {
+        let (history, timestamp) = self.history(user, at);
+        Row {
+            user: fm.user.encode(&user),
+            item: fm.item.encode(&item),
+            genre: self.item_genre.get(&item).copied().unwrap_or(OOV),
+            history,
+            timestamp,
+            user_side: fm.user_side.as_ref().map_or(0, |t| t.row(user)),
+            item_side: fm.item_side.as_ref().map_or(0, |t| t.row(item)),
+            label: 0.0,
+        }
     }
 
     /// The history of `user` for a request at `at`: its last `history_len` events (or clicks,
@@ -195,18 +208,23 @@ fn parse_int(record: &csv::StringRecord, col: usize, name: &str, path: &Path, li
     v.parse::<i64>().map_err(|_| Error::parse(path, line as usize, format!("column '{name}': '{v}' is not an integer")))
 }
 
-/// A candidate's user or item id: a token for a run whose dataset has string ids, else an integer.
+/// A user or item id as written: a token for a run whose dataset has string ids, else an integer
+/// (`None` when it is not one).
+pub fn parse_id_token(v: &str, string_ids: bool) -> Option<i64> {
+    let v = v.trim();
+    match (string_ids, v.parse::<i64>()) {
+        (true, _) if !v.is_empty() => Some(crate::data::token_id(v)),
+        (false, Ok(id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// A candidate's user or item id (see [`parse_id_token`]).
 fn parse_id(record: &csv::StringRecord, col: usize, name: &str, path: &Path, line: u64, tokens: bool) -> Result<i64> {
     let v = record.get(col).unwrap_or("").trim();
-    match (tokens, v.parse::<i64>()) {
-        (true, _) if !v.is_empty() => Ok(crate::data::token_id(v)),
-        (false, Ok(id)) => Ok(id),
-        _ => Err(Error::parse(
-            path,
-            line as usize,
-            format!("column '{name}': '{v}' is not an integer id (the run's dataset has integer ids)"),
-        )),
-    }
+    parse_id_token(v, tokens).ok_or_else(|| {
+        Error::parse(path, line as usize, format!("column '{name}': '{v}' is not an integer id (the run's dataset has integer ids)"))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -296,14 +314,10 @@ fn score_into<W: Write>(
                 }
                 summary.unknown_items += 1;
             }
-            let (hist, timestamp) = history.history(user, at);
-            if hist.is_empty() {
+            let row = history.row(fm, user, item, at);
+            if row.history.is_empty() {
                 summary.empty_histories += 1;
             }
-            let genre = history.item_genre.get(&item).copied().unwrap_or(OOV);
-            let user_side = fm.user_side.as_ref().map_or(0, |t| t.row(user));
-            let item_side = fm.item_side.as_ref().map_or(0, |t| t.row(item));
-            let row = Row { user: u, item: i, genre, history: hist, timestamp, user_side, item_side, label: 0.0 };
             chunk.push(Candidate { record, row, user });
         }
         let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
@@ -363,4 +377,50 @@ fn score_into<W: Write>(
 /// Default history source of a run: the dataset it was trained on.
 pub fn default_history_dir(run: &LoadedRun) -> PathBuf {
     run.config.data.path.clone()
+}
+
+/// Why a run scores a (user, item) pair as it does: the user's history with the weight the model's
+/// target attention gives each event (averaged over heads where there are several).
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub model: String,
+    pub user: i64,
+    pub item: i64,
+    pub at: Option<i64>,
+    pub score: f64,
+    /// Oldest first.
+    pub history: Vec<Attended>,
+}
+
+/// One history event and its attention weight.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attended {
+    pub item: i64,
+    pub timestamp: i64,
+    pub clicked: bool,
+    pub weight: f64,
+}
+
+/// Explains `run`'s score of (`user`, `item`) requested at `at`, with the history `history` gives.
+pub fn explain(run: &LoadedRun, history: &HistoryIndex, user: i64, item: i64, at: Option<i64>) -> Result<Explanation> {
+    let row = history.row(&run.feature_map, user, item, at);
+    let events: Vec<usize> = row.history.clone().map(|j| history.encoded.history_event(j)).collect();
+    let b = Batcher::new(&history.encoded, Device::Cpu).batch_rows(std::slice::from_ref(&row));
+    let (logit, weights) = tch::no_grad(|| (run.model.forward_t(&b, false).double_value(&[0]), run.model.attention(&b)));
+    let model = run.config.model.name().to_string();
+    let weights = weights.ok_or_else(|| Error::run(&run.path, format!("the {model} model has no target attention to explain")))?;
+    let w = Vec::<f64>::try_from(weights.to_kind(Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
+    // Histories are right-aligned in the batch: the events fill its last columns.
+    let off = w.len() - events.len();
+    let history = events
+        .iter()
+        .enumerate()
+        .map(|(c, &e)| Attended {
+            item: history.raw_item[e],
+            timestamp: history.encoded.timestamp[e],
+            clicked: history.encoded.label[e] > 0.5,
+            weight: w[off + c],
+        })
+        .collect();
+    Ok(Explanation { model, user, item, at, score: 1.0 / (1.0 + (-logit).exp()), history })
 }

@@ -231,3 +231,47 @@ fn hostile_candidates_fail_with_one_line_and_leave_no_output() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!out.exists());
 }
+
+#[test]
+fn explain_shows_the_scored_history_with_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = trained(dir.path(), &[]);
+    let events = build_events(&Dataset::load(&data, None).unwrap(), &ProtocolConfig::default()).unwrap();
+    // The last test sample of the first user: its history is the user's last 50 earlier events.
+    let k = *events.indices(Split::Test).iter().find(|&&k| events.user[k] == events.user[0] && events.timestamp[k - 1] != events.timestamp[k]).unwrap();
+    let (u, i, t) = (events.user[k], events.item[k], events.timestamp[k]);
+    let out = dir.path().join("explain");
+    let o = attnrec()
+        .args(["explain", "--json", "--run"])
+        .arg(&run)
+        .args(["--user", &u.to_string(), "--item", &i.to_string(), "--at", &t.to_string(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let start = events.user_start[k] as usize;
+    let want: Vec<i64> = (start.max(k.saturating_sub(50))..k).map(|j| events.item[j]).collect();
+    let got: Vec<i64> = e["history"].as_array().unwrap().iter().map(|h| h["item"].as_i64().unwrap()).collect();
+    assert_eq!(got, want, "the protocol's history, oldest first");
+    assert!(e["history"].as_array().unwrap().iter().all(|h| h["weight"].as_f64().unwrap().is_finite()));
+    // The same score as `attnrec score` gives the same request.
+    let cands = dir.path().join("one.csv");
+    std::fs::write(&cands, format!("user_id,item_id,timestamp\n{u},{i},{t}\n")).unwrap();
+    let scored = dir.path().join("one-scored.csv");
+    assert!(score(&run, &cands, &scored, &[]).status.success());
+    let s: f64 = read_csv(&scored)[1][3].parse().unwrap();
+    assert!((s - e["score"].as_f64().unwrap()).abs() < 1e-9, "{s} vs {}", e["score"]);
+    let stem = format!("user-{u}-item-{i}");
+    assert!(out.join(format!("{stem}.svg")).is_file() && out.join(format!("{stem}.png")).is_file());
+
+    // A model without attention, and an id that is not one, are one-line errors.
+    let base = dir.path().join("base");
+    attnrec().args(["train", "--model", "base", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&base).assert().success();
+    let o = attnrec().args(["explain", "--run"]).arg(&base).args(["--user", &u.to_string(), "--item", &i.to_string()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the base model has no target attention"));
+    let o = attnrec().args(["explain", "--run"]).arg(&run).args(["--user", "x1", "--item", "1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--user 'x1' is not an integer id"));
+}

@@ -25,6 +25,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Score (user, item[, timestamp]) candidates from a CSV file with a trained run.
     Score(ScoreArgs),
+    /// Explain one score: the user's history with the attention weight of each event, as a table
+    /// and a heat map (PNG and SVG).
+    Explain(ExplainArgs),
     /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
     Bench(BenchArgs),
     /// Run an experiment file (experiments/*.toml): every variant × seed, skipping complete runs,
@@ -370,6 +373,31 @@ pub struct BenchArgs {
     /// `attnrec data prepare` into a temporary cache; wall time, rows/s, peak RSS and stage times.
     #[arg(long)]
     pub prepare: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Run folder written by `attnrec train` (a model with target attention).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The user id, as written in the dataset.
+    #[arg(long)]
+    pub user: String,
+    /// The candidate item id, as written in the dataset.
+    #[arg(long)]
+    pub item: String,
+    /// Request time: the history is the user's events strictly before it [default: all of them].
+    #[arg(long, allow_negative_numbers = true)]
+    pub at: Option<i64>,
+    /// Dataset folder whose log gives the history [default: the run's own dataset].
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Folder for the heat map [default: RUN/explain].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the explanation as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod data;
 mod demo;
 mod eval;
 mod experiment;
+mod explain;
 mod score;
 mod synth;
 mod train;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Explain(a) => explain::run(a),
         Command::Score(a) => score::run(a),
         Command::Data(c) => data::run(c),
         Command::Run(a) => experiment::run(a),

@@ -11,7 +11,7 @@
 use crate::data::protocol::build_events;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::features::{item_first_genres, Batcher, Encoded, FeatureMap, Row, OOV};
+use crate::features::{item_first_genres, Batch, Batcher, Encoded, FeatureMap, Row, OOV};
 use crate::run::LoadedRun;
 use serde::Serialize;
 use std::collections::{BinaryHeap, HashMap};
@@ -102,6 +102,10 @@ pub struct ScoreOptions {
     pub batch_size: usize,
     /// Candidates read, scored and written per chunk.
     pub chunk_rows: usize,
+    /// Threads that score whole batches, each with its own copy of the model and one libtorch
+    /// thread (0 = one per core). Small per-row matrices scale better this way than with libtorch's
+    /// intra-op threads, which synchronize after every operation.
+    pub workers: usize,
 }
 
 impl Default for ScoreOptions {
@@ -113,8 +117,9 @@ impl Default for ScoreOptions {
             top_k: None,
             logit: false,
             strict: false,
-            batch_size: 4096,
+            batch_size: 128,
             chunk_rows: 65_536,
+            workers: 0,
         }
     }
 }
@@ -277,6 +282,8 @@ fn score_into<W: Write>(
 
     let fm = &run.feature_map;
     let mut batcher = Batcher::new(&history.encoded, Device::Cpu);
+    std::thread::scope(|scope| {
+    let pool = Workers::start(scope, run, opts.workers)?;
     let mut summary = ScoreSummary::default();
     // Top-k: per user (in order of first appearance) a heap of its best k so far.
     let mut top: Vec<BinaryHeap<Ranked>> = Vec::new();
@@ -321,14 +328,7 @@ fn score_into<W: Write>(
             chunk.push(Candidate { record, row, user });
         }
         let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
-        let mut logits = Vec::with_capacity(rows.len());
-        tch::no_grad(|| {
-            for part in rows.chunks(opts.batch_size.max(1)) {
-                let b = batcher.batch_rows(part);
-                let l = run.model.forward_t(&b, false).to_kind(Kind::Double).to_device(Device::Cpu);
-                logits.extend(Vec::<f64>::try_from(&l).expect("a 1-d double tensor converts to Vec<f64>"));
-            }
-        });
+        let logits = pool.logits(&mut batcher, &rows, opts.batch_size.max(1))?;
         for (c, &logit) in chunk.drain(..).zip(&logits) {
             let score = 1.0 / (1.0 + (-logit).exp());
             let seq = summary.rows;
@@ -372,6 +372,84 @@ fn score_into<W: Write>(
     }
     writer.flush().map_err(|e| Error::io(out_path, e))?;
     Ok(summary)
+    })
+}
+
+/// Threads that each own a copy of a run's model and turn batches into logits.
+struct Workers {
+    jobs: Option<std::sync::mpsc::SyncSender<(usize, Batch)>>,
+    results: std::sync::mpsc::Receiver<(usize, Vec<f64>)>,
+}
+
+impl Workers {
+    /// `n` workers (0 = one per core), each with one libtorch thread.
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, run: &LoadedRun, n: usize) -> Result<Workers> {
+        let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };
+        crate::device::set_threads(1);
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, Batch)>(2 * n);
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let (res_tx, res_rx) = std::sync::mpsc::channel();
+        for _ in 0..n {
+            let mut vs = tch::nn::VarStore::new(Device::Cpu);
+            let model = run.config.model.build(vs.root(), &run.feature_map)?;
+            vs.copy(&run.vs).map_err(|e| Error::run(&run.path, format!("copying the model for a scoring thread: {e}")))?;
+            let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+            scope.spawn(move || {
+                let _vs = vs;
+                loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((seq, batch))) = job else { break };
+                    let l = tch::no_grad(|| model.forward_t(&batch, false).to_kind(Kind::Double));
+                    let l = Vec::<f64>::try_from(&l).expect("a 1-d double tensor converts to Vec<f64>");
+                    if res_tx.send((seq, l)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Workers { jobs: Some(job_tx), results: res_rx })
+    }
+
+    /// The logits of `rows`, in order, scored `batch_size` rows at a time across the workers.
+    fn logits(&self, batcher: &mut Batcher, rows: &[Row], batch_size: usize) -> Result<Vec<f64>> {
+        let jobs = self.jobs.as_ref().expect("workers are running");
+        let parts: Vec<&[Row]> = rows.chunks(batch_size).collect();
+        let mut out: Vec<Option<Vec<f64>>> = vec![None; parts.len()];
+        let (mut sent, mut received) = (0, 0);
+        let lost = || Error::config("a scoring thread stopped unexpectedly");
+        // Keep every worker busy: send while the queue takes batches, collect as results arrive.
+        while received < parts.len() {
+            if sent < parts.len() {
+                match jobs.try_send((sent, batcher.batch_rows(parts[sent]))) {
+                    Ok(()) => {
+                        sent += 1;
+                        continue;
+                    }
+                    Err(std::sync::mpsc::TrySendError::Full((seq, batch))) => {
+                        // Wait for one result, then retry this batch.
+                        let (k, l) = self.results.recv().map_err(|_| lost())?;
+                        out[k] = Some(l);
+                        received += 1;
+                        jobs.send((seq, batch)).map_err(|_| lost())?;
+                        sent += 1;
+                        continue;
+                    }
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(lost()),
+                }
+            }
+            let (k, l) = self.results.recv().map_err(|_| lost())?;
+            out[k] = Some(l);
+            received += 1;
+        }
+        Ok(out.into_iter().flat_map(|l| l.expect("every batch was scored")).collect())
+    }
+}
+
+impl Drop for Workers {
+    /// Closing the queue ends the workers' loops (the scope joins them).
+    fn drop(&mut self) {
+        self.jobs.take();
+    }
 }
 
 /// Default history source of a run: the dataset it was trained on.

@@ -1,6 +1,7 @@
 //! Attention and models on hand-computed examples, masking, and fully padded histories.
 use attnrec::attention::{align, context, score, AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
 use attnrec::nn::Activation;
+use tch::nn::Module;
 use tch::{nn, Device, Kind, Tensor};
 
 fn t2(rows: &[[f32; 2]]) -> Tensor {
@@ -73,6 +74,28 @@ fn score_functions_by_hand() {
     let f = score::din_features(&q, &keys);
     assert_eq!(f.size(), vec![2, 3, 8]);
     assert_close(&f.get(1).get(2), &[0.0, 2.0, -1.0, 2.0, 1.0, 0.0, -0.0, 4.0]);
+}
+
+/// DIN's split first layer (`(Wq + Wd) q + [Wk − Wd, Wp] [k, q ⊙ k]`) equals the layer applied to
+/// the concatenated `[q, k, q − k, q ⊙ k]`, for one query per row and for one per step, and so
+/// do its gradients.
+#[test]
+fn din_first_layer_equals_the_layer_on_the_concatenated_features() {
+    tch::manual_seed(7);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let first = nn::linear(vs.root() / "first", 4 * 5, 6, Default::default());
+    let keys = Tensor::randn([3, 4, 5], (Kind::Float, Device::Cpu));
+    for q in [Tensor::randn([3, 5], (Kind::Float, Device::Cpu)), Tensor::randn([3, 2, 5], (Kind::Float, Device::Cpu))] {
+        let split = score::din_first_layer(&q, &keys, &first);
+        let whole = first.forward(&score::din_features(&q, &keys));
+        assert_eq!(split.size(), whole.size());
+        let diff = f64::try_from((&split - &whole).abs().max()).unwrap();
+        assert!(diff < 1e-5, "split and whole first layers differ by {diff}");
+        let g = |t: &Tensor| Tensor::run_backward(&[(t * t).sum(Kind::Float)], &[&first.ws], false, false).remove(0);
+        let (gs, gw) = (g(&score::din_first_layer(&q, &keys, &first)), g(&first.forward(&score::din_features(&q, &keys))));
+        let diff = f64::try_from((&gs - &gw).abs().max()).unwrap();
+        assert!(diff < 1e-4, "weight gradients differ by {diff}");
+    }
 }
 
 #[test]

@@ -85,6 +85,19 @@ fn round_trip_events(dir: &Path, events: &Events, run: &Path, show: &dyn Fn(i64)
         }
     }
     assert!(compared * 10 >= test.len() * 7, "only {compared} of {} rows without ties", test.len());
+    // Three scoring threads, each with its own copy of the model, write the very same file.
+    let out3 = dir.join("scores3.csv");
+    let o = attnrec()
+        .args(["score", "-q", "--threads", "3", "--logit", "--batch-size", "7", "--chunk-rows", "50", "--run"])
+        .arg(run)
+        .arg("--candidates")
+        .arg(&cands)
+        .arg("--output")
+        .arg(&out3)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&out3).unwrap(), std::fs::read_to_string(&out).unwrap(), "3 threads = 1 thread");
     test
 }
 

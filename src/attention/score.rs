@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::Tensor;
 
 /// Runs `f` on a 3-d query `[B, T, Dq]`, lifting a 2-d query to `T = 1` and back.
@@ -53,6 +53,29 @@ pub fn concat(q: &Tensor, keys: &Tensor, w: &nn::Linear, v: &Tensor) -> Tensor {
         let (qe, ke) = pairs(q, keys);
         w.forward(&Tensor::cat(&[qe, ke], -1)).tanh().matmul(v)
     })
+}
+
+/// The first layer of DIN's activation unit, `W [q, k, q − k, q ⊙ k] + b` with `W: [H, 4D]`,
+/// without building the `[B, (T,) L, 4D]` input. Splitting `W` into `[Wq, Wk, Wd, Wp]`, it is
+/// `(Wq + Wd) q + b` (once per query) plus `(Wk − Wd) k + Wp (q ⊙ k) = Mq k` per position, with
+/// the per-query matrix `Mq = Wk − Wd + Wp diag(q)`: one `[L, D] × [D, H]` product per row, a
+/// quarter of the multiply-adds of the concatenated form and no `[B, L, 4D]` copy. `[B, (T,) L, H]`.
+pub fn din_first_layer(q: &Tensor, keys: &Tensor, first: &nn::Linear) -> Tensor {
+    let d = *keys.size().last().expect("keys have a last dim");
+    let w = first.ws.split(d, 1);
+    let (wq, wk, wd, wp) = (&w[0], &w[1], &w[2], &w[3]);
+    let per_query = q.linear(&(wq + wd), first.bs.as_ref());
+    let (wkd_t, wp_t) = ((wk - wd).tr(), wp.tr());
+    if q.dim() == 2 {
+        // Mq: [B, D, H]; row b's positions times Mq_b, plus its per-query term.
+        let m = wkd_t.unsqueeze(0).addcmul(&q.unsqueeze(2), &wp_t.unsqueeze(0));
+        return per_query.unsqueeze(1).baddbmm(keys, &m, 1, 1);
+    }
+    // One query per step: [k, q ⊙ k] per (step, position) through [Wk − Wd, Wp].
+    let w_pos = Tensor::cat(&[wk - wd, wp.shallow_clone()], 1);
+    let (qe, ke) = pairs(q, keys);
+    let prod = &qe * &ke;
+    Tensor::cat(&[ke, prod], -1).linear::<Tensor>(&w_pos, None) + per_query.unsqueeze(2)
 }
 
 /// DIN's activation-unit input `[q, k, q − k, q ⊙ k]`: `[B, (T,) L, 4D]`.
@@ -183,7 +206,9 @@ impl Score {
             Score::General { w } => general(q, keys, w),
             Score::Additive { wq, wk, v } => additive(&wq.forward(q), &wk.forward(keys), v),
             Score::Concat { w, v } => concat(q, keys, w, v),
-            Score::DinMlp { mlp, out } => out.forward(&mlp.forward_t(&din_features(q, keys), train)).squeeze_dim(-1),
+            Score::DinMlp { mlp, out } => {
+                out.forward(&mlp.forward_from_first_t(din_first_layer(q, keys, mlp.first()), train)).squeeze_dim(-1)
+            }
         }
     }
 }

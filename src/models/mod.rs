@@ -12,7 +12,8 @@ use crate::nn::embedding;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-pub trait CtrModel {
+/// `Send` so that scoring can run one copy of a model per thread.
+pub trait CtrModel: Send {
     /// Logits `[B]`.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
     /// Attention weights over the history `[B, L]`, for models that have them.

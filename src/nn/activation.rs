@@ -69,8 +69,12 @@ impl ModuleT for Act {
         match self {
             Act::Relu => x.relu(),
             Act::Sigmoid => x.sigmoid(),
-            // max(0, x) + a * min(0, x), broadcast over the last dim (torch's prelu uses dim 1).
-            Act::Prelu(a) => x.clamp_min(0.0) + a * x.clamp_max(0.0),
+            // One kernel (x > 0 ? x : a·x) instead of four; torch's prelu takes the channel from
+            // dim 1, so the last dim is made dim 1 of a 2-d view.
+            Act::Prelu(a) => {
+                let c = *x.size().last().expect("prelu input has a last dim");
+                x.reshape([-1, c]).prelu(a).view(x.size().as_slice())
+            }
             Act::Dice(d) => d.forward_t(x, train),
         }
     }

@@ -69,11 +69,23 @@ impl Mlp {
     }
 }
 
-impl ModuleT for Mlp {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for layer in &self.layers {
-            h = layer.linear.forward(&h);
+impl Mlp {
+    /// The first layer's linear map, for callers that compute its output themselves (DIN's
+    /// activation unit, see [`crate::attention::score::din_first_layer`]).
+    pub fn first(&self) -> &nn::Linear {
+        &self.layers[0].linear
+    }
+
+    /// The rest of the forward pass given the first layer's linear output `h0`.
+    pub fn forward_from_first_t(&self, h0: Tensor, train: bool) -> Tensor {
+        self.run_layers(h0, true, train)
+    }
+
+    fn run_layers(&self, mut h: Tensor, first_done: bool, train: bool) -> Tensor {
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 || !first_done {
+                h = layer.linear.forward(&h);
+            }
             if let Some(bn) = &layer.bn {
                 h = batch_norm_last(bn, &h, train);
             }
@@ -83,5 +95,11 @@ impl ModuleT for Mlp {
             }
         }
         h
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.run_layers(x.shallow_clone(), false, train)
     }
 }

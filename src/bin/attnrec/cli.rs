@@ -28,6 +28,9 @@ pub enum Command {
     /// Explain one score: the user's history with the attention weight of each event, as a table
     /// and a heat map (PNG and SVG).
     Explain(ExplainArgs),
+    /// Export a run as a TorchScript module (model.pt) with a JSON sidecar describing its inputs,
+    /// its vocabularies and two example batches with attnrec's probabilities.
+    Export(ExportArgs),
     /// Measure training throughput (samples/s) over presets, models, batch sizes, threads and prefetch depths.
     Bench(BenchArgs),
     /// Run an experiment file (experiments/*.toml): every variant × seed, skipping complete runs,
@@ -401,6 +404,22 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run folder written by `attnrec train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The module file to write; STEM.json, STEM.feature_map.json and STEM.example.npz go beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rows per call of the module (tracing fixes the shapes; pad a short last batch).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Dataset folder whose test split gives the traced and example batches [default: the run's].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Run folder written by `attnrec train`.
     #[arg(long)]
@@ -432,13 +451,13 @@ pub struct ScoreArgs {
     /// Name of the optional request-time column: histories are the events strictly before it.
     #[arg(long, default_value = "timestamp")]
     pub time_col: String,
-    /// Rows per forward pass.
-    #[arg(long, default_value_t = 4096)]
+    /// Rows per forward pass (small batches keep the activation unit's intermediates in cache).
+    #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Rows read, scored and written per chunk (bounds memory).
     #[arg(long, default_value_t = 65536)]
     pub chunk_rows: usize,
-    /// libtorch intra-op threads, 0 = all cores.
+    /// Scoring threads, each scoring whole batches with its own copy of the model; 0 = all cores.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// No progress bar or closing summary.

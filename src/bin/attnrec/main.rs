@@ -8,6 +8,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    attnrec::device::tune_allocator();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()

@@ -19,7 +19,6 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     if !stdout && a.output == a.candidates {
         anyhow::bail!("--output {} is the candidates file; choose another path", a.output.display());
     }
-    attnrec::device::set_threads(a.threads);
     let run = load_run(&a.run, Device::Cpu)?;
     let history_dir = a.history.clone().unwrap_or_else(|| default_history_dir(&run));
     let history = HistoryIndex::load(&run, &history_dir)?;
@@ -32,6 +31,7 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         strict: a.strict,
         batch_size: a.batch_size,
         chunk_rows: a.chunk_rows,
+        workers: a.threads,
     };
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) };
     bar.set_style(ProgressStyle::with_template("scoring {spinner} {human_pos} rows, {per_sec}").expect("valid template"));

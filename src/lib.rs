@@ -17,7 +17,8 @@
 //! - [`models`]: `base` (mean pooling) and `din`;
 //! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders;
 //! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`);
-//! - [`experiment`], [`report`]: experiment files → runs → results tables, plots and report.html.
+//! - [`experiment`], [`report`]: experiment files → runs → results tables, plots and report.html;
+//! - [`score`], [`export`]: a trained run on new candidates, its explanations, TorchScript.
 pub mod attention;
 pub mod bench;
 pub mod cache;
@@ -26,6 +27,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiment;
+pub mod export;
 pub mod features;
 pub mod inspect;
 pub mod metrics;

@@ -46,11 +46,18 @@ pub struct Batcher<'a> {
     hist_gap: Vec<i64>,
     hist_side: Vec<i64>,
     mask: Vec<bool>,
+    min_width: usize,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(data: &'a Encoded, device: Device) -> Self {
-        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), mask: Vec::new() }
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), mask: Vec::new(), min_width: 1 }
+    }
+
+    /// Pads every batch's histories to at least `w` columns (a fixed-shape export traces `L`).
+    pub fn with_min_width(mut self, w: usize) -> Self {
+        self.min_width = w.max(1);
+        self
     }
 
     /// The batch of events `idx` (indices into the encoded arrays).
@@ -79,7 +86,7 @@ impl<'a> Batcher<'a> {
 
     fn assemble(&mut self, b: usize, row: impl Fn(usize) -> Row) -> Batch {
         let d = self.data;
-        let width = (0..b).map(|r| row(r).history.len()).max().unwrap_or(0).max(1);
+        let width = (0..b).map(|r| row(r).history.len()).max().unwrap_or(0).max(self.min_width);
         self.hist_item.clear();
         self.hist_item.resize(b * width, 0);
         self.hist_genre.clear();

@@ -5,6 +5,7 @@ mod demo;
 mod eval;
 mod experiment;
 mod explain;
+mod export;
 mod score;
 mod synth;
 mod train;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Explain(a) => explain::run(a),
+        Command::Export(a) => export::run(a),
         Command::Score(a) => score::run(a),
         Command::Data(c) => data::run(c),
         Command::Run(a) => experiment::run(a),

@@ -57,9 +57,24 @@ pub fn learning_curves(e: &Experiment, outcomes: &[Outcome]) -> Result<Vec<Curve
 /// history column `c` (oldest left, most recent right), `None` where the history is shorter.
 #[derive(Debug, Clone)]
 pub struct Heatmap {
+    /// The title: `VARIANT: WHAT (darker = more weight; …)`.
     pub variant: String,
+    /// What the weights are; [`Heatmap::TARGET`] by default.
+    pub what: &'static str,
+    /// The x axis.
+    pub x_desc: &'static str,
     pub rows: Vec<String>,
     pub weights: Vec<Vec<Option<f64>>>,
+}
+
+impl Heatmap {
+    pub const TARGET: &'static str = "target attention over the history";
+    pub const HISTORY_AXIS: &'static str = "history position (oldest → most recent)";
+
+    /// Target attention: one row per sample or head, one column per history position.
+    pub fn target(variant: &str, rows: Vec<String>, weights: Vec<Vec<Option<f64>>>) -> Heatmap {
+        Heatmap { variant: variant.to_string(), what: Self::TARGET, x_desc: Self::HISTORY_AXIS, rows, weights }
+    }
 }
 
 /// The attention of the run in `dir` over the histories of `n` test samples, one per user (its
@@ -79,6 +94,8 @@ pub fn attention_heatmap(variant: &str, dir: &Path, n: usize) -> Result<Option<H
     }
     let batch = Batcher::new(enc, tch::Device::Cpu).batch(&picked);
     let Some(w) = tch::no_grad(|| run.model.attention(&batch)) else { return Ok(None) };
+    // One row per user: the mean over heads.
+    let w = w.mean_dim(1, false, w.kind());
     let cols = w.size()[1] as usize;
     let w = Vec::<f64>::try_from(w.to_kind(tch::Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
     let mask = Vec::<i64>::try_from(batch.hist_mask.to_kind(tch::Kind::Int64).reshape([-1])).expect("an i64 tensor converts");
@@ -87,7 +104,7 @@ pub fn attention_heatmap(variant: &str, dir: &Path, n: usize) -> Result<Option<H
         .iter()
         .map(|&k| format!("user {}, {}", enc.raw_user[k], if enc.label[k] > 0.5 { "clicked" } else { "not clicked" }))
         .collect();
-    Ok(Some(Heatmap { variant: variant.to_string(), rows, weights }))
+    Ok(Some(Heatmap::target(variant, rows, weights)))
 }
 
 type DrawResult = std::result::Result<(), String>;
@@ -241,7 +258,7 @@ impl Plot for HeatmapPlot<'_> {
         let max = h.weights.iter().flatten().flatten().fold(0.0f64, |a, &w| a.max(w.abs())).max(1e-12);
         let rows = h.rows.len();
         let mut chart = ChartBuilder::on(root)
-            .caption(format!("{}: target attention over the history (darker = more weight; max {max:.3})", h.variant), (FONT, 18))
+            .caption(format!("{}: {} (darker = more weight; max {max:.3})", h.variant, h.what), (FONT, 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(170)
@@ -256,7 +273,7 @@ impl Plot for HeatmapPlot<'_> {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_desc("history position (oldest → most recent)")
+            .x_desc(h.x_desc)
             .y_labels(rows)
             .y_label_formatter(&label)
             .label_style((FONT, 13))

@@ -118,9 +118,21 @@ fn fully_padded_histories_give_finite_logits_and_gradients() {
             assert_eq!(v.grad().get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table} grad[0]");
         }
         if let Some(w) = model.attention(&batch()) {
-            assert_eq!(w.size(), vec![3, 4], "{name}: attention shape");
-            let padded = w.masked_select(&batch().hist_mask.logical_not());
+            let heads = w.size()[1];
+            assert_eq!(w.size(), vec![3, heads, 4], "{name}: attention shape");
+            let padded = w.masked_select(&batch().hist_mask.logical_not().unsqueeze(1));
             assert_eq!(padded.abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: weight on padding");
+        }
+        if let Some(w) = model.self_attention(&batch()) {
+            let (t, heads) = (w.size()[2], w.size()[1]);
+            assert_eq!(w.size(), vec![3, heads, t, t], "{name}: self-attention shape");
+            // Each present query's weights are a distribution over present keys.
+            let mask = batch().hist_mask;
+            let keys = if t == 4 { mask.shallow_clone() } else { Tensor::cat(&[mask.shallow_clone(), Tensor::ones([3, 1], (Kind::Bool, Device::Cpu))], 1) };
+            let on_padding = w.masked_select(&keys.logical_not().unsqueeze(1).unsqueeze(1)).abs().sum(Kind::Float).double_value(&[]);
+            assert_eq!(on_padding, 0.0, "{name}: self-attention on padded keys");
+            let sums = w.sum_dim_intlist(-1, false, Kind::Float).masked_select(&keys.unsqueeze(1));
+            assert!(f64::try_from((sums - 1.0).abs().max()).unwrap() < 1e-5, "{name}: rows sum to 1");
         }
     }
 }

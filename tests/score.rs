@@ -278,6 +278,47 @@ fn explain_shows_the_scored_history_with_its_weights() {
     let stem = format!("user-{u}-item-{i}");
     assert!(out.join(format!("{stem}.svg")).is_file() && out.join(format!("{stem}.png")).is_file());
 
+    // BST: the target's weights per head are the target row of each head's self-attention
+    // matrix (the last block over the history and the target), whose rows are distributions.
+    let bst = dir.path().join("bst");
+    attnrec().args(["train", "--model", "bst", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&bst).assert().success();
+    let o = attnrec()
+        .args(["explain", "--json", "--run"])
+        .arg(&bst)
+        .args(["--user", &u.to_string(), "--item", &i.to_string(), "--at", &t.to_string(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let heads = e["heads"].as_u64().unwrap() as usize;
+    assert!(heads >= 2, "bst's default has several heads");
+    let hist = e["history"].as_array().unwrap();
+    let n = hist.len();
+    assert_eq!(n, want.len());
+    let sa = e["self_attention"].as_array().unwrap();
+    assert_eq!(sa.len(), heads);
+    let names = e["self_attention_positions"].as_array().unwrap();
+    assert_eq!(names.len(), n + 1);
+    assert_eq!(names[n], "target");
+    for (h, m) in sa.iter().enumerate() {
+        let m = m.as_array().unwrap();
+        assert_eq!(m.len(), n + 1);
+        for row in m {
+            let sum: f64 = row.as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).sum();
+            assert!((sum - 1.0).abs() < 1e-5, "head {h}: a row sums to {sum}");
+        }
+        for (c, x) in hist.iter().enumerate() {
+            let hw = x["head_weights"].as_array().unwrap()[h].as_f64().unwrap();
+            assert!((hw - m[n][c].as_f64().unwrap()).abs() < 1e-9, "head {h}, event {c}: target row = target weights");
+        }
+        assert!(out.join(format!("{stem}-self-head{}.png", h + 1)).is_file());
+    }
+    for x in hist {
+        let hw: Vec<f64> = x["head_weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+        assert!((x["weight"].as_f64().unwrap() - hw.iter().sum::<f64>() / heads as f64).abs() < 1e-12, "weight = mean over heads");
+    }
+
     // A model without attention, and an id that is not one, are one-line errors.
     let base = dir.path().join("base");
     attnrec().args(["train", "--model", "base", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&base).assert().success();

@@ -70,10 +70,17 @@ impl CtrModel for TargetPool {
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
 
-    /// `[B, L]`, averaged over heads.
+    /// `[B, H, L]`.
     fn attention(&self, b: &Batch) -> Option<Tensor> {
         let keys = self.keys(b, false);
         let w = self.attn.forward_t(&self.emb.target(b), &keys, &keys, &b.hist_mask, false).1;
-        Some(if w.dim() == 3 { w.mean_dim(1, false, w.kind()) } else { w })
+        Some(if w.dim() == 3 { w } else { w.unsqueeze(1) })
+    }
+
+    /// The encoder's last block over the history (DIN + self-attention), `[B, H, L, L]`.
+    fn self_attention(&self, b: &Batch) -> Option<Tensor> {
+        let enc = self.encoder.as_ref()?;
+        let hist = self.emb.history(b);
+        Some(enc.last_weights(&hist, &b.hist_mask, &Encoder::history_positions(&b.hist_mask)))
     }
 }

@@ -74,11 +74,16 @@ impl CtrModel for Bst {
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
 
-    /// The target's attention over the history in the last block, averaged over heads: `[B, L]`.
+    /// The target's attention over the history in the last block, per head: `[B, H, L]`.
     fn attention(&self, b: &Batch) -> Option<Tensor> {
-        let (_, seq, mask, position) = self.sequence(b);
-        let w = self.encoder.last_weights(&seq, &mask, &position);
+        let w = self.self_attention(b)?;
         let l = b.hist_mask.size()[1];
-        Some(w.select(2, l).narrow(-1, 0, l).mean_dim(1, false, w.kind()))
+        Some(w.select(2, l).narrow(-1, 0, l))
+    }
+
+    /// The last block over `[history…, target]`: `[B, H, L + 1, L + 1]`.
+    fn self_attention(&self, b: &Batch) -> Option<Tensor> {
+        let (_, seq, mask, position) = self.sequence(b);
+        Some(self.encoder.last_weights(&seq, &mask, &position))
     }
 }

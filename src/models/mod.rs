@@ -16,8 +16,15 @@ use tch::{nn, Tensor};
 pub trait CtrModel: Send {
     /// Logits `[B]`.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
-    /// Attention weights over the history `[B, L]`, for models that have them.
+    /// The target's attention weights over the history, per head: `[B, H, L]` (`H` = 1 for a
+    /// single head), for models that have them.
     fn attention(&self, _batch: &Batch) -> Option<Tensor> {
+        None
+    }
+    /// The last self-attention block's weights, per head: `[B, H, T, T]` (row = query position,
+    /// column = key position) over the model's sequence (the history; BST appends the target as
+    /// position `T − 1`), for models with self-attention.
+    fn self_attention(&self, _batch: &Batch) -> Option<Tensor> {
         None
     }
 }

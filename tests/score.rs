@@ -329,3 +329,128 @@ fn explain_shows_the_scored_history_with_its_weights() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--user 'x1' is not an integer id"));
 }
+
+/// Parquet candidates keep their columns and types through scoring, in Parquet or CSV out, and
+/// score as the same rows in CSV do; a column scoring cannot carry is a one-line error.
+#[test]
+fn parquet_candidates_and_outputs_keep_columns_types_and_scores() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, run) = trained(d, &[]);
+    let events = build_events(&Dataset::load(&data, None).unwrap(), &ProtocolConfig::default()).unwrap();
+    let test: Vec<usize> = events.indices(Split::Test).into_iter().take(300).collect();
+    let n = test.len();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("request".into(), (0..n).map(|k| format!("r{k}")).collect::<Vec<_>>()),
+        Column::new("user_id".into(), test.iter().map(|&k| events.user[k] as i32).collect::<Vec<_>>()),
+        Column::new("item_id".into(), test.iter().map(|&k| events.item[k]).collect::<Vec<_>>()),
+        Column::new("timestamp".into(), test.iter().map(|&k| Some(events.timestamp[k]).filter(|_| k % 7 != 0)).collect::<Vec<_>>()),
+        Column::new("weight".into(), (0..n).map(|k| k as f32 / 3.0).collect::<Vec<_>>()),
+        Column::new("flag".into(), (0..n).map(|k| k % 2 == 0).collect::<Vec<_>>()),
+    ])
+    .unwrap();
+    let pq = d.join("cands.parquet");
+    ParquetWriter::new(std::fs::File::create(&pq).unwrap()).with_row_group_size(Some(64)).finish(&mut df).unwrap();
+    // The same table as CSV.
+    let mut csv = String::from("request,user_id,item_id,timestamp\n");
+    for (r, &k) in test.iter().enumerate() {
+        let ts = if k % 7 != 0 { events.timestamp[k].to_string() } else { String::new() };
+        csv.push_str(&format!("r{r},{},{},{ts}\n", events.user[k], events.item[k]));
+    }
+    let cands = d.join("cands.csv");
+    std::fs::write(&cands, csv).unwrap();
+    let want = d.join("want.csv");
+    assert!(score(&run, &cands, &want, &[]).status.success());
+    let want: Vec<String> = read_csv(&want)[1..].iter().map(|r| r[4].clone()).collect();
+
+    // Parquet in, Parquet out, read in small chunks.
+    let out = d.join("scores.parquet");
+    let o = score(&run, &pq, &out, &["--logit", "--chunk-rows", "50", "--batch-size", "16"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = ParquetReader::new(std::fs::File::open(&out).unwrap()).finish().unwrap();
+    let names: Vec<String> = got.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["request", "user_id", "item_id", "timestamp", "weight", "flag", "score", "logit"]);
+    let dtypes: Vec<DataType> = got.dtypes();
+    assert_eq!(dtypes, [DataType::String, DataType::Int32, DataType::Int64, DataType::Int64, DataType::Float32, DataType::Boolean, DataType::Float64, DataType::Float64]);
+    for c in ["request", "user_id", "item_id", "timestamp", "weight", "flag"] {
+        assert!(got.column(c).unwrap().as_materialized_series().equals_missing(df.column(c).unwrap().as_materialized_series()), "column {c} carried through");
+    }
+    let scores: Vec<f64> = got.column("score").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(scores.len(), n);
+    // (Other batch sizes pad to other widths: equal up to float summation order.)
+    for (s, w) in scores.iter().zip(&want) {
+        assert!((s - w.parse::<f64>().unwrap()).abs() < 1e-6, "Parquet and CSV inputs give the same scores: {s} vs {w}");
+    }
+
+    // Parquet in, CSV out: the same text for the id columns and the scores.
+    let out_csv = d.join("scores.csv");
+    assert!(score(&run, &pq, &out_csv, &[]).status.success());
+    let rows = read_csv(&out_csv);
+    assert_eq!(rows[0], ["request", "user_id", "item_id", "timestamp", "weight", "flag", "score"]);
+    assert_eq!(rows[1][5], "true");
+    assert_eq!(rows[1..].iter().map(|r| r[6].clone()).collect::<Vec<_>>(), want);
+
+    // A list column cannot be carried: one line, no output.
+    let mut bad = DataFrame::new_infer_height(vec![
+        Column::new("user_id".into(), &[events.user[test[0]]]),
+        Column::new("item_id".into(), &[events.item[test[0]]]),
+        Column::new("tags".into(), &[Series::new("".into(), &[1i64, 2])]),
+    ])
+    .unwrap();
+    let bad_pq = d.join("bad.parquet");
+    ParquetWriter::new(std::fs::File::create(&bad_pq).unwrap()).finish(&mut bad).unwrap();
+    let bad_out = d.join("bad-out.parquet");
+    let o = score(&run, &bad_pq, &bad_out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("column 'tags' has type"), "{err}");
+    assert!(!bad_out.exists() && !d.join("bad-out.parquet.partial").exists());
+}
+
+/// `score --explain`: each row's 3 most attended history items are the 3 largest |weights| that
+/// `attnrec explain` shows for the same request.
+#[test]
+fn score_explain_lists_the_most_attended_history_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, run) = trained(d, &[]);
+    let events = build_events(&Dataset::load(&data, None).unwrap(), &ProtocolConfig::default()).unwrap();
+    let test: Vec<usize> = events.indices(Split::Test).into_iter().step_by(37).take(5).collect();
+    let mut csv = String::from("user_id,item_id,timestamp\n");
+    for &k in &test {
+        csv.push_str(&format!("{},{},{}\n", events.user[k], events.item[k], events.timestamp[k]));
+    }
+    csv.push_str("999999,1,\n"); // no history: an empty field
+    let cands = d.join("c.csv");
+    std::fs::write(&cands, csv).unwrap();
+    let out = d.join("s.csv");
+    let o = score(&run, &cands, &out, &["--explain", "--top-k", "10"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_csv(&out);
+    assert_eq!(rows[0], ["user_id", "item_id", "timestamp", "score", "rank", "top_attended"]);
+    let mut checked = 0;
+    for r in &rows[1..] {
+        if r[0] == "999999" {
+            assert_eq!(r[5], "", "no history, nothing attended");
+            continue;
+        }
+        let o = attnrec().args(["explain", "--json", "--run"]).arg(&run).args(["--user", &r[0], "--item", &r[1], "--at", &r[2], "--out"]).arg(d.join("x")).output().unwrap();
+        assert!(o.status.success());
+        let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut hist: Vec<(i64, f64)> = e["history"].as_array().unwrap().iter().map(|h| (h["item"].as_i64().unwrap(), h["weight"].as_f64().unwrap())).collect();
+        hist.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let want: Vec<String> = hist.iter().take(3).map(|(i, w)| format!("{i}:{w:.4}")).collect();
+        assert_eq!(r[5], want.join(";"), "user {} item {}", r[0], r[1]);
+        checked += 1;
+    }
+    assert_eq!(checked, test.len());
+    // A model without target attention cannot explain.
+    let base = d.join("base");
+    attnrec().args(["train", "--model", "base", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&base).assert().success();
+    let o = score(&base, &cands, &d.join("b.csv"), &["--explain"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--explain: the base model has no target attention"));
+    assert!(!d.join("b.csv").exists());
+}

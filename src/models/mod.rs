@@ -99,6 +99,11 @@ impl ModelConfig {
         Ok((vs, model))
     }
 
+    /// Whether the model weighs history events against the target ([`CtrModel::attention`]).
+    pub fn has_target_attention(&self) -> bool {
+        !matches!(self, ModelConfig::Base(_))
+    }
+
     pub fn build(&self, p: nn::Path, fm: &FeatureMap) -> Result<Box<dyn CtrModel>> {
         Ok(match self {
             ModelConfig::Base(c) => Box::new(base::Base::new(p, c, fm)?),

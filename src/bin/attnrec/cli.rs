@@ -23,7 +23,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Generate the synthetic dataset if needed, train models (base and DIN by default), print a comparison table.
     Demo(DemoArgs),
-    /// Score (user, item[, timestamp]) candidates from a CSV file with a trained run.
+    /// Score (user, item[, timestamp]) candidates from a CSV or Parquet file with a trained run.
     Score(ScoreArgs),
     /// Explain one score: the user's history with the attention weight of each event, as a table
     /// and a heat map (PNG and SVG).
@@ -424,10 +424,11 @@ pub struct ScoreArgs {
     /// Run folder written by `attnrec train`.
     #[arg(long)]
     pub run: PathBuf,
-    /// Candidates: CSV with a header holding at least the user and item columns.
+    /// Candidates: CSV with a header, or Parquet, holding at least the user and item columns.
     #[arg(long)]
     pub candidates: PathBuf,
-    /// Output CSV (written whole or not at all), or `-` for standard output.
+    /// Output (written whole or not at all): Parquet if it ends in .parquet or .pq, else CSV; `-`
+    /// for CSV on standard output.
     #[arg(long)]
     pub output: PathBuf,
     /// Dataset folder whose log gives the histories [default: the run's own dataset].
@@ -439,6 +440,10 @@ pub struct ScoreArgs {
     /// Also write the logit.
     #[arg(long)]
     pub logit: bool,
+    /// Add `top_attended`: each row's 3 history items with the largest target-attention weight
+    /// (mean over heads), as `item:weight;…`.
+    #[arg(long)]
+    pub explain: bool,
     /// Fail on the first unknown user or item instead of scoring it as out-of-vocabulary.
     #[arg(long)]
     pub strict: bool,

@@ -1,7 +1,7 @@
 //! `attnrec score`: a trained run applied to a candidates file.
 use crate::cli::ScoreArgs;
 use attnrec::run::load_run;
-use attnrec::score::{default_history_dir, score_csv, HistoryIndex, Output, ScoreOptions};
+use attnrec::score::{default_history_dir, score_file, HistoryIndex, Output, ScoreOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::Path;
 use std::time::Instant;
@@ -31,12 +31,13 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         strict: a.strict,
         batch_size: a.batch_size,
         chunk_rows: a.chunk_rows,
+        explain: a.explain,
         workers: a.threads,
     };
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) };
     bar.set_style(ProgressStyle::with_template("scoring {spinner} {human_pos} rows, {per_sec}").expect("valid template"));
     let output = if stdout { Output::Stdout } else { Output::File(Path::new(&a.output)) };
-    let s = score_csv(&run, &history, &a.candidates, output, &opts, &mut |n| bar.set_position(n as u64))?;
+    let s = score_file(&run, &history, &a.candidates, output, &opts, &mut |n| bar.set_position(n as u64))?;
     bar.finish_and_clear();
     if !a.quiet {
         let secs = start.elapsed().as_secs_f64();

@@ -8,12 +8,15 @@
 //! sample of the run's own log this is the protocol's history except where the user has several
 //! events with the very same timestamp: the protocol orders those by file position and lets the
 //! earlier ones into the history, a timestamp cannot.
+pub mod io;
+
 use crate::data::protocol::build_events;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Batch, Batcher, Encoded, FeatureMap, Row, OOV};
 use crate::run::LoadedRun;
 use serde::Serialize;
+
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
 use std::ops::Range;
@@ -102,6 +105,8 @@ pub struct ScoreOptions {
     pub batch_size: usize,
     /// Candidates read, scored and written per chunk.
     pub chunk_rows: usize,
+    /// Add each row's most attended history events (`top_attended`).
+    pub explain: bool,
     /// Threads that score whole batches, each with its own copy of the model and one libtorch
     /// thread (0 = one per core). Small per-row matrices scale better this way than with libtorch's
     /// intra-op threads, which synchronize after every operation.
@@ -119,6 +124,7 @@ impl Default for ScoreOptions {
             strict: false,
             batch_size: 128,
             chunk_rows: 65_536,
+            explain: false,
             workers: 0,
         }
     }
@@ -143,9 +149,11 @@ pub enum Output<'a> {
     Stdout,
 }
 
-/// Scores the CSV `candidates` with `run` and writes them, each input column kept, plus `score`
-/// (and `logit`; and `rank` with `top_k`). `progress` is called with the rows done so far.
-pub fn score_csv(
+/// Scores `candidates` (CSV or Parquet) with `run` and writes them, each input column kept, plus
+/// `score` (and `logit`; `rank` with `top_k`; `top_attended` with `explain`). The output is
+/// Parquet when its name ends in `.parquet` or `.pq`, else CSV. `progress` is called with the
+/// rows done so far.
+pub fn score_file(
     run: &LoadedRun,
     history: &HistoryIndex,
     candidates: &Path,
@@ -153,16 +161,28 @@ pub fn score_csv(
     opts: &ScoreOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<ScoreSummary> {
+    if opts.explain && !run.config.model.has_target_attention() {
+        return Err(Error::run(&run.path, format!("--explain: the {} model has no target attention", run.config.model.name())));
+    }
+    let (source, header) = io::Source::open(candidates, opts.chunk_rows)?;
+    let job = Job::new(run, candidates, &header, opts)?;
     match output {
         Output::Stdout => {
             let stdout = std::io::stdout();
-            score_into(run, history, candidates, stdout.lock(), Path::new("<stdout>"), opts, progress)
+            job.run(history, source, io::Sink::csv(stdout.lock()), Path::new("<stdout>"), progress)
         }
         Output::File(path) => {
             let tmp = crate::util::partial_path(path);
-            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            let result = score_into(run, history, candidates, std::io::BufWriter::new(file), &tmp, opts, progress)
-                .and_then(|s| std::fs::rename(&tmp, path).map(|_| s).map_err(|e| Error::io(path, e)));
+            let result = (|| {
+                let sink = if io::wants_parquet(path) {
+                    io::Sink::parquet(&tmp, job.out_names.clone(), job.out_dtypes.clone())?
+                } else {
+                    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                    io::Sink::csv(std::io::BufWriter::new(file))
+                };
+                job.run(history, source, sink, &tmp, progress)
+            })()
+            .and_then(|s| std::fs::rename(&tmp, path).map(|_| s).map_err(|e| Error::io(path, e)));
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -182,7 +202,6 @@ struct Ranked {
     score: f64,
     seq: usize,
     record: csv::StringRecord,
-    logit: f64,
 }
 impl PartialEq for Ranked {
     fn eq(&self, o: &Self) -> bool {
@@ -232,158 +251,215 @@ fn parse_id(record: &csv::StringRecord, col: usize, name: &str, path: &Path, lin
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn score_into<W: Write>(
-    run: &LoadedRun,
-    history: &HistoryIndex,
-    candidates: &Path,
-    out: W,
-    out_path: &Path,
-    opts: &ScoreOptions,
-    progress: &mut dyn FnMut(usize),
-) -> Result<ScoreSummary> {
-    let csv_err = |path: &Path, e: csv::Error| {
-        let line = e.position().map_or(0, |p| p.line() as usize);
-        let msg = match e.kind() {
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                format!("{len} fields where the header has {expected_len}")
-            }
-            csv::ErrorKind::Io(io) => io.to_string(),
-            csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
-            _ => e.to_string(),
-        };
-        Error::parse(path, line, msg)
-    };
-    let file = std::fs::File::open(candidates).map_err(|e| Error::io(candidates, e))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(file));
-    let headers = reader.headers().map_err(|e| csv_err(candidates, e))?.clone();
-    if headers.is_empty() {
-        return Err(Error::dataset(candidates, "is empty (expected a header line naming the columns)"));
-    }
-    let user_col = column(&headers, &opts.user_col, candidates)?;
-    let item_col = column(&headers, &opts.item_col, candidates)?;
-    let time_col = headers.iter().position(|h| h == opts.time_col);
-    let mut added = vec!["score"];
-    if opts.logit {
-        added.push("logit");
-    }
-    if opts.top_k.is_some() {
-        added.push("rank");
-    }
-    for name in &added {
-        if headers.iter().any(|h| h == *name) {
-            return Err(Error::dataset(candidates, format!("already has a column '{name}', which scoring adds")));
-        }
-    }
-    let mut writer = csv::Writer::from_writer(out);
-    let mut header_out = headers.clone();
-    added.iter().for_each(|h| header_out.push_field(h));
-    writer.write_record(&header_out).map_err(|e| csv_err(out_path, e))?;
+/// One scoring job: the input's columns and what the output adds.
+struct Job<'a> {
+    run: &'a LoadedRun,
+    candidates: &'a Path,
+    opts: &'a ScoreOptions,
+    user_col: usize,
+    item_col: usize,
+    time_col: Option<usize>,
+    out_names: Vec<String>,
+    out_dtypes: Vec<polars::prelude::DataType>,
+}
 
-    let fm = &run.feature_map;
-    let mut batcher = Batcher::new(&history.encoded, Device::Cpu);
-    std::thread::scope(|scope| {
-    let pool = Workers::start(scope, run, opts.workers)?;
-    let mut summary = ScoreSummary::default();
-    // Top-k: per user (in order of first appearance) a heap of its best k so far.
-    let mut top: Vec<BinaryHeap<Ranked>> = Vec::new();
-    let mut top_slot: HashMap<i64, usize> = HashMap::new();
-    let mut chunk: Vec<Candidate> = Vec::with_capacity(opts.chunk_rows.min(1 << 20));
-    let mut records = reader.into_records();
-    let mut done = false;
-    while !done {
-        chunk.clear();
-        while chunk.len() < opts.chunk_rows.max(1) {
-            let Some(rec) = records.next() else {
-                done = true;
-                break;
-            };
-            let record = rec.map_err(|e| csv_err(candidates, e))?;
-            let line = record.position().map_or(0, |p| p.line());
-            let user = parse_id(&record, user_col, &opts.user_col, candidates, line, fm.string_ids)?;
-            let item = parse_id(&record, item_col, &opts.item_col, candidates, line, fm.string_ids)?;
-            let at = match time_col {
-                Some(c) if !record.get(c).unwrap_or("").trim().is_empty() => {
-                    Some(parse_int(&record, c, &opts.time_col, candidates, line)?)
-                }
-                _ => None,
-            };
-            let (u, i) = (fm.user.encode(&user), fm.item.encode(&item));
-            if u == OOV {
-                if opts.strict {
-                    return Err(Error::parse(candidates, line as usize, format!("unknown user id {user} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
-                }
-                summary.unknown_users += 1;
-            }
-            if i == OOV {
-                if opts.strict {
-                    return Err(Error::parse(candidates, line as usize, format!("unknown item id {item} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
-                }
-                summary.unknown_items += 1;
-            }
-            let row = history.row(fm, user, item, at);
-            if row.history.is_empty() {
-                summary.empty_histories += 1;
-            }
-            chunk.push(Candidate { record, row, user });
+impl<'a> Job<'a> {
+    fn new(run: &'a LoadedRun, candidates: &'a Path, header: &io::Header, opts: &'a ScoreOptions) -> Result<Job<'a>> {
+        use polars::prelude::DataType;
+        let names = &header.names;
+        if names.is_empty() {
+            return Err(Error::dataset(candidates, "is empty (expected a header line naming the columns)"));
         }
-        let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
-        let logits = pool.logits(&mut batcher, &rows, opts.batch_size.max(1))?;
-        for (c, &logit) in chunk.drain(..).zip(&logits) {
-            let score = 1.0 / (1.0 + (-logit).exp());
-            let seq = summary.rows;
-            summary.rows += 1;
-            match opts.top_k {
-                None => {
+        let user_col = column(names, &opts.user_col, candidates)?;
+        let item_col = column(names, &opts.item_col, candidates)?;
+        let time_col = names.iter().position(|h| h == opts.time_col);
+        let mut added = vec![("score", DataType::Float64)];
+        if opts.logit {
+            added.push(("logit", DataType::Float64));
+        }
+        if opts.top_k.is_some() {
+            added.push(("rank", DataType::Int64));
+        }
+        if opts.explain {
+            added.push(("top_attended", DataType::String));
+        }
+        for (name, _) in &added {
+            if names.iter().any(|h| h == *name) {
+                return Err(Error::dataset(candidates, format!("already has a column '{name}', which scoring adds")));
+            }
+        }
+        let ints: Vec<usize> = if run.feature_map.string_ids { time_col.into_iter().collect() } else { [Some(user_col), Some(item_col), time_col].into_iter().flatten().collect() };
+        let mut out_dtypes = io::output_dtypes(header, &ints);
+        let mut out_names: Vec<String> = names.iter().map(str::to_string).collect();
+        for (name, dtype) in added {
+            out_names.push(name.to_string());
+            out_dtypes.push(dtype);
+        }
+        Ok(Job { run, candidates, opts, user_col, item_col, time_col, out_names, out_dtypes })
+    }
+
+    /// Reads `source` chunk by chunk, scores it and writes `sink`.
+    fn run<W: Write>(&self, history: &HistoryIndex, mut source: io::Source, mut sink: io::Sink<W>, out_path: &Path, progress: &mut dyn FnMut(usize)) -> Result<ScoreSummary> {
+        let (run, opts, candidates) = (self.run, self.opts, self.candidates);
+        let fm = &run.feature_map;
+        let header: csv::StringRecord = self.out_names.iter().map(String::as_str).collect();
+        sink.header(&header, out_path)?;
+        let mut batcher = Batcher::new(&history.encoded, Device::Cpu);
+        std::thread::scope(|scope| {
+            let pool = Workers::start(scope, run, opts.workers, opts.explain)?;
+            let mut summary = ScoreSummary::default();
+            // Top-k: per user (in order of first appearance) a heap of its best k so far.
+            let mut top: Vec<BinaryHeap<Ranked>> = Vec::new();
+            let mut top_slot: HashMap<i64, usize> = HashMap::new();
+            let mut chunk: Vec<Candidate> = Vec::with_capacity(opts.chunk_rows.min(1 << 20));
+            let mut done = false;
+            while !done {
+                chunk.clear();
+                while chunk.len() < opts.chunk_rows.max(1) {
+                    let Some((record, line)) = source.next_record(candidates)? else {
+                        done = true;
+                        break;
+                    };
+                    let user = parse_id(&record, self.user_col, &opts.user_col, candidates, line, fm.string_ids)?;
+                    let item = parse_id(&record, self.item_col, &opts.item_col, candidates, line, fm.string_ids)?;
+                    let at = match self.time_col {
+                        Some(c) if !record.get(c).unwrap_or("").trim().is_empty() => Some(parse_int(&record, c, &opts.time_col, candidates, line)?),
+                        _ => None,
+                    };
+                    let (u, i) = (fm.user.encode(&user), fm.item.encode(&item));
+                    if u == OOV {
+                        if opts.strict {
+                            return Err(Error::parse(candidates, line as usize, format!("unknown user id {user} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
+                        }
+                        summary.unknown_users += 1;
+                    }
+                    if i == OOV {
+                        if opts.strict {
+                            return Err(Error::parse(candidates, line as usize, format!("unknown item id {item} (not in the run's vocabulary; without --strict it is scored as out-of-vocabulary)")));
+                        }
+                        summary.unknown_items += 1;
+                    }
+                    let row = history.row(fm, user, item, at);
+                    if row.history.is_empty() {
+                        summary.empty_histories += 1;
+                    }
+                    chunk.push(Candidate { record, row, user });
+                }
+                let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
+                let scored = pool.score(&mut batcher, &rows, opts.batch_size.max(1))?;
+                for (c, s) in chunk.drain(..).zip(scored) {
+                    let score = 1.0 / (1.0 + (-s.logit).exp());
+                    let seq = summary.rows;
+                    summary.rows += 1;
                     let mut rec = c.record;
                     rec.push_field(&score.to_string());
                     if opts.logit {
-                        rec.push_field(&logit.to_string());
+                        rec.push_field(&s.logit.to_string());
                     }
-                    writer.write_record(&rec).map_err(|e| csv_err(out_path, e))?;
+                    let attended = s.attended.map(|top| {
+                        top.iter()
+                            .map(|&(pos, w)| format!("{}:{w:.4}", history.raw_item[history.encoded.history_event(c.row.history.start + pos)]))
+                            .collect::<Vec<_>>()
+                            .join(";")
+                    });
+                    match opts.top_k {
+                        None => {
+                            if let Some(a) = &attended {
+                                rec.push_field(a);
+                            }
+                            sink.write(&rec, out_path)?;
+                            summary.written += 1;
+                        }
+                        Some(k) => {
+                            if let Some(a) = &attended {
+                                // Kept aside until the rank is known: the last field, moved after it.
+                                rec.push_field(a);
+                            }
+                            let slot = *top_slot.entry(c.user).or_insert_with(|| {
+                                top.push(BinaryHeap::new());
+                                top.len() - 1
+                            });
+                            let heap = &mut top[slot];
+                            heap.push(Ranked { score, seq, record: rec });
+                            if heap.len() > k {
+                                heap.pop();
+                            }
+                        }
+                    }
+                }
+                progress(summary.rows);
+            }
+            for heap in top {
+                for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {
+                    let mut rec = r.record;
+                    let attended = opts.explain.then(|| rec.get(rec.len() - 1).unwrap_or("").to_string());
+                    if attended.is_some() {
+                        rec.truncate(rec.len() - 1);
+                    }
+                    rec.push_field(&(rank + 1).to_string());
+                    if let Some(a) = &attended {
+                        rec.push_field(a);
+                    }
+                    sink.write(&rec, out_path)?;
                     summary.written += 1;
                 }
-                Some(k) => {
-                    let slot = *top_slot.entry(c.user).or_insert_with(|| {
-                        top.push(BinaryHeap::new());
-                        top.len() - 1
-                    });
-                    let heap = &mut top[slot];
-                    heap.push(Ranked { score, seq, record: c.record, logit });
-                    if heap.len() > k {
-                        heap.pop();
-                    }
-                }
             }
-        }
-        progress(summary.rows);
+            sink.finish(out_path)?;
+            Ok(summary)
+        })
     }
-    for heap in top {
-        for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {
-            let mut rec = r.record;
-            rec.push_field(&r.score.to_string());
-            if opts.logit {
-                rec.push_field(&r.logit.to_string());
-            }
-            rec.push_field(&(rank + 1).to_string());
-            writer.write_record(&rec).map_err(|e| csv_err(out_path, e))?;
-            summary.written += 1;
-        }
-    }
-    writer.flush().map_err(|e| Error::io(out_path, e))?;
-    Ok(summary)
-    })
 }
+
+/// A row's logit and, when asked, its most attended history events: (position in the row's
+/// history, weight averaged over heads), largest |weight| first, at most [`TOP_ATTENDED`].
+struct Scored {
+    logit: f64,
+    attended: Option<Vec<(usize, f64)>>,
+}
+
+/// History events listed per row by `score --explain`.
+pub const TOP_ATTENDED: usize = 3;
 
 /// Threads that each own a copy of a run's model and turn batches into logits.
 struct Workers {
     jobs: Option<std::sync::mpsc::SyncSender<(usize, Batch)>>,
-    results: std::sync::mpsc::Receiver<(usize, Vec<f64>)>,
+    results: std::sync::mpsc::Receiver<(usize, Vec<Scored>)>,
+}
+
+/// The logits of `batch` and, with `explain`, each row's top attended positions.
+fn score_batch(model: &dyn crate::models::CtrModel, batch: &Batch, explain: bool) -> Vec<Scored> {
+    tch::no_grad(|| {
+        let logits = Vec::<f64>::try_from(model.forward_t(batch, false).to_kind(Kind::Double)).expect("a 1-d double tensor converts to Vec<f64>");
+        let attended = explain.then(|| model.attention(batch)).flatten().map(|w| {
+            let w = w.mean_dim(1, false, w.kind());
+            let width = w.size()[1] as usize;
+            let w = Vec::<f64>::try_from(w.to_kind(Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
+            let mask = Vec::<bool>::try_from(batch.hist_mask.reshape([-1])).expect("a bool tensor converts to Vec<bool>");
+            (w, mask, width)
+        });
+        logits
+            .iter()
+            .enumerate()
+            .map(|(r, &logit)| Scored {
+                logit,
+                attended: attended.as_ref().map(|(w, mask, width)| {
+                    let row = r * width;
+                    let present: Vec<usize> = (0..*width).filter(|&c| mask[row + c]).collect();
+                    // Right-aligned: the row's history starts at its first present column.
+                    let first = present.first().copied().unwrap_or(0);
+                    let mut top: Vec<(usize, f64)> = present.iter().map(|&c| (c - first, w[row + c])).collect();
+                    top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+                    top.truncate(TOP_ATTENDED);
+                    top
+                }),
+            })
+            .collect()
+    })
 }
 
 impl Workers {
     /// `n` workers (0 = one per core), each with one libtorch thread.
-    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, run: &LoadedRun, n: usize) -> Result<Workers> {
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, run: &LoadedRun, n: usize, explain: bool) -> Result<Workers> {
         let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };
         crate::device::set_threads(1);
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, Batch)>(2 * n);
@@ -399,9 +475,7 @@ impl Workers {
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((seq, batch))) = job else { break };
-                    let l = tch::no_grad(|| model.forward_t(&batch, false).to_kind(Kind::Double));
-                    let l = Vec::<f64>::try_from(&l).expect("a 1-d double tensor converts to Vec<f64>");
-                    if res_tx.send((seq, l)).is_err() {
+                    if res_tx.send((seq, score_batch(model.as_ref(), &batch, explain))).is_err() {
                         break;
                     }
                 }
@@ -410,11 +484,11 @@ impl Workers {
         Ok(Workers { jobs: Some(job_tx), results: res_rx })
     }
 
-    /// The logits of `rows`, in order, scored `batch_size` rows at a time across the workers.
-    fn logits(&self, batcher: &mut Batcher, rows: &[Row], batch_size: usize) -> Result<Vec<f64>> {
+    /// `rows` scored in order, `batch_size` rows at a time across the workers.
+    fn score(&self, batcher: &mut Batcher, rows: &[Row], batch_size: usize) -> Result<Vec<Scored>> {
         let jobs = self.jobs.as_ref().expect("workers are running");
         let parts: Vec<&[Row]> = rows.chunks(batch_size).collect();
-        let mut out: Vec<Option<Vec<f64>>> = vec![None; parts.len()];
+        let mut out: Vec<Option<Vec<Scored>>> = (0..parts.len()).map(|_| None).collect();
         let (mut sent, mut received) = (0, 0);
         let lost = || Error::config("a scoring thread stopped unexpectedly");
         // Keep every worker busy: send while the queue takes batches, collect as results arrive.
@@ -426,7 +500,7 @@ impl Workers {
                         continue;
                     }
                     Err(std::sync::mpsc::TrySendError::Full((seq, batch))) => {
-                        // Wait for one result, then retry this batch.
+                        // Wait for one result, then send this batch.
                         let (k, l) = self.results.recv().map_err(|_| lost())?;
                         out[k] = Some(l);
                         received += 1;

@@ -117,6 +117,23 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
     finish(cfg, &prepared, device, &tmp, out, None, observer, wall)
 }
 
+/// Writes an untrained run of `cfg` to `out` (replacing it): the prepared features and the model's
+/// initial weights (seed `cfg.train.seed`). Scoring costs the same as for a trained run, so
+/// `bench --score` measures on these instead of training first.
+pub fn write_untrained_run(cfg: &RunConfig, out: &Path) -> Result<()> {
+    cfg.validate()?;
+    let prepared = prepare(cfg, &cfg.data.path, None)?;
+    let (vs, _) = cfg.model.fresh(&prepared.feature_map, Device::Cpu, cfg.train.seed)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    write_atomic(&out.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+    write_json(&out.join(FEATURE_MAP_FILE), &prepared.feature_map)?;
+    vs.save(out.join(WEIGHTS_FILE)).map_err(|e| Error::run(out, format!("saving the weights: {e}")))?;
+    Ok(())
+}
+
 /// Refuses to resume on a dataset whose files changed since the run started: the samples, and so
 /// the run, would silently differ from the uninterrupted one.
 fn check_source_unchanged(tmp: &Path, cfg: &RunConfig) -> Result<()> {

@@ -471,6 +471,7 @@ impl Workers {
             vs.copy(&run.vs).map_err(|e| Error::run(&run.path, format!("copying the model for a scoring thread: {e}")))?;
             let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
             scope.spawn(move || {
+                crate::device::flush_denormals();
                 let _vs = vs;
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());

@@ -376,6 +376,14 @@ pub struct BenchArgs {
     /// `attnrec data prepare` into a temporary cache; wall time, rows/s, peak RSS and stage times.
     #[arg(long)]
     pub prepare: bool,
+    /// Measure scoring instead of training: a child `attnrec score` of every (user, item) pair of
+    /// the preset's log (no timestamps: full histories) with an untrained run of each model,
+    /// reading the CSV and writing the output included; wall time, rows/s and peak RSS.
+    #[arg(long)]
+    pub score: bool,
+    /// With --score: candidate rows (the log's pairs repeated as needed) [default: one pass].
+    #[arg(long)]
+    pub score_rows: Option<usize>,
 }
 
 #[derive(Debug, Args)]

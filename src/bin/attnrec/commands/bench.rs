@@ -22,6 +22,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.prepare {
         return prepare_bench(&a);
     }
+    if a.score {
+        return score_bench(&a);
+    }
     attnrec::device::resolve(&a.device)?;
     let models = a.models.iter().map(|m| ModelConfig::by_name(m)).collect::<attnrec::Result<Vec<_>>>()?;
     let mut machine = Vec::new();
@@ -145,6 +148,93 @@ fn prepare_bench(a: &BenchArgs) -> anyhow::Result<()> {
         print_table(&["preset", "ratings", "wall s", "rows/s", "peak RSS GiB", "load / protocol / features / write s"], &rows);
     }
     Ok(())
+}
+
+/// `bench --score`: per preset × model × thread count, a child `attnrec score` over the preset's
+/// (user, item) pairs with an untrained run; wall time (startup, reading and writing included),
+/// rows/s and peak RSS (wait4).
+fn score_bench(a: &BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let tmp = tempdir_for("score")?;
+    let result = (|| -> anyhow::Result<Vec<Vec<String>>> {
+        let mut rows = Vec::new();
+        for preset in &a.presets {
+            let (name, data) = preset_data(*preset)?;
+            // The log's pairs, in file order, cycled to the requested row count.
+            let ds = attnrec::data::Dataset::load(&data, None)?;
+            let r = &ds.ratings;
+            let ids = |c: &str| -> anyhow::Result<Vec<i64>> {
+                Ok(r.column(c)?.cast(&polars::prelude::DataType::Int64)?.i64()?.into_no_null_iter().collect())
+            };
+            let (users, items) = (ids("user_id")?, ids("item_id")?);
+            let n = a.score_rows.unwrap_or(users.len());
+            let cands = tmp.join(format!("{name}.csv"));
+            {
+                use std::io::Write;
+                let mut w = std::io::BufWriter::new(std::fs::File::create(&cands)?);
+                writeln!(w, "user_id,item_id")?;
+                for k in (0..users.len()).cycle().take(n) {
+                    writeln!(w, "{},{}", users[k], items[k])?;
+                }
+                w.flush()?;
+            }
+            for model in &a.models {
+                let cfg = RunConfig::new(data.clone(), ModelConfig::by_name(model)?);
+                let run = tmp.join(format!("{name}-{model}").replace(':', "_"));
+                attnrec::run::write_untrained_run(&cfg, &run)?;
+                for &threads in &a.threads {
+                    let out = tmp.join("scores.csv");
+                    let start = Instant::now();
+                    let child = std::process::Command::new(&exe)
+                        .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
+                        .arg(&run)
+                        .arg("--candidates")
+                        .arg(&cands)
+                        .arg("--output")
+                        .arg(&out)
+                        .stdout(std::process::Stdio::null())
+                        .spawn()?;
+                    let (ok, peak_kb) = wait_with_peak_rss(child.id() as libc::pid_t)?;
+                    let wall = start.elapsed().as_secs_f64();
+                    if !ok {
+                        anyhow::bail!("bench: the child `attnrec score` of {model} on {name} failed");
+                    }
+                    let _ = std::fs::remove_file(&out);
+                    eprintln!("{name} {model} threads {threads}: {n} rows in {wall:.1} s ({:.0} rows/s)", n as f64 / wall);
+                    if a.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"preset": name, "model": model, "rows": n, "threads": threads, "wall_seconds": wall,
+                                "rows_per_sec": n as f64 / wall, "peak_rss_bytes": peak_kb * 1024})
+                        );
+                    }
+                    rows.push(vec![
+                        name.clone(),
+                        model.clone(),
+                        n.to_string(),
+                        threads.to_string(),
+                        format!("{wall:.1}"),
+                        format!("{:.0}", n as f64 / wall),
+                        format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
+                    ]);
+                }
+            }
+        }
+        Ok(rows)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let rows = result?;
+    if !a.json {
+        print_table(&["preset", "model", "rows", "threads", "wall s", "rows/s", "peak RSS GiB"], &rows);
+    }
+    Ok(())
+}
+
+/// A fresh folder under the system's temp dir for one bench.
+fn tempdir_for(what: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("attnrec-bench-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Waits for `pid`; returns whether it exited with status 0 and its peak RSS in KiB.

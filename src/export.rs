@@ -11,8 +11,9 @@
 //! Files written beside `OUT` (`model.pt`): the sidecar `model.json` (inputs with shapes, dtypes and
 //! meaning; the run; the check), `model.feature_map.json` (the vocabularies that turn raw ids into
 //! input indices), and `model.example.npz`: two real batches of the run's test split with
-//! attnrec's probabilities for them, the first the one traced, which `scripts/check_export.py`
-//! replays through `torch.jit.load`.
+//! attnrec's probabilities (`expected`) and logits for them, the first the one traced, which
+//! `scripts/check_export.py` replays through `torch.jit.load` (and
+//! `benchmarks/reference/attnrec_ref.py parity` through the PyTorch reference models).
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
 use crate::features::{Batch, Batcher};
@@ -127,8 +128,8 @@ pub fn export(run: &mut LoadedRun, data: Option<&Path>, out: &Path, batch_size: 
     let mut batcher = Batcher::new(&prepared.encoded, Device::Cpu).with_min_width(l as usize);
     let (first, second) = (batcher.batch(&rows[..batch_size]), batcher.batch(&rows[batch_size..]));
     let model = run.model.as_ref();
-    let probs = |b: &Batch| tch::no_grad(|| model.forward_t(b, false).sigmoid());
-    let (expected1, expected2) = (probs(&first), probs(&second));
+    let logits = |b: &Batch| tch::no_grad(|| model.forward_t(b, false));
+    let (logit1, logit2) = (logits(&first), logits(&second));
 
     let (sidecar_path, fm_path, example_path) = companions(out);
     let paths = [out.to_path_buf(), sidecar_path.clone(), fm_path.clone(), example_path.clone()];
@@ -143,13 +144,14 @@ pub fn export(run: &mut LoadedRun, data: Option<&Path>, out: &Path, batch_size: 
         let src = run.path.join(FEATURE_MAP_FILE);
         std::fs::copy(&src, &partial[2]).map_err(|e| Error::io(&src, e))?;
         let mut named: Vec<(String, Tensor)> = Vec::new();
-        for (k, (b, e)) in [(&first, &expected1), (&second, &expected2)].into_iter().enumerate() {
+        for (k, (b, l)) in [(&first, &logit1), (&second, &logit2)].into_iter().enumerate() {
             for ((name, ..), t) in INPUTS.iter().zip(inputs_of(b)) {
                 // npz has no bool for tch; the mask travels as uint8.
                 let t = if t.kind() == Kind::Bool { t.to_kind(Kind::Uint8) } else { t };
                 named.push((format!("batch{}.{name}", k + 1), t));
             }
-            named.push((format!("batch{}.expected", k + 1), e.shallow_clone()));
+            named.push((format!("batch{}.expected", k + 1), l.sigmoid()));
+            named.push((format!("batch{}.logit", k + 1), l.shallow_clone()));
         }
         Tensor::write_npz(&named, &partial[3]).map_err(|e| Error::run(&partial[3], format!("writing the example batches failed: {e}")))?;
         let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -1,20 +1,17 @@
 //! `attnrec export` checked by PyTorch itself: each exported module is loaded with
 //! `torch.jit.load` by scripts/check_export.py (the venv's Python, as `make test` puts it on PATH)
 //! and must reproduce attnrec's probabilities to 1e-5 on the traced batch and on a second batch.
+mod common;
+
 use assert_cmd::Command;
+use common::venv_python;
 use attnrec::data::synth::{generate, Preset};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn attnrec() -> Command {
     Command::cargo_bin("attnrec").unwrap()
 }
 
-fn python() -> PathBuf {
-    match std::env::var_os("VIRTUAL_ENV") {
-        Some(v) => Path::new(&v).join("bin/python"),
-        None => PathBuf::from("python3"),
-    }
-}
 
 fn train(data: &Path, run: &Path, model: &str, extra: &[&str]) {
     attnrec()
@@ -36,7 +33,7 @@ fn export_and_check(run: &Path, dir: &Path, name: &str) {
         assert!(dir.join(&f).is_file(), "{f} written");
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_export.py");
-    let o = std::process::Command::new(python()).arg(script).arg(&module).output().expect("running the venv's python");
+    let o = std::process::Command::new(venv_python()).arg(script).arg(&module).output().expect("running the venv's python");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{name}: {out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("check_export: OK"), "{out}");

@@ -245,6 +245,19 @@ fn hostile_candidates_fail_with_one_line_and_leave_no_output() {
     assert!(!out.exists());
 }
 
+/// `attnrec explain --json` of `run` for [user, item, at], heat maps into `out`.
+fn explain_json(run: &Path, [u, i, t]: &[i64; 3], out: &Path) -> serde_json::Value {
+    let o = attnrec()
+        .args(["explain", "--json", "--run"])
+        .arg(run)
+        .args(["--user", &u.to_string(), "--item", &i.to_string(), "--at", &t.to_string(), "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn explain_shows_the_scored_history_with_its_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -254,15 +267,7 @@ fn explain_shows_the_scored_history_with_its_weights() {
     let k = *events.indices(Split::Test).iter().find(|&&k| events.user[k] == events.user[0] && events.timestamp[k - 1] != events.timestamp[k]).unwrap();
     let (u, i, t) = (events.user[k], events.item[k], events.timestamp[k]);
     let out = dir.path().join("explain");
-    let o = attnrec()
-        .args(["explain", "--json", "--run"])
-        .arg(&run)
-        .args(["--user", &u.to_string(), "--item", &i.to_string(), "--at", &t.to_string(), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = explain_json(&run, &[u, i, t], &out);
     let start = events.user_start[k] as usize;
     let want: Vec<i64> = (start.max(k.saturating_sub(50))..k).map(|j| events.item[j]).collect();
     let got: Vec<i64> = e["history"].as_array().unwrap().iter().map(|h| h["item"].as_i64().unwrap()).collect();
@@ -282,15 +287,7 @@ fn explain_shows_the_scored_history_with_its_weights() {
     // matrix (the last block over the history and the target), whose rows are distributions.
     let bst = dir.path().join("bst");
     attnrec().args(["train", "--model", "bst", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&bst).assert().success();
-    let o = attnrec()
-        .args(["explain", "--json", "--run"])
-        .arg(&bst)
-        .args(["--user", &u.to_string(), "--item", &i.to_string(), "--at", &t.to_string(), "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = explain_json(&bst, &[u, i, t], &out);
     let heads = e["heads"].as_u64().unwrap() as usize;
     assert!(heads >= 2, "bst's default has several heads");
     let hist = e["history"].as_array().unwrap();

@@ -8,6 +8,8 @@ model.safetensors for the weights (read here without the safetensors package: an
 length, a JSON header, raw little-endian tensors).
 
     python benchmarks/reference/attnrec_ref.py parity RUN EXAMPLE.npz [--tol 1e-5]
+    python benchmarks/reference/attnrec_ref.py train CACHE --model din [--epochs 10] [--seed 42]
+    python benchmarks/reference/attnrec_ref.py bench CACHE --model din [--batch-sizes 256,1024,4096]
 
 loads RUN's weights into the reference model and runs the batches of EXAMPLE.npz (written by
 `attnrec export`, with attnrec's logits for them) through it; exit status 0 when every logit
@@ -16,6 +18,7 @@ weights and batches the two implementations compute the same function.
 """
 import argparse
 import json
+import time
 import pathlib
 import struct
 import sys
@@ -138,6 +141,158 @@ class Din(nn.Module):
         return self.out(self.mlp(x)).squeeze(-1)
 
 
+def fresh(kind, n_users, n_items, n_genres, dim=16):
+    """A reference model at attnrec's defaults and initialization: embeddings N(0, 0.01²) with a
+    zero, frozen padding row 0; linear layers at PyTorch's default (as tch's); PReLU slopes 0.25."""
+    emb = Embeddings(n_users, n_items, n_genres, dim)
+    for e in (emb.user, emb.item, emb.genre):
+        nn.init.normal_(e.weight, 0.0, 0.01)
+        e.padding_idx = 0
+        with torch.no_grad():
+            e.weight[0].zero_()
+    if kind == "base":
+        return Base(emb, [200, 80])
+    if kind == "din":
+        return Din(emb, [80, 40], [200, 80])
+    raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din)")
+
+
+class Samples:
+    """attnrec's prepared samples (CACHE/samples.parquet, written by `attnrec data prepare`), with
+    each sample's history as attnrec builds it: the last L of its user's earlier events
+    (`user_start .. history_end` in protocol order), right-aligned."""
+
+    def __init__(self, cache, history_len=50):
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(pathlib.Path(cache) / "samples.parquet").to_pydict()
+        col = lambda n, d: np.asarray(t[n], dtype=d)
+        self.user, self.item, self.genre = col("user_idx", np.int64), col("item_idx", np.int64), col("genre_idx", np.int64)
+        self.label = col("label", np.float32)
+        self.split = col("split", np.int32)
+        self.raw_user = col("user_id", np.int64)
+        self.user_start, self.history_end = col("user_start", np.int64), col("history_end", np.int64)
+        fm = json.loads((pathlib.Path(cache) / "feature_map.json").read_text())
+        self.history_len = fm.get("history_len", history_len)
+        # Vocabularies list the train ids; index 0 is padding, 1 out-of-vocabulary.
+        self.sizes = tuple(len(fm[k]) + 2 for k in ("user", "item", "genre"))
+
+    def indices(self, split):
+        return np.nonzero(self.split == split)[0]
+
+    def batch(self, idx):
+        L = self.history_len
+        pos = self.history_end[idx, None] - L + np.arange(L)[None, :]
+        mask = pos >= self.user_start[idx, None]
+        pos = np.where(mask, pos, 0)
+        hist_item = np.where(mask, self.item[pos], 0)
+        hist_genre = np.where(mask, self.genre[pos], 0)
+        tt = torch.from_numpy
+        return (tt(self.user[idx]), tt(self.item[idx]), tt(self.genre[idx]), tt(hist_item), tt(hist_genre), tt(mask)), tt(self.label[idx])
+
+
+def predict(model, data, idx, batch_size=4096):
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            x, _ = data.batch(idx[s : s + batch_size])
+            out.append(torch.sigmoid(model(*x)))
+    return torch.cat(out).numpy()
+
+
+def gauc(users, labels, probs):
+    """Impression-weighted per-user AUC over users with both classes (as attnrec's GAUC)."""
+    from sklearn.metrics import roc_auc_score
+
+    total, weight = 0.0, 0
+    order = np.argsort(users, kind="stable")
+    u, l, p = users[order], labels[order], probs[order]
+    bounds = np.flatnonzero(np.diff(u)) + 1
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
+        if 0 < l[a:b].sum() < b - a:
+            total += roc_auc_score(l[a:b], p[a:b]) * (b - a)
+            weight += b - a
+    return total / max(weight, 1)
+
+
+def train(args):
+    """attnrec's training loop in PyTorch: Adam, BCE with logits, shuffled batches, valid AUC each
+    epoch, the best epoch's weights, early stopping with patience."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    data = Samples(args.cache)
+    model = fresh(args.model, *data.sizes)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    tr, va, te = data.indices(0), data.indices(1), data.indices(2)
+    rng = np.random.default_rng(args.seed)
+    best, best_state, bad, trained = -1.0, None, 0, 0.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = rng.permutation(tr)
+        t0 = time.perf_counter()
+        for s in range(0, len(order), args.batch_size):
+            x, y = data.batch(order[s : s + args.batch_size])
+            loss = nn.functional.binary_cross_entropy_with_logits(model(*x), y)
+            opt.zero_grad()
+            loss.backward()
+            with torch.no_grad():  # the padding rows stay zero, as attnrec's frozen row 0
+                for e in (model.emb.user, model.emb.item, model.emb.genre):
+                    e.weight.grad[0].zero_()
+            opt.step()
+        trained += time.perf_counter() - t0
+        model.eval()
+        auc = roc_auc_score(data.label[va], predict(model, data, va))
+        print(f"{args.model} epoch {epoch}: valid AUC {auc:.4f} ({len(tr) / (time.perf_counter() - t0):.0f} samples/s)", flush=True)
+        if auc > best:
+            best, bad = auc, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= args.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    p = predict(model, data, te)
+    result = {
+        "model": args.model,
+        "valid_auc": best,
+        "test_auc": roc_auc_score(data.label[te], p),
+        "test_gauc": gauc(data.raw_user[te], data.label[te], p),
+        "test_logloss": log_loss(data.label[te], np.clip(p, 1e-7, 1 - 1e-7)),
+        "train_seconds": trained,
+    }
+    print(json.dumps(result))
+
+
+def bench(args):
+    """Training steps per second of the reference at each batch size, batches built as in
+    training (numpy gathers), after warm-up steps."""
+    torch.set_num_threads(args.threads)
+    data = Samples(args.cache)
+    tr = data.indices(0)
+    rng = np.random.default_rng(0)
+    for bs in args.batch_sizes:
+        torch.manual_seed(0)
+        model = fresh(args.model, *data.sizes)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        order = rng.permutation(tr)
+        n = 0
+        for step in range(args.warmup + args.steps):
+            if step == args.warmup:
+                t0, n = time.perf_counter(), 0
+            s = (step * bs) % max(len(order) - bs, 1)
+            x, y = data.batch(order[s : s + bs])
+            loss = nn.functional.binary_cross_entropy_with_logits(model(*x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            n += len(y)
+        secs = time.perf_counter() - t0
+        print(json.dumps({"impl": "pytorch-reference", "model": args.model, "batch_size": bs, "threads": args.threads, "steps": args.steps, "samples_per_sec": n / secs, "ms_per_step": 1000 * secs / args.steps}), flush=True)
+
+
 def build(run):
     """The reference model of the run folder `run`, with its weights."""
     run = pathlib.Path(run)
@@ -206,8 +361,23 @@ def main():
     p.add_argument("run", type=pathlib.Path)
     p.add_argument("example", type=pathlib.Path)
     p.add_argument("--tol", type=float, default=1e-5)
+    for name, helptext in (("train", "train on attnrec's prepared samples; prints test AUC, GAUC, LogLoss as JSON"), ("bench", "training throughput at several batch sizes")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("cache", type=pathlib.Path, help="a prepared-sample folder (samples.parquet, feature_map.json)")
+        p.add_argument("--model", choices=["base", "din"], default="din")
+        p.add_argument("--threads", type=int, default=2)
+        if name == "train":
+            p.add_argument("--epochs", type=int, default=10)
+            p.add_argument("--batch-size", type=int, default=256)
+            p.add_argument("--lr", type=float, default=1e-3)
+            p.add_argument("--patience", type=int, default=2)
+            p.add_argument("--seed", type=int, default=42)
+        else:
+            p.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=[256, 1024, 4096])
+            p.add_argument("--steps", type=int, default=100)
+            p.add_argument("--warmup", type=int, default=10)
     args = ap.parse_args()
-    {"parity": parity}[args.cmd](args)
+    {"parity": parity, "train": train, "bench": bench}[args.cmd](args)
 
 
 if __name__ == "__main__":

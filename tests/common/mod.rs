@@ -1,5 +1,6 @@
 //! Helpers shared by the tests that read fixtures written by the generator scripts in
-//! tests/fixtures/.
+//! tests/fixtures/, and the venv's Python. Each test crate uses some of them.
+#![allow(dead_code)]
 use serde::Deserialize;
 use tch::Tensor;
 
@@ -22,4 +23,13 @@ impl T {
 pub fn fixture_text(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The Python of the project's torch venv (`make test` and `scripts/env.sh` set VIRTUAL_ENV), for
+/// the checks that PyTorch itself runs.
+pub fn venv_python() -> std::path::PathBuf {
+    match std::env::var_os("VIRTUAL_ENV") {
+        Some(v) => std::path::Path::new(&v).join("bin/python"),
+        None => std::path::PathBuf::from("python3"),
+    }
 }

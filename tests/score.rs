@@ -243,6 +243,23 @@ fn hostile_candidates_fail_with_one_line_and_leave_no_output() {
     let o = score(&run, &dir.path().join("missing.csv"), &out, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!out.exists());
+    // A run folder whose feature map asks for features its weights were not trained with.
+    std::fs::write(&cands, "user_id,item_id\n1,2\n").unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for f in std::fs::read_dir(&run).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    let fm = std::fs::read_to_string(other.join("feature_map.json")).unwrap();
+    assert!(fm.contains("\"time_gap\": false"));
+    std::fs::write(other.join("feature_map.json"), fm.replace("\"time_gap\": false", "\"time_gap\": true")).unwrap();
+    let o = score(&other, &cands, &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("does not match"), "{err}");
+    assert!(!out.exists() && !dir.path().join("o.csv.partial").exists());
 }
 
 /// `attnrec explain --json` of `run` for [user, item, at], heat maps into `out`.

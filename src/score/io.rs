@@ -51,7 +51,7 @@ fn kind_of(dtype: &DataType) -> Option<Kind> {
 
 /// Records of a candidates file, with the line each came from.
 pub enum Source {
-    Csv(csv::StringRecordsIntoIter<std::io::BufReader<std::fs::File>>),
+    Csv { records: csv::StringRecordsIntoIter<std::io::BufReader<std::fs::File>>, bytes: u64, at: u64 },
     Parquet(ParquetSource),
 }
 
@@ -112,19 +112,29 @@ impl Source {
             return Ok((Source::Parquet(src), Header { names, dtypes: Some(dtypes) }));
         }
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(file));
         let names = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        Ok((Source::Csv(reader.into_records()), Header { names, dtypes: None }))
+        Ok((Source::Csv { records: reader.into_records(), bytes, at: 0 }, Header { names, dtypes: None }))
+    }
+
+    /// The fraction of the input read so far, in [0, 1].
+    pub fn fraction_read(&self) -> f64 {
+        match self {
+            Source::Csv { bytes, at, .. } => *at as f64 / (*bytes).max(1) as f64,
+            Source::Parquet(p) => (p.offset - p.buffered.len()) as f64 / p.total.max(1) as f64,
+        }
     }
 
     /// The next record and its line, `None` at the end.
     pub fn next_record(&mut self, path: &Path) -> Result<Option<(csv::StringRecord, u64)>> {
         match self {
-            Source::Csv(records) => match records.next() {
+            Source::Csv { records, at, .. } => match records.next() {
                 None => Ok(None),
                 Some(r) => {
                     let r = r.map_err(|e| csv_error(path, e))?;
-                    let line = r.position().map_or(0, |p| p.line());
+                    let (line, byte) = r.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                    *at = byte;
                     Ok(Some((r, line)))
                 }
             },

@@ -130,6 +130,14 @@ impl Default for ScoreOptions {
     }
 }
 
+/// How far a scoring job is: rows scored, and the fraction of the input read (by bytes for CSV,
+/// by rows for Parquet), from which a progress bar estimates the time left.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub rows: usize,
+    pub read: f64,
+}
+
 /// What a scoring job did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScoreSummary {
@@ -151,15 +159,15 @@ pub enum Output<'a> {
 
 /// Scores `candidates` (CSV or Parquet) with `run` and writes them, each input column kept, plus
 /// `score` (and `logit`; `rank` with `top_k`; `top_attended` with `explain`). The output is
-/// Parquet when its name ends in `.parquet` or `.pq`, else CSV. `progress` is called with the
-/// rows done so far.
+/// Parquet when its name ends in `.parquet` or `.pq`, else CSV. `progress` is called after each
+/// chunk.
 pub fn score_file(
     run: &LoadedRun,
     history: &HistoryIndex,
     candidates: &Path,
     output: Output,
     opts: &ScoreOptions,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<ScoreSummary> {
     if opts.explain && !run.config.model.has_target_attention() {
         return Err(Error::run(&run.path, format!("--explain: the {} model has no target attention", run.config.model.name())));
@@ -299,7 +307,7 @@ impl<'a> Job<'a> {
     }
 
     /// Reads `source` chunk by chunk, scores it and writes `sink`.
-    fn run<W: Write>(&self, history: &HistoryIndex, mut source: io::Source, mut sink: io::Sink<W>, out_path: &Path, progress: &mut dyn FnMut(usize)) -> Result<ScoreSummary> {
+    fn run<W: Write>(&self, history: &HistoryIndex, mut source: io::Source, mut sink: io::Sink<W>, out_path: &Path, progress: &mut dyn FnMut(Progress)) -> Result<ScoreSummary> {
         let (run, opts, candidates) = (self.run, self.opts, self.candidates);
         let fm = &run.feature_map;
         let header: csv::StringRecord = self.out_names.iter().map(String::as_str).collect();
@@ -387,7 +395,7 @@ impl<'a> Job<'a> {
                         }
                     }
                 }
-                progress(summary.rows);
+                progress(Progress { rows: summary.rows, read: source.fraction_read() });
             }
             for heap in top {
                 for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {

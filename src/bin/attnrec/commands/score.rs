@@ -34,10 +34,16 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         explain: a.explain,
         workers: a.threads,
     };
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()) };
-    bar.set_style(ProgressStyle::with_template("scoring {spinner} {human_pos} rows, {per_sec}").expect("valid template"));
+    // Position in thousandths of the input read, so the bar can estimate the time left.
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr()) };
+    bar.set_style(ProgressStyle::with_template("scoring [{bar:30}] {percent:>3}% {msg} ETA {eta}").expect("valid template"));
+    let started = Instant::now();
     let output = if stdout { Output::Stdout } else { Output::File(Path::new(&a.output)) };
-    let s = score_file(&run, &history, &a.candidates, output, &opts, &mut |n| bar.set_position(n as u64))?;
+    let s = score_file(&run, &history, &a.candidates, output, &opts, &mut |p| {
+        let rate = p.rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{} rows, {rate:.0} rows/s", p.rows));
+        bar.set_position((p.read * 1000.0).round() as u64);
+    })?;
     bar.finish_and_clear();
     if !a.quiet {
         let secs = start.elapsed().as_secs_f64();

@@ -33,3 +33,35 @@ fn reference_models_match_attnrec_logits() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no reference for model 'bst'"));
 }
+
+/// `bench --reference` puts the PyTorch reference's throughput beside attnrec's for base and din
+/// (none for bst), and `bench --score` times a child `attnrec score` over the preset's pairs.
+#[test]
+fn benches_measure_the_reference_and_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benchmarks/reference/attnrec_ref.py");
+    let bench = |args: &[&str]| {
+        let o = Command::cargo_bin("attnrec")
+            .unwrap()
+            .current_dir(tmp.path())
+            .env("ATTNREC_CACHE_DIR", tmp.path().join("cache"))
+            .args(["bench", "--presets", "tiny", "--threads", "1", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let rows = bench(&["--models", "din,bst", "--batch-sizes", "32", "--prefetch", "0", "--steps", "5", "--warmup", "1", "--reference", "--reference-script", script.to_str().unwrap()]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["model"], "din");
+    assert!(rows[0]["reference_samples_per_sec"].as_f64().unwrap() > 0.0, "{}", rows[0]);
+    assert!(rows[1].get("reference_samples_per_sec").is_none(), "no reference for bst");
+    let rows = bench(&["--score", "--models", "din"]);
+    assert_eq!(rows.len(), 1);
+    let ratings = rows[0]["rows"].as_u64().unwrap();
+    assert!((3000..5000).contains(&ratings), "{}", rows[0]);
+    assert!(rows[0]["rows_per_sec"].as_f64().unwrap() > 0.0 && rows[0]["peak_rss_bytes"].as_u64().unwrap() > 10_000_000, "{}", rows[0]);
+    let rows = bench(&["--score", "--models", "din", "--score-rows", "10000"]);
+    assert_eq!(rows[0]["rows"], 10000);
+}

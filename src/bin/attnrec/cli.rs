@@ -384,6 +384,13 @@ pub struct BenchArgs {
     /// With --score: candidate rows (the log's pairs repeated as needed) [default: one pass].
     #[arg(long)]
     pub score_rows: Option<usize>,
+    /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py, base and din) right
+    /// after each attnrec measurement, on the same prepared samples, and print the ratio.
+    #[arg(long)]
+    pub reference: bool,
+    /// The reference script.
+    #[arg(long, default_value = "benchmarks/reference/attnrec_ref.py")]
+    pub reference_script: PathBuf,
 }
 
 #[derive(Debug, Args)]

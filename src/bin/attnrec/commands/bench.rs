@@ -41,6 +41,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let cfg = RunConfig::new(data.clone(), models[0].clone());
         let prepared = prepare(&cfg, &data, None)?;
         eprintln!("prepared {preset_name} in {:.1} s", t.elapsed().as_secs_f64());
+        // The reference reads the same samples from the prepared cache.
+        let cache_dir = if a.reference {
+            let root = attnrec::cache::default_root();
+            let data_cfg = cfg.data.at(&data);
+            Some(match attnrec::cache::lookup(&root, &data_cfg, &cfg.protocol)? {
+                Some(dir) => dir,
+                None => attnrec::cache::write(&root, &data_cfg, &cfg.protocol)?.0,
+            })
+        } else {
+            None
+        };
         for model in &models {
             for &batch_size in &a.batch_sizes {
                 for &threads in &a.threads {
@@ -49,10 +60,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                         (train.batch_size, train.threads, train.prefetch, train.device) =
                             (batch_size, threads, prefetch, a.device.clone());
                         let r = train_throughput(&prepared, model, &train, a.warmup, a.steps)?;
+                        let reference = match &cache_dir {
+                            Some(dir) if ["base", "din"].contains(&r.model.as_str()) => {
+                                Some(reference_throughput(&a, dir, &r.model, batch_size, threads)?)
+                            }
+                            _ => None,
+                        };
                         if a.json {
                             let mut v = serde_json::to_value(&r)?;
                             v["preset"] = preset_name.clone().into();
                             v["device"] = a.device.clone().into();
+                            if let Some(rs) = reference {
+                                v["reference_samples_per_sec"] = rs.into();
+                            }
                             println!("{v}");
                         } else {
                             eprintln!(
@@ -69,6 +89,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),
+                            reference.map_or("".into(), |rs| format!("{rs:.0}")),
+                            reference.map_or("".into(), |rs| format!("{:.2}×", r.samples_per_sec / rs)),
                         ]);
                     }
                 }
@@ -78,11 +100,36 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if !a.json {
         println!("{machine}");
         print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "samples/s", "ms/step", "input wait"],
+            &["preset", "model", "batch", "threads", "prefetch", "samples/s", "ms/step", "input wait", "PyTorch ref samples/s", "ratio"],
             &rows,
         );
     }
     Ok(())
+}
+
+/// Samples/s of the PyTorch reference's training steps for `model` at `batch_size` and `threads`,
+/// on the prepared samples in `cache` (a child Python from the venv, `warmup` + `steps` steps).
+fn reference_throughput(a: &BenchArgs, cache: &std::path::Path, model: &str, batch_size: usize, threads: usize) -> anyhow::Result<f64> {
+    let python = std::env::var_os("VIRTUAL_ENV").map_or_else(|| PathBuf::from("python3"), |v| PathBuf::from(v).join("bin/python"));
+    if !a.reference_script.is_file() {
+        anyhow::bail!("--reference: {} not found (run from the repository root or pass --reference-script)", a.reference_script.display());
+    }
+    let o = std::process::Command::new(&python)
+        .arg(&a.reference_script)
+        .arg("bench")
+        .arg(cache)
+        .args(["--model", model, "--batch-sizes", &batch_size.to_string(), "--threads", &threads.to_string()])
+        .args(["--steps", &a.steps.to_string(), "--warmup", &a.warmup.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("--reference: running {}: {e}", python.display()))?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        anyhow::bail!("--reference: the PyTorch reference failed: {}", err.lines().last().unwrap_or("no message"));
+    }
+    let line = out.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--reference: unexpected output {line:?}: {e}"))?;
+    v["samples_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no samples_per_sec in {line:?}"))
 }
 
 /// The preset's name and folder `data/synth-NAME`, generated (seed 42) when missing.

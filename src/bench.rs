@@ -4,6 +4,7 @@
 //! `steps` steps through the same batch feeding and optimizer step as [`crate::train::fit`].
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
+use crate::features::FeatureMap;
 use crate::models::ModelConfig;
 use crate::run::Prepared;
 use crate::train::{loader, Stepper, TrainConfig};
@@ -102,4 +103,84 @@ pub fn sgemm_gflops(n: i64, reps: usize) -> f64 {
         best = best.min(t.elapsed().as_secs_f64());
     }
     2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// Multiply-adds of one sample's forward pass through the matrix products of `model`, with
+/// histories of `l` events (element-wise work is not counted): the work attnrec does, e.g. DIN's
+/// activation unit in its split form (see [`crate::attention::score::din_first_layer`]). A
+/// training step costs about 3× the forward pass (the backward pass computes two products per
+/// forward product), so its FLOPs per sample are `6 × forward_macs`. `None` for the models not
+/// counted (din_sa, attn_pool, and din with another attention than its default unit).
+pub fn forward_macs(model: &ModelConfig, fm: &FeatureMap, l: i64) -> Option<i64> {
+    let fields = |t: &Option<crate::features::side::SideTable>| t.as_ref().map_or(0, |t| t.fields.len() as i64);
+    forward_macs_with(model, fields(&fm.item_side), fields(&fm.user_side), l)
+}
+
+/// [`forward_macs`] given the number of item and user side-feature fields.
+pub fn forward_macs_with(model: &ModelConfig, item_fields: i64, user_fields: i64, l: i64) -> Option<i64> {
+    use crate::attention::{AlignConfig, ScoreConfig};
+    // Item and user widths, as models::Embeddings builds them.
+    let widths = |dim: i64| ((2 + item_fields) * dim, (1 + user_fields) * dim);
+    // An MLP from `input` through `hidden` and its 1-unit output layer.
+    let mlp = |input: i64, hidden: &[i64]| {
+        let mut w = input;
+        let mut macs = 0;
+        for &h in hidden {
+            macs += w * h;
+            w = h;
+        }
+        macs + w
+    };
+    match model {
+        ModelConfig::Base(c) => {
+            let (d, du) = widths(c.embed_dim);
+            Some(mlp(du + 2 * d, &c.mlp.hidden))
+        }
+        ModelConfig::Din(c) => {
+            let (d, du) = widths(c.embed_dim);
+            let a = &c.attention;
+            let ScoreConfig::DinMlp { hidden, .. } = &a.score else { return None };
+            if a.heads != 1 || a.dim.is_some() || matches!(a.align, AlignConfig::LocalP { .. }) {
+                return None;
+            }
+            let h1 = hidden[0];
+            // Per position: [L, d] × Mq [d, h1], then the rest of the unit; per sample: the query
+            // term (d × h1) and building Mq (d × h1); pooling the history: l × d.
+            let per_position = d * h1 + (mlp(h1, &hidden[1..]));
+            Some(l * per_position + 2 * d * h1 + l * d + mlp(du + 2 * d, &c.mlp.hidden))
+        }
+        ModelConfig::Bst(c) => {
+            let (d, du) = widths(c.embed_dim);
+            let t = l + 1;
+            let ffn = c.transformer.ffn_dim.unwrap_or(4 * d);
+            // Per block over the T = L + 1 tokens: the q, k, v, o projections, scores and context
+            // (T × T × d each), the feed-forward network.
+            let block = 4 * t * d * d + 2 * t * t * d + 2 * t * d * ffn;
+            Some(c.transformer.blocks * block + mlp(du + 3 * d, &c.mlp.hidden))
+        }
+        ModelConfig::DinSa(_) | ModelConfig::AttnPool(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counts worked out by hand for the default models at embed 16 (item width 32), L = 50,
+    /// on a feature map without side features.
+    #[test]
+    fn forward_macs_by_hand() {
+        let by = |name: &str| forward_macs_with(&ModelConfig::by_name(name).unwrap(), 0, 0, 50);
+        // MLP 80 → 200 → 80 → 1: 80·200 + 200·80 + 80.
+        assert_eq!(by("base"), Some(32_080));
+        // 50 × (32·80 + 80·40 + 40) + 2·32·80 + 50·32 + 32,080.
+        assert_eq!(by("din"), Some(290_000 + 5_120 + 1_600 + 32_080));
+        // T = 51: 4·51·32·32 + 2·51·51·32 + 2·51·32·128, then MLP 112 → 200 → 80 → 1.
+        assert_eq!(by("bst"), Some(208_896 + 166_464 + 417_792 + 22_400 + 16_000 + 80));
+        assert_eq!(by("din_sa"), None);
+        // Two item side fields widen items to 64, one user field users to 32: base's MLP input is
+        // 32 + 2·64 = 160.
+        let base = forward_macs_with(&ModelConfig::by_name("base").unwrap(), 2, 1, 50);
+        assert_eq!(base, Some(160 * 200 + 200 * 80 + 80));
+    }
 }

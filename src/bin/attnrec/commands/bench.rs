@@ -28,9 +28,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     attnrec::device::resolve(&a.device)?;
     let models = a.models.iter().map(|m| ModelConfig::by_name(m)).collect::<attnrec::Result<Vec<_>>>()?;
     let mut machine = Vec::new();
+    let mut ceiling = std::collections::HashMap::new();
     for &threads in &a.threads {
         attnrec::device::set_threads(threads);
-        machine.push(format!("{threads} thread(s) {:.0} GFLOP/s", sgemm_gflops(2048, 5)));
+        let g = sgemm_gflops(2048, 5);
+        ceiling.insert(threads, g);
+        machine.push(format!("{threads} thread(s) {g:.0} GFLOP/s"));
     }
     let machine = format!("sgemm 2048² through libtorch: {}", machine.join(", "));
     eprintln!("{machine}");
@@ -60,6 +63,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                         (train.batch_size, train.threads, train.prefetch, train.device) =
                             (batch_size, threads, prefetch, a.device.clone());
                         let r = train_throughput(&prepared, model, &train, a.warmup, a.steps)?;
+                        // Achieved GFLOP/s of the counted matrix products (6 × forward
+                        // multiply-adds per sample), and its share of the sgemm ceiling.
+                        let l = prepared.feature_map.history_len as i64;
+                        let gflops = attnrec::bench::forward_macs(model, &prepared.feature_map, l).map(|m| 6.0 * m as f64 * r.samples_per_sec / 1e9);
                         let reference = match &cache_dir {
                             Some(dir) if ["base", "din"].contains(&r.model.as_str()) => {
                                 Some(reference_throughput(&a, dir, &r.model, batch_size, threads)?)
@@ -72,6 +79,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                             v["device"] = a.device.clone().into();
                             if let Some(rs) = reference {
                                 v["reference_samples_per_sec"] = rs.into();
+                            }
+                            if let Some(g) = gflops {
+                                v["gflops"] = g.into();
+                                v["sgemm_gflops"] = ceiling[&threads].into();
                             }
                             println!("{v}");
                         } else {
@@ -89,6 +100,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),
+                            gflops.map_or("".into(), |g| format!("{g:.1}")),
+                            gflops.map_or("".into(), |g| format!("{:.0}%", 100.0 * g / ceiling[&threads])),
                             reference.map_or("".into(), |rs| format!("{rs:.0}")),
                             reference.map_or("".into(), |rs| format!("{:.2}×", r.samples_per_sec / rs)),
                         ]);
@@ -100,7 +113,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if !a.json {
         println!("{machine}");
         print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "samples/s", "ms/step", "input wait", "PyTorch ref samples/s", "ratio"],
+            &["preset", "model", "batch", "threads", "prefetch", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
             &rows,
         );
     }

@@ -87,6 +87,16 @@ pub fn train_throughput(
     })
 }
 
+/// The Python of the project's torch venv, which runs the PyTorch reference and the PyTorch
+/// checks: `$VIRTUAL_ENV` (`make` and `scripts/env.sh` set it), else `$ATTNREC_TORCH_VENV` or the
+/// default venv of `scripts/setup-libtorch.sh` where it exists, else `python3` on the PATH.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV").or_else(|| std::env::var_os("ATTNREC_TORCH_VENV")).map(std::path::PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/attnrec/torch-2.13.0")).filter(|v| v.join("bin/python").is_file())
+    });
+    venv.map_or_else(|| std::path::PathBuf::from("python3"), |v| v.join("bin/python"))
+}
+
 /// The machine's dense-compute ceiling as libtorch sees it: GFLOP/s of an `n × n` float matmul on
 /// the current thread count (2n³ flops each), best of `reps` after one warm-up. Printed beside
 /// throughput numbers so that measurements from different machines can be compared.

@@ -1,6 +1,6 @@
 //! The PyTorch reference models of the performance comparison (benchmarks/reference/) compute
 //! attnrec's function: with a run's weights, on batches attnrec built (its `export` examples),
-//! their logits match attnrec's to 1e-5, for base and din.
+//! their logits match attnrec's to 1e-5, for base, din and bst.
 mod common;
 
 use assert_cmd::Command;
@@ -16,7 +16,7 @@ fn reference_models_match_attnrec_logits() {
     let data = d.join("tiny");
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benchmarks/reference/attnrec_ref.py");
-    for model in ["base", "din"] {
+    for model in ["base", "din", "bst"] {
         let run = d.join(model);
         Command::cargo_bin("attnrec").unwrap().args(["train", "--model", model, "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&run).assert().success();
         let module = d.join(format!("{model}.pt"));
@@ -27,15 +27,15 @@ fn reference_models_match_attnrec_logits() {
         assert!(out.contains("attnrec_ref parity: OK"), "{out}");
     }
     // A model the reference does not implement is refused, not passed.
-    let run = d.join("bst");
-    Command::cargo_bin("attnrec").unwrap().args(["train", "--model", "bst", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&run).assert().success();
+    let run = d.join("din_sa");
+    Command::cargo_bin("attnrec").unwrap().args(["train", "--model", "din_sa", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&run).assert().success();
     let o = std::process::Command::new(venv_python()).arg(&script).arg("parity").arg(&run).arg(d.join("din.example.npz")).output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no reference for model 'bst'"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no reference for model 'din_sa'"));
 }
 
-/// `bench --reference` puts the PyTorch reference's throughput beside attnrec's for base and din
-/// (none for bst), and `bench --score` times a child `attnrec score` over the preset's pairs.
+/// `bench --reference` puts the PyTorch reference's throughput beside attnrec's (base, din, bst;
+/// none for din_sa), and `bench --score` times a child `attnrec score` over the preset's pairs.
 #[test]
 fn benches_measure_the_reference_and_scoring() {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,11 +52,11 @@ fn benches_measure_the_reference_and_scoring() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
     };
-    let rows = bench(&["--models", "din,bst", "--batch-sizes", "32", "--prefetch", "0", "--steps", "5", "--warmup", "1", "--reference", "--reference-script", script.to_str().unwrap()]);
+    let rows = bench(&["--models", "din,din_sa", "--batch-sizes", "32", "--prefetch", "0", "--steps", "5", "--warmup", "1", "--reference", "--reference-script", script.to_str().unwrap()]);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["model"], "din");
     assert!(rows[0]["reference_samples_per_sec"].as_f64().unwrap() > 0.0, "{}", rows[0]);
-    assert!(rows[1].get("reference_samples_per_sec").is_none(), "no reference for bst");
+    assert!(rows[1].get("reference_samples_per_sec").is_none(), "no reference for din_sa");
     let rows = bench(&["--score", "--models", "din"]);
     assert_eq!(rows.len(), 1);
     let ratings = rows[0]["rows"].as_u64().unwrap();
@@ -64,4 +64,11 @@ fn benches_measure_the_reference_and_scoring() {
     assert!(rows[0]["rows_per_sec"].as_f64().unwrap() > 0.0 && rows[0]["peak_rss_bytes"].as_u64().unwrap() > 10_000_000, "{}", rows[0]);
     let rows = bench(&["--score", "--models", "din", "--score-rows", "10000"]);
     assert_eq!(rows[0]["rows"], 10000);
+    // --all: preparation (the reference's samples checked equal to attnrec's), training and
+    // scoring, each with the reference's measurement.
+    let rows = bench(&["--all", "--models", "din", "--batch-sizes", "32", "--prefetch", "0", "--steps", "3", "--warmup", "1", "--reference", "--reference-script", script.to_str().unwrap()]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0]["ratings"].as_u64().unwrap() > 3000 && rows[0]["reference_seconds"].as_f64().unwrap() > 0.0, "{}", rows[0]);
+    assert!(rows[1]["reference_samples_per_sec"].as_f64().unwrap() > 0.0, "{}", rows[1]);
+    assert!(rows[2]["rows_per_sec"].as_f64().unwrap() > 0.0 && rows[2]["reference_seconds"].as_f64().unwrap() > 0.0, "{}", rows[2]);
 }

@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
-"""PyTorch reference implementations of attnrec's `base` and `din` models.
+"""PyTorch reference implementations of attnrec's `base`, `din` and `bst` models.
 
 Written the way the PyTorch CTR libraries write them (DeepCTR-Torch's DIN: the activation unit
 is an MLP over the concatenated [q, k, q - k, q * k], the history pooled by the raw weights; the
-base model mean-pools), from attnrec's run folders: config.toml for the architecture,
+base model mean-pools; BST is torch.nn.TransformerEncoderLayer over [history, target] with
+recency position embeddings, as RecBole and FuxiCTR build it), from attnrec's run folders: config.toml for the architecture,
 model.safetensors for the weights (read here without the safetensors package: an 8-byte header
 length, a JSON header, raw little-endian tensors).
 
     python benchmarks/reference/attnrec_ref.py parity RUN EXAMPLE.npz [--tol 1e-5]
     python benchmarks/reference/attnrec_ref.py train CACHE --model din [--epochs 10] [--seed 42]
     python benchmarks/reference/attnrec_ref.py bench CACHE --model din [--batch-sizes 256,1024,4096]
+    python benchmarks/reference/attnrec_ref.py prepare DATA --out DIR
+    python benchmarks/reference/attnrec_ref.py score RUN DATA CANDIDATES.csv --out SCORES.csv
+
+`prepare` and `score` are the data side of the comparison, written the way a pandas user writes
+them: `prepare` turns an ml-1m-format log into attnrec's samples.parquet (the default protocol:
+labels, per-user time order, 80/10/10 split, train vocabularies; the same columns and values as
+`attnrec data prepare`), `score` scores a CSV of (user_id, item_id) pairs with a run's weights and
+each user's last L logged events as the history.
 
 loads RUN's weights into the reference model and runs the batches of EXAMPLE.npz (written by
 `attnrec export`, with attnrec's logits for them) through it; exit status 0 when every logit
@@ -141,7 +150,60 @@ class Din(nn.Module):
         return self.out(self.mlp(x)).squeeze(-1)
 
 
-def fresh(kind, n_users, n_items, n_genres, dim=16):
+class Bst(nn.Module):
+    """BST: the target appended to the history, recency positions added (1 = the most recent event,
+    0 = the target and padding), torch's Transformer encoder layer with the padding masked out, and
+    an MLP on [user, target, encoded target, masked mean of the encoded history]."""
+
+    def __init__(self, emb, hidden, history_len, heads=2, ffn=None, blocks=1, dropout=0.1, positions=True):
+        super().__init__()
+        self.emb = emb
+        d = 2 * emb.item.embedding_dim
+        self.positions = nn.Embedding(history_len + 1, d) if positions else None
+        if positions:
+            nn.init.normal_(self.positions.weight, 0.0, 0.01)
+        leaky = lambda x: nn.functional.leaky_relu(x, 0.01)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, heads, ffn or 4 * d, dropout, activation=leaky, batch_first=True, norm_first=False)
+            for _ in range(blocks)
+        )
+        self.mlp = Mlp(emb.user.embedding_dim + 3 * d, hidden)
+        self.out = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask):
+        n, length = hist_mask.shape
+        target = self.emb.target(item, genre)
+        h = torch.cat([self.emb.history(hist_item, hist_genre), target.unsqueeze(1)], 1)
+        mask = torch.cat([hist_mask, torch.ones(n, 1, dtype=torch.bool)], 1)
+        if self.positions is not None:
+            m = hist_mask.long()
+            recency = (m.flip(-1).cumsum(-1).flip(-1) - 1).clamp_min(0) * m
+            pos = torch.cat([(recency + 1) * m, torch.zeros(n, 1, dtype=torch.long)], 1)
+            h = h + self.positions(pos)
+        for block in self.blocks:
+            h = block(h, src_key_padding_mask=~mask)
+        hm = hist_mask.to(h.dtype)
+        pooled = (h[:, :length] * hm.unsqueeze(-1)).sum(1) / hm.sum(1, keepdim=True).clamp_min(1.0)
+        x = torch.cat([self.emb.user(user), target, h[:, length], pooled], -1)
+        return self.out(self.mlp(x)).squeeze(-1)
+
+    def load(self, weights):
+        if self.positions is not None:
+            self.positions.weight.data.copy_(weights.pop("encoder.positions.weight"))
+        for i, block in enumerate(self.blocks):
+            p = f"encoder.block{i}."
+            take = lambda name: weights.pop(p + name)
+            attn = block.self_attn
+            attn.in_proj_weight.data.copy_(torch.cat([take(f"attn.{x}.weight") for x in "qkv"]))
+            attn.in_proj_bias.data.copy_(torch.cat([take(f"attn.{x}.bias") for x in "qkv"]))
+            attn.out_proj.weight.data.copy_(take("attn.o.weight"))
+            attn.out_proj.bias.data.copy_(take("attn.o.bias"))
+            for ours, theirs in (("ff1", block.linear1), ("ff2", block.linear2), ("norm1", block.norm1), ("norm2", block.norm2)):
+                theirs.weight.data.copy_(take(f"{ours}.weight"))
+                theirs.bias.data.copy_(take(f"{ours}.bias"))
+
+
+def fresh(kind, n_users, n_items, n_genres, dim=16, history_len=50):
     """A reference model at attnrec's defaults and initialization: embeddings N(0, 0.01²) with a
     zero, frozen padding row 0; linear layers at PyTorch's default (as tch's); PReLU slopes 0.25."""
     emb = Embeddings(n_users, n_items, n_genres, dim)
@@ -154,7 +216,9 @@ def fresh(kind, n_users, n_items, n_genres, dim=16):
         return Base(emb, [200, 80])
     if kind == "din":
         return Din(emb, [80, 40], [200, 80])
-    raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din)")
+    if kind == "bst":
+        return Bst(emb, [200, 80], history_len)
+    raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst)")
 
 
 class Samples:
@@ -223,7 +287,7 @@ def train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     data = Samples(args.cache)
-    model = fresh(args.model, *data.sizes)
+    model = fresh(args.model, *data.sizes, history_len=data.history_len)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     tr, va, te = data.indices(0), data.indices(1), data.indices(2)
     rng = np.random.default_rng(args.seed)
@@ -275,7 +339,7 @@ def bench(args):
     rng = np.random.default_rng(0)
     for bs in args.batch_sizes:
         torch.manual_seed(0)
-        model = fresh(args.model, *data.sizes)
+        model = fresh(args.model, *data.sizes, history_len=data.history_len)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         order = rng.permutation(tr)
         n = 0
@@ -291,6 +355,125 @@ def bench(args):
             n += len(y)
         secs = time.perf_counter() - t0
         print(json.dumps({"impl": "pytorch-reference", "model": args.model, "batch_size": bs, "threads": args.threads, "steps": args.steps, "samples_per_sec": n / secs, "ms_per_step": 1000 * secs / args.steps}), flush=True)
+
+
+def read_ml1m(data):
+    """ratings (user_id, item_id, rating, timestamp, row in file order) and {item: first genre} of an
+    ml-1m-format folder. The '::' separator is read by pandas' C parser as ':' with every other
+    column kept (its Python engine, which takes '::', is 10× slower); titles hold ':', so movies.dat
+    (small) goes through the Python engine."""
+    import pandas as pd
+
+    r = pd.read_csv(data / "ratings.dat", sep=":", header=None, usecols=[0, 2, 4, 6], dtype=np.int64, engine="c")
+    r.columns = ["user_id", "item_id", "rating", "timestamp"]
+    r["row"] = np.arange(len(r), dtype=np.uint32)
+    movies = pd.read_csv(data / "movies.dat", sep="::", engine="python", header=None, names=["item_id", "title", "genres"], encoding="latin-1")
+    genre = dict(zip(movies.item_id, movies.genres.fillna("").str.split("|").str[0].str.strip()))
+    return r, genre
+
+
+def vocab_index(keys, vocab):
+    """Indices of `keys` in a vocabulary list (2 + position; 1 = out of vocabulary)."""
+    import pandas as pd
+
+    return pd.Series(np.arange(2, len(vocab) + 2, dtype=np.int64), index=pd.Index(vocab)).reindex(keys).fillna(1).to_numpy(np.int64, copy=True)
+
+
+def prepare(args):
+    """ml-ctr-v1 samples of DATA into OUT/samples.parquet and OUT/feature_map.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    r, genre = read_ml1m(args.data)
+    t_load = time.perf_counter()
+    r = r.sort_values(["user_id", "timestamp", "row"], kind="stable").reset_index(drop=True)
+    n = len(r)
+    user = r.user_id.to_numpy()
+    first = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    counts = np.diff(np.r_[first, n])
+    user_start = np.repeat(first, counts)
+    pos = np.arange(n) - user_start
+    total = np.repeat(counts, counts)
+    split = np.where(pos < np.floor(total * 0.8), 0, np.where(pos < np.floor(total * 0.9), 1, 2)).astype(np.int32)
+    label = (r.rating.to_numpy() >= 4.0).astype(np.float32)
+    t_protocol = time.perf_counter()
+    train = split == 0
+    users = np.unique(user[train]).tolist()
+    items = np.unique(r.item_id.to_numpy()[train]).tolist()
+    genres = sorted({genre.get(i, "") for i in items} - {""})
+    item_genre = r.item_id.map(genre).fillna("").to_numpy()
+    cols = {
+        "row": r.row.to_numpy(np.uint32),
+        "user_id": user,
+        "item_id": r.item_id.to_numpy(),
+        "timestamp": r.timestamp.to_numpy(),
+        "label": label,
+        "split": split,
+        "user_start": user_start.astype(np.uint32),
+        "history_end": np.arange(n, dtype=np.uint32),
+        "user_idx": vocab_index(user, users),
+        "item_idx": vocab_index(r.item_id.to_numpy(), items),
+        "genre_idx": vocab_index(item_genre, genres),
+    }
+    t_features = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), args.out / "samples.parquet")
+    (args.out / "feature_map.json").write_text(json.dumps({"history_len": args.history_len, "user": users, "item": items, "genre": genres}))
+    t_end = time.perf_counter()
+    stages = {"load": t_load - t0, "protocol": t_protocol - t_load, "features": t_features - t_protocol, "write": t_end - t_features}
+    print(json.dumps({"impl": "pytorch-reference", "rows": n, "seconds": t_end - t0, "stage_seconds": stages}), flush=True)
+
+
+def score(args):
+    """Scores every (user_id, item_id) row of CANDIDATES with RUN's model; the history of a user is
+    their last L events in DATA's log (time order), right-aligned; writes the rows with a `score`
+    column."""
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    model = build(args.run)
+    fm = json.loads((args.run / "feature_map.json").read_text())
+    L = fm["history_len"]
+    r, genre = read_ml1m(args.data)
+    r = r.sort_values(["user_id", "timestamp", "row"], kind="stable")
+    r["item_idx"] = vocab_index(r.item_id.to_numpy(), fm["item"])
+    r["genre_idx"] = vocab_index(r.item_id.map(genre).fillna("").to_numpy(), fm["genre"])
+    # Each user's last L events as a right-aligned [U, L] matrix.
+    tail = r.groupby("user_id", sort=True).tail(L)
+    users = tail.user_id.to_numpy()
+    log_users, first, counts = np.unique(users, return_index=True, return_counts=True)
+    row = np.repeat(np.arange(len(log_users)), counts)
+    col = L - np.repeat(counts, counts) + (np.arange(len(users)) - np.repeat(first, counts))
+    hist_item = np.zeros((len(log_users) + 1, L), np.int64)
+    hist_genre = np.zeros_like(hist_item)
+    hist_item[row, col] = tail.item_idx.to_numpy()
+    hist_genre[row, col] = tail.genre_idx.to_numpy()
+    cands = pd.read_csv(args.candidates)
+    for c in ("user_id", "item_id"):
+        if c not in cands:
+            raise SystemExit(f"attnrec_ref: {args.candidates}: no '{c}' column")
+    cu, ci = cands.user_id.to_numpy(), cands.item_id.to_numpy()
+    # Users absent from the log get the all-padding row at the end.
+    at = np.searchsorted(log_users, cu)
+    found = (at < len(log_users)) & (log_users[np.minimum(at, len(log_users) - 1)] == cu)
+    hrow = np.where(found, at, len(log_users))
+    user_idx = vocab_index(cu, fm["user"])
+    item_idx = vocab_index(ci, fm["item"])
+    genre_idx = vocab_index(pd.Series(ci).map(genre).fillna("").to_numpy(), fm["genre"])
+    out = np.empty(len(cands), np.float32)
+    tt = torch.from_numpy
+    with torch.inference_mode():
+        for s in range(0, len(cands), args.batch_size):
+            sl = slice(s, s + args.batch_size)
+            h = hrow[sl]
+            hi = tt(hist_item[h])
+            p = model(tt(user_idx[sl]), tt(item_idx[sl]), tt(genre_idx[sl]), hi, tt(hist_genre[h]), hi != 0).sigmoid()
+            out[sl] = p.numpy()
+    cands["score"] = out
+    cands.to_csv(args.out, index=False)
+    print(json.dumps({"impl": "pytorch-reference", "rows": len(cands), "seconds": time.perf_counter() - t0}), flush=True)
 
 
 def build(run):
@@ -317,8 +500,15 @@ def build(run):
         if score.get("kind") != "din_mlp" or att.get("align", "none") != "none" or score.get("activation", "prelu") != "prelu" or att.get("heads", 1) != 1:
             raise SystemExit("attnrec_ref: the reference DIN is the default one (din_mlp score, PReLU, no normalization, one head)")
         model = Din(emb, score.get("hidden", [80, 40]), hidden)
+    elif kind == "bst":
+        t = model_cfg.get("transformer", {})
+        if t.get("ffn_activation", "leaky_relu") != "leaky_relu":
+            raise SystemExit("attnrec_ref: the reference BST's feed-forward activation is leaky_relu")
+        history_len = cfg.get("protocol", {}).get("history_len", 50)
+        model = Bst(emb, hidden, history_len, t.get("heads", 2), t.get("ffn_dim"), t.get("blocks", 1), t.get("dropout", 0.1), t.get("positions", True))
+        model.load(weights)
     else:
-        raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din)")
+        raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst)")
     emb.load(weights)
     if kind == "din":
         model.unit.load(weights, "target_attn.score.mlp.")
@@ -364,7 +554,7 @@ def main():
     for name, helptext in (("train", "train on attnrec's prepared samples; prints test AUC, GAUC, LogLoss as JSON"), ("bench", "training throughput at several batch sizes")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("cache", type=pathlib.Path, help="a prepared-sample folder (samples.parquet, feature_map.json)")
-        p.add_argument("--model", choices=["base", "din"], default="din")
+        p.add_argument("--model", choices=["base", "din", "bst"], default="din")
         p.add_argument("--threads", type=int, default=2)
         if name == "train":
             p.add_argument("--epochs", type=int, default=10)
@@ -376,8 +566,19 @@ def main():
             p.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=[256, 1024, 4096])
             p.add_argument("--steps", type=int, default=100)
             p.add_argument("--warmup", type=int, default=10)
+    p = sub.add_parser("prepare", help="the default protocol's samples of an ml-1m-format folder, with pandas")
+    p.add_argument("data", type=pathlib.Path)
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--history-len", type=int, default=50)
+    p = sub.add_parser("score", help="score a CSV of (user_id, item_id) pairs with a run's model")
+    p.add_argument("run", type=pathlib.Path)
+    p.add_argument("data", type=pathlib.Path, help="the ml-1m-format folder whose log gives the histories")
+    p.add_argument("candidates", type=pathlib.Path)
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=1024)
     args = ap.parse_args()
-    {"parity": parity, "train": train, "bench": bench}[args.cmd](args)
+    {"parity": parity, "train": train, "bench": bench, "prepare": prepare, "score": score}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,6 @@ pub fn fixture_text(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The Python of the project's torch venv (`make test` and `scripts/env.sh` set VIRTUAL_ENV), for
-/// the checks that PyTorch itself runs.
-pub fn venv_python() -> std::path::PathBuf {
-    match std::env::var_os("VIRTUAL_ENV") {
-        Some(v) => std::path::Path::new(&v).join("bin/python"),
-        None => std::path::PathBuf::from("python3"),
-    }
-}
+/// The Python of the project's torch venv, for the checks that PyTorch itself runs.
+#[allow(unused_imports)]
+pub use attnrec::bench::venv_python;

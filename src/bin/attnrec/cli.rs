@@ -384,13 +384,17 @@ pub struct BenchArgs {
     /// With --score: candidate rows (the log's pairs repeated as needed) [default: one pass].
     #[arg(long)]
     pub score_rows: Option<usize>,
-    /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py, base and din) right
+    /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py: base, din, bst) right
     /// after each attnrec measurement, on the same prepared samples, and print the ratio.
     #[arg(long)]
     pub reference: bool,
     /// The reference script.
     #[arg(long, default_value = "benchmarks/reference/attnrec_ref.py")]
     pub reference_script: PathBuf,
+    /// Run the preparation, training and scoring benches in turn and end with one summary table
+    /// (with --reference: attnrec against the PyTorch reference, and the ratio).
+    #[arg(long, conflicts_with_all = ["prepare", "score"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,7 @@
 //! `attnrec bench`: training throughput over a grid of presets × models × batch sizes × threads ×
-//! prefetch depths, as one table.
+//! prefetch depths, as one table; data preparation (`--prepare`) and scoring (`--score`) as their
+//! own tables; `--all` runs the three and ends with one summary table of attnrec against the
+//! PyTorch reference (`--reference`).
 use super::print_table;
 use crate::cli::BenchArgs;
 use attnrec::bench::{sgemm_gflops, train_throughput};
@@ -7,8 +9,39 @@ use attnrec::config::RunConfig;
 use attnrec::data::synth::{self, Preset};
 use attnrec::models::ModelConfig;
 use attnrec::run::prepare;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// The models benchmarks/reference/attnrec_ref.py implements.
+const REFERENCE_MODELS: &[&str] = &["base", "din", "bst"];
+
+/// One line of the `--all` summary: a throughput of attnrec and, measured right after it on the
+/// same data, the reference's.
+struct Summary {
+    stage: &'static str,
+    preset: String,
+    model: String,
+    batch: String,
+    threads: String,
+    attnrec: f64,
+    reference: Option<f64>,
+    unit: &'static str,
+}
+
+impl Summary {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.stage.to_string(),
+            self.preset.clone(),
+            self.model.clone(),
+            self.batch.clone(),
+            self.threads.clone(),
+            format!("{:.0} {}", self.attnrec, self.unit),
+            self.reference.map_or("".into(), |r| format!("{r:.0} {}", self.unit)),
+            self.reference.map_or("".into(), |r| format!("{:.2}×", self.attnrec / r)),
+        ]
+    }
+}
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     for (name, list) in [("--batch-sizes", &a.batch_sizes), ("--threads", &a.threads)] {
@@ -19,12 +52,29 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
+    let mut summary = Vec::new();
+    if a.all {
+        prepare_bench(&a, &mut summary)?;
+        train_bench(&a, &mut summary)?;
+        score_bench(&a, &mut summary)?;
+        if !a.json {
+            println!("\nsummary (PyTorch reference: benchmarks/reference/attnrec_ref.py, same data and settings, run right after attnrec)");
+            let rows: Vec<Vec<String>> = summary.iter().map(Summary::cells).collect();
+            print_table(&["stage", "preset", "model", "batch", "threads", "attnrec", "PyTorch reference", "ratio"], &rows);
+        }
+        return Ok(());
+    }
     if a.prepare {
-        return prepare_bench(&a);
+        return prepare_bench(&a, &mut summary);
     }
     if a.score {
-        return score_bench(&a);
+        return score_bench(&a, &mut summary);
     }
+    train_bench(&a, &mut summary)
+}
+
+/// Training steps per second over the grid, with the reference's where asked.
+fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     attnrec::device::resolve(&a.device)?;
     let models = a.models.iter().map(|m| ModelConfig::by_name(m)).collect::<attnrec::Result<Vec<_>>>()?;
     let mut machine = Vec::new();
@@ -68,8 +118,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                         let l = prepared.feature_map.history_len as i64;
                         let gflops = attnrec::bench::forward_macs(model, &prepared.feature_map, l).map(|m| 6.0 * m as f64 * r.samples_per_sec / 1e9);
                         let reference = match &cache_dir {
-                            Some(dir) if ["base", "din"].contains(&r.model.as_str()) => {
-                                Some(reference_throughput(&a, dir, &r.model, batch_size, threads)?)
+                            Some(dir) if REFERENCE_MODELS.contains(&r.model.as_str()) => {
+                                Some(reference_throughput(a, dir, &r.model, batch_size, threads)?)
                             }
                             _ => None,
                         };
@@ -91,6 +141,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                                 r.model, r.samples_per_sec
                             );
                         }
+                        summary.push(Summary {
+                            stage: "train",
+                            preset: preset_name.clone(),
+                            model: r.model.clone(),
+                            batch: batch_size.to_string(),
+                            threads: r.threads.to_string(),
+                            attnrec: r.samples_per_sec,
+                            reference,
+                            unit: "samples/s",
+                        });
                         rows.push(vec![
                             preset_name.clone(),
                             r.model.clone(),
@@ -121,28 +181,57 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Samples/s of the PyTorch reference's training steps for `model` at `batch_size` and `threads`,
-/// on the prepared samples in `cache` (a child Python from the venv, `warmup` + `steps` steps).
-fn reference_throughput(a: &BenchArgs, cache: &std::path::Path, model: &str, batch_size: usize, threads: usize) -> anyhow::Result<f64> {
-    let python = std::env::var_os("VIRTUAL_ENV").map_or_else(|| PathBuf::from("python3"), |v| PathBuf::from(v).join("bin/python"));
+/// on the prepared samples in `cache` (`warmup` + `steps` steps).
+fn reference_throughput(a: &BenchArgs, cache: &Path, model: &str, batch_size: usize, threads: usize) -> anyhow::Result<f64> {
+    let v = run_reference(
+        a,
+        "bench",
+        &[cache.as_os_str()],
+        &["--model", model, "--batch-sizes", &batch_size.to_string(), "--threads", &threads.to_string(), "--steps", &a.steps.to_string(), "--warmup", &a.warmup.to_string()],
+    )?;
+    v["samples_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no samples_per_sec in {v}"))
+}
+
+/// Seconds the reference's pandas preparation of `data` takes (in process: Python's start and its
+/// imports not counted), after checking that it wrote the very samples attnrec wrote to `cache`.
+fn reference_prepare(a: &BenchArgs, data: &Path, cache: &Path) -> anyhow::Result<f64> {
+    use polars::prelude::*;
+    let out = tempdir_for("reference-prepare")?;
+    let result = (|| {
+        let v = run_reference(a, "prepare", &[data.as_os_str()], &["--out", &out.to_string_lossy()])?;
+        let read = |dir: &Path| -> anyhow::Result<DataFrame> {
+            let f = std::fs::File::open(dir.join("samples.parquet"))?;
+            Ok(ParquetReader::new(f).finish()?)
+        };
+        if !read(cache)?.equals(&read(&out)?) {
+            anyhow::bail!("--reference: the reference's samples of {} differ from attnrec's", data.display());
+        }
+        v["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no seconds in {v}"))
+    })();
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+/// Runs `attnrec_ref.py COMMAND PATHS… FLAGS…` with the venv's Python; its last stdout line, JSON.
+fn run_reference(a: &BenchArgs, command: &str, paths: &[&std::ffi::OsStr], flags: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let python = attnrec::bench::venv_python();
     if !a.reference_script.is_file() {
         anyhow::bail!("--reference: {} not found (run from the repository root or pass --reference-script)", a.reference_script.display());
     }
     let o = std::process::Command::new(&python)
         .arg(&a.reference_script)
-        .arg("bench")
-        .arg(cache)
-        .args(["--model", model, "--batch-sizes", &batch_size.to_string(), "--threads", &threads.to_string()])
-        .args(["--steps", &a.steps.to_string(), "--warmup", &a.warmup.to_string()])
+        .arg(command)
+        .args(paths)
+        .args(flags)
         .output()
         .map_err(|e| anyhow::anyhow!("--reference: running {}: {e}", python.display()))?;
-    let out = String::from_utf8_lossy(&o.stdout);
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
-        anyhow::bail!("--reference: the PyTorch reference failed: {}", err.lines().last().unwrap_or("no message"));
+        anyhow::bail!("--reference: the PyTorch reference's `{command}` failed: {}", err.lines().last().unwrap_or("no message"));
     }
+    let out = String::from_utf8_lossy(&o.stdout);
     let line = out.lines().last().unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--reference: unexpected output {line:?}: {e}"))?;
-    v["samples_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no samples_per_sec in {line:?}"))
+    serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--reference: unexpected output of `{command}` {line:?}: {e}"))
 }
 
 /// The preset's name and folder `data/synth-NAME`, generated (seed 42) when missing.
@@ -159,7 +248,7 @@ fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
 
 /// `bench --prepare`: each preset prepared from scratch by a child process, so that its peak RSS
 /// is the preparation's alone (read with wait4).
-fn prepare_bench(a: &BenchArgs) -> anyhow::Result<()> {
+fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
     for preset in &a.presets {
@@ -182,30 +271,51 @@ fn prepare_bench(a: &BenchArgs) -> anyhow::Result<()> {
         }
         let meta_path = std::fs::read_dir(&root)?.next().transpose()?.map(|e| e.path().join(attnrec::cache::META_FILE));
         let meta: attnrec::cache::Meta = match meta_path {
-            Some(p) => serde_json::from_slice(&std::fs::read(&p)?)?,
+            Some(ref p) => serde_json::from_slice(&std::fs::read(p)?)?,
             None => anyhow::bail!("bench: the child wrote no cache under {}", root.display()),
         };
-        let _ = std::fs::remove_dir_all(&root);
         let ratings: usize = meta.samples.iter().sum();
+        // The reference prepares the same samples with pandas; they must equal attnrec's.
+        let reference = if a.reference {
+            let cache = meta_path.as_ref().and_then(|p| p.parent()).expect("the cache folder holds meta.json");
+            let r = reference_prepare(a, &data, cache);
+            let _ = std::fs::remove_dir_all(&root);
+            Some(r?)
+        } else {
+            let _ = std::fs::remove_dir_all(&root);
+            None
+        };
         let st = &meta.stage_seconds;
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"preset": name, "ratings": ratings, "wall_seconds": wall, "rows_per_sec": ratings as f64 / wall,
-                    "peak_rss_bytes": peak_kb * 1024, "stage_seconds": st})
+                    "peak_rss_bytes": peak_kb * 1024, "stage_seconds": st, "reference_seconds": reference})
             );
         }
         rows.push(vec![
-            name,
+            name.clone(),
             ratings.to_string(),
             format!("{wall:.2}"),
             format!("{:.0}", ratings as f64 / wall),
             format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
             format!("{:.2} / {:.2} / {:.2} / {:.2}", st.load, st.protocol, st.features, st.write),
+            reference.map_or("".into(), |r| format!("{r:.2}")),
+            reference.map_or("".into(), |r| format!("{:.2}×", r / wall)),
         ]);
+        summary.push(Summary {
+            stage: "prepare",
+            preset: name,
+            model: "".into(),
+            batch: "".into(),
+            threads: "".into(),
+            attnrec: ratings as f64 / wall,
+            reference: reference.map(|r| ratings as f64 / r),
+            unit: "rows/s",
+        });
     }
     if !a.json {
-        print_table(&["preset", "ratings", "wall s", "rows/s", "peak RSS GiB", "load / protocol / features / write s"], &rows);
+        print_table(&["preset", "ratings", "wall s", "rows/s", "peak RSS GiB", "load / protocol / features / write s", "PyTorch ref s", "ratio"], &rows);
     }
     Ok(())
 }
@@ -213,7 +323,7 @@ fn prepare_bench(a: &BenchArgs) -> anyhow::Result<()> {
 /// `bench --score`: per preset × model × thread count, a child `attnrec score` over the preset's
 /// (user, item) pairs with an untrained run; wall time (startup, reading and writing included),
 /// rows/s and peak RSS (wait4).
-fn score_bench(a: &BenchArgs) -> anyhow::Result<()> {
+fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let tmp = tempdir_for("score")?;
     let result = (|| -> anyhow::Result<Vec<Vec<String>>> {
@@ -261,13 +371,37 @@ fn score_bench(a: &BenchArgs) -> anyhow::Result<()> {
                     }
                     let _ = std::fs::remove_file(&out);
                     eprintln!("{name} {model} threads {threads}: {n} rows in {wall:.1} s ({:.0} rows/s)", n as f64 / wall);
+                    let reference = if a.reference && REFERENCE_MODELS.contains(&model.as_str()) {
+                        let ref_out = tmp.join("reference-scores.csv");
+                        let v = run_reference(
+                            a,
+                            "score",
+                            &[run.as_os_str(), data.as_os_str(), cands.as_os_str()],
+                            &["--out", &ref_out.to_string_lossy(), "--threads", &threads.to_string()],
+                        );
+                        let _ = std::fs::remove_file(&ref_out);
+                        let v = v?;
+                        Some(v["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no seconds in {v}"))?)
+                    } else {
+                        None
+                    };
                     if a.json {
                         println!(
                             "{}",
                             serde_json::json!({"preset": name, "model": model, "rows": n, "threads": threads, "wall_seconds": wall,
-                                "rows_per_sec": n as f64 / wall, "peak_rss_bytes": peak_kb * 1024})
+                                "rows_per_sec": n as f64 / wall, "peak_rss_bytes": peak_kb * 1024, "reference_seconds": reference})
                         );
                     }
+                    summary.push(Summary {
+                        stage: "score",
+                        preset: name.clone(),
+                        model: model.clone(),
+                        batch: "".into(),
+                        threads: threads.to_string(),
+                        attnrec: n as f64 / wall,
+                        reference: reference.map(|r| n as f64 / r),
+                        unit: "rows/s",
+                    });
                     rows.push(vec![
                         name.clone(),
                         model.clone(),
@@ -276,6 +410,8 @@ fn score_bench(a: &BenchArgs) -> anyhow::Result<()> {
                         format!("{wall:.1}"),
                         format!("{:.0}", n as f64 / wall),
                         format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
+                        reference.map_or("".into(), |r| format!("{:.0}", n as f64 / r)),
+                        reference.map_or("".into(), |r| format!("{:.2}×", r / wall)),
                     ]);
                 }
             }
@@ -285,7 +421,7 @@ fn score_bench(a: &BenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     let rows = result?;
     if !a.json {
-        print_table(&["preset", "model", "rows", "threads", "wall s", "rows/s", "peak RSS GiB"], &rows);
+        print_table(&["preset", "model", "rows", "threads", "wall s", "rows/s", "peak RSS GiB", "PyTorch ref rows/s", "ratio"], &rows);
     }
     Ok(())
 }

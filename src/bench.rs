@@ -22,6 +22,8 @@ pub struct TrainThroughput {
     pub batch_size: usize,
     pub threads: usize,
     pub prefetch: usize,
+    /// `train.length_buckets` (0 = batches are plain slices of the shuffle).
+    pub length_buckets: usize,
     pub steps: usize,
     pub samples_per_sec: f64,
     pub ms_per_step: f64,
@@ -51,7 +53,11 @@ pub fn train_throughput(
         return Err(Error::config("bench: the train split is empty"));
     }
     let mut stepper = Stepper::new(net.as_ref(), &vs, data, &order, cfg)?;
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed));
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    order.shuffle(&mut rng);
+    if cfg.length_buckets > 0 {
+        crate::train::loader::bucket_by_length(&mut order, data, cfg.batch_size, cfg.length_buckets, &mut rng);
+    }
     let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).cycle().take(warmup + steps).collect();
     let (mut k, mut samples, mut waited_total) = (0usize, 0usize, 0.0f64);
     let mut start = Instant::now();
@@ -80,6 +86,7 @@ pub fn train_throughput(
         batch_size: cfg.batch_size,
         threads: tch::get_num_threads() as usize,
         prefetch: cfg.prefetch,
+        length_buckets: cfg.length_buckets,
         steps,
         samples_per_sec: samples as f64 / secs,
         ms_per_step: secs * 1000.0 / steps as f64,

@@ -10,7 +10,7 @@ fn bin() -> std::path::PathBuf {
 }
 
 const TRAIN: &[&str] =
-    &["--model", "bst", "--epochs", "3", "--batch-size", "32", "--checkpoint-every-steps", "5", "--threads", "2"];
+    &["--model", "bst", "--epochs", "3", "--batch-size", "32", "--checkpoint-every-steps", "5", "--threads", "2", "--length-buckets", "4"];
 
 fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).expect("every stdout line is JSON")).collect()

@@ -46,10 +46,64 @@ where
     })
 }
 
+/// Groups an epoch's shuffled `order` into batches of similar history length: each window of
+/// `window` batches (`window × batch_size` samples) is sorted by history length (stably, so ties
+/// keep the shuffle's order), cut into batches, and the batches of the window are shuffled by
+/// `rng`. A batch's tensors are as wide as its longest history, so a batch of short histories
+/// costs less; which samples share a batch changes, and with it the run's results.
+pub fn bucket_by_length(order: &mut [usize], data: &Encoded, batch_size: usize, window: usize, rng: &mut impl rand::Rng) {
+    use rand::seq::SliceRandom;
+    let batch_size = batch_size.max(1);
+    for w in order.chunks_mut(batch_size * window.max(1)) {
+        w.sort_by_key(|&k| data.history(k).len());
+        let mut batches: Vec<Vec<usize>> = w.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        // A short last batch (the epoch's end) stays last, so that every other batch is full.
+        let full = if batches.last().is_some_and(|b| b.len() < batch_size) { batches.len() - 1 } else { batches.len() };
+        batches[..full].shuffle(rng);
+        for (dst, src) in w.iter_mut().zip(batches.iter().flatten()) {
+            *dst = *src;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::protocol::Split;
+
+    #[test]
+    fn length_buckets_permute_the_shuffle_into_batches_of_similar_length() {
+        use rand::SeedableRng;
+        let data = crate::features::tests::toy_encoded();
+        let shuffled: Vec<usize> = (0..data.len()).rev().collect();
+        let len = |k: usize| data.history(k).len();
+        assert!(shuffled.iter().map(|&k| len(k)).collect::<std::collections::HashSet<_>>().len() > 2, "the toy data needs varied lengths");
+        let bucket = |seed| {
+            let mut order = shuffled.clone();
+            bucket_by_length(&mut order, &data, 2, 3, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            order
+        };
+        let order = bucket(1);
+        assert_eq!(order, bucket(1), "deterministic for a seed");
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..data.len()).collect::<Vec<_>>(), "a permutation");
+        // Within each window of 3 batches of 2, the batches hold consecutive runs of the window's
+        // samples sorted by length: no batch's length range overlaps another's.
+        for w in order.chunks(6) {
+            let mut ranges: Vec<(usize, usize)> =
+                w.chunks(2).map(|b| (b.iter().map(|&k| len(k)).min().unwrap(), b.iter().map(|&k| len(k)).max().unwrap())).collect();
+            ranges.sort();
+            assert!(ranges.windows(2).all(|p| p[0].1 <= p[1].0), "{ranges:?}");
+        }
+        // The window's samples stay in their window.
+        for (a, b) in order.chunks(6).zip(shuffled.chunks(6)) {
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+    }
 
     #[test]
     fn prefetched_batches_equal_inline_ones_and_stop_early() {

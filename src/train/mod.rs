@@ -51,6 +51,11 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Batches built ahead on a second thread; 0 = build each batch inline.
     pub prefetch: usize,
+    /// Batches of similar history length: every window of this many batches of the epoch's
+    /// shuffle is sorted by history length before it is cut into batches, whose order is then
+    /// shuffled ([`loader::bucket_by_length`]). A batch is as wide as its longest history, so
+    /// short-history batches cost less. 0 = off (batches are plain slices of the shuffle).
+    pub length_buckets: usize,
     /// Save a resumable checkpoint every this many steps (besides every evaluation); 0 = only at
     /// evaluations.
     pub checkpoint_every_steps: usize,
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             eval_every_steps: 0,
             patience: 2,
             prefetch: 2,
+            length_buckets: 0,
             checkpoint_every_steps: 0,
             checkpoint_minutes: 10.0,
             seed: 42,
@@ -291,8 +297,16 @@ pub fn fit(
     // The shuffle of epoch e is the e-th shuffle of one generator: replay those of finished epochs.
     let mut order = train_idx;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    for _ in 1..st.epoch {
-        order.shuffle(&mut rng);
+    let next_order = |order: &mut Vec<usize>, rng: &mut ChaCha8Rng, epoch: usize| {
+        order.shuffle(rng);
+        if cfg.length_buckets > 0 {
+            // Its own generator per epoch, so that a resumed run rebuilds the same batches.
+            let mut brng = ChaCha8Rng::seed_from_u64(step_seed(cfg.seed ^ 0x6275_636b_6574, epoch) as u64);
+            loader::bucket_by_length(order, data, cfg.batch_size, cfg.length_buckets, &mut brng);
+        }
+    };
+    for epoch in 1..st.epoch {
+        next_order(&mut order, &mut rng, epoch);
     }
     let mut saver = ckpt_dir.map(|d| checkpoint::Saver::new(d, cfg));
     // Since the previous evaluation; and totals over the run.
@@ -300,7 +314,7 @@ pub fn fit(
     let (mut run_samples, mut run_seconds, mut run_wait) = (0usize, 0.0f64, 0.0f64);
     let mut stop = false;
     while st.epoch <= cfg.epochs && !stop {
-        order.shuffle(&mut rng);
+        next_order(&mut order, &mut rng, st.epoch);
         let epoch = st.epoch;
         observer.epoch_start(epoch, n_batches, st.batch);
         let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).skip(st.batch).collect();
@@ -473,7 +487,7 @@ impl TrainState {
             loss_samples: 0,
             best: None,
             evals: Vec::new(),
-            rng: format!("chacha8(seed={seed}) shuffles once per epoch; libtorch manual_seed(step_seed({seed}, step)) before each step"),
+            rng: format!("chacha8(seed={seed}) shuffles once per epoch (with length_buckets, batches are then grouped by chacha8(step_seed({seed} ^ 0x6275636b6574, epoch))); libtorch manual_seed(step_seed({seed}, step)) before each step"),
         }
     }
 }

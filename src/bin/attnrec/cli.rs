@@ -168,6 +168,10 @@ pub struct TrainFlags {
     /// Batches built ahead on a second thread, 0 = inline [default: 2].
     #[arg(long)]
     pub prefetch: Option<usize>,
+    /// Batches of similar history length, sorted within windows of N batches of the shuffle
+    /// (narrower tensors for short histories; changes which samples share a batch) [default: 0 = off].
+    #[arg(long)]
+    pub length_buckets: Option<usize>,
     /// Also write a resumable checkpoint every N steps [default: 0 = at evaluations and every 10 min].
     #[arg(long)]
     pub checkpoint_every_steps: Option<usize>,
@@ -360,6 +364,10 @@ pub struct BenchArgs {
     /// Prefetch depths, comma-separated (0 = batches built inline).
     #[arg(long, value_delimiter = ',', default_value = "0,2")]
     pub prefetch: Vec<usize>,
+    /// `train.length_buckets` values, comma-separated: batches of similar history length, sorted
+    /// within windows of this many batches (0 = off, training's default).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub length_buckets: Vec<usize>,
     /// Timed training steps per configuration.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,

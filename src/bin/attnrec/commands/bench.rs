@@ -108,10 +108,10 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
         for model in &models {
             for &batch_size in &a.batch_sizes {
                 for &threads in &a.threads {
-                    for &prefetch in &a.prefetch {
+                    for (&prefetch, &buckets) in a.prefetch.iter().flat_map(|p| a.length_buckets.iter().map(move |b| (p, b))) {
                         let mut train = cfg.train.clone();
-                        (train.batch_size, train.threads, train.prefetch, train.device) =
-                            (batch_size, threads, prefetch, a.device.clone());
+                        (train.batch_size, train.threads, train.prefetch, train.length_buckets, train.device) =
+                            (batch_size, threads, prefetch, buckets, a.device.clone());
                         let r = train_throughput(&prepared, model, &train, a.warmup, a.steps)?;
                         // Achieved GFLOP/s of the counted matrix products (6 × forward
                         // multiply-adds per sample), and its share of the sgemm ceiling.
@@ -145,7 +145,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             stage: "train",
                             preset: preset_name.clone(),
                             model: r.model.clone(),
-                            batch: batch_size.to_string(),
+                            batch: if buckets > 0 { format!("{batch_size}, buckets {buckets}") } else { batch_size.to_string() },
                             threads: r.threads.to_string(),
                             attnrec: r.samples_per_sec,
                             reference,
@@ -157,6 +157,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             batch_size.to_string(),
                             r.threads.to_string(),
                             prefetch.to_string(),
+                            buckets.to_string(),
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),
@@ -173,7 +174,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     if !a.json {
         println!("{machine}");
         print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
+            &["preset", "model", "batch", "threads", "prefetch", "buckets", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
             &rows,
         );
     }

@@ -65,6 +65,9 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     if let Some(v) = f.prefetch {
         t.prefetch = v;
     }
+    if let Some(v) = f.length_buckets {
+        t.length_buckets = v;
+    }
     if let Some(v) = f.checkpoint_every_steps {
         t.checkpoint_every_steps = v;
     }

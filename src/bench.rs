@@ -94,6 +94,17 @@ pub fn train_throughput(
     })
 }
 
+/// Environment variable naming a file into which `attnrec` writes its peak RSS in KiB (`VmHWM`)
+/// when a command succeeds: how `bench` measures its child processes.
+pub const PEAK_RSS_ENV: &str = "ATTNREC_PEAK_RSS_FILE";
+
+/// This process's peak resident set since its `exec`, in KiB (Linux's `VmHWM`).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The Python of the project's torch venv, which runs the PyTorch reference and the PyTorch
 /// checks: `$VIRTUAL_ENV` (`make` and `scripts/env.sh` set it), else `$ATTNREC_TORCH_VENV` or the
 /// default venv of `scripts/setup-libtorch.sh` where it exists, else `python3` on the PATH.

@@ -84,6 +84,11 @@ impl<'a> Batcher<'a> {
         self.assemble(rows.len(), |r| rows[r].clone())
     }
 
+    /// The batch of `n` rows given by `row(0..n)` (rows held inside the caller's own records).
+    pub fn batch_with(&mut self, n: usize, row: impl Fn(usize) -> Row) -> Batch {
+        self.assemble(n, row)
+    }
+
     fn assemble(&mut self, b: usize, row: impl Fn(usize) -> Row) -> Batch {
         let d = self.data;
         let width = (0..b).map(|r| row(r).history.len()).max().unwrap_or(0).max(self.min_width);

@@ -210,6 +210,8 @@ struct Ranked {
     score: f64,
     seq: usize,
     record: csv::StringRecord,
+    /// `top_attended` with `--explain`, written after the rank.
+    attended: Option<String>,
 }
 impl PartialEq for Ranked {
     fn eq(&self, o: &Self) -> bool {
@@ -353,8 +355,7 @@ impl<'a> Job<'a> {
                     }
                     chunk.push(Candidate { record, row, user });
                 }
-                let rows: Vec<Row> = chunk.iter().map(|c| c.row.clone()).collect();
-                let scored = pool.score(&mut batcher, &rows, opts.batch_size.max(1))?;
+                let scored = pool.score(&mut batcher, &chunk, opts.batch_size.max(1))?;
                 for (c, s) in chunk.drain(..).zip(scored) {
                     let score = 1.0 / (1.0 + (-s.logit).exp());
                     let seq = summary.rows;
@@ -379,16 +380,12 @@ impl<'a> Job<'a> {
                             summary.written += 1;
                         }
                         Some(k) => {
-                            if let Some(a) = &attended {
-                                // Kept aside until the rank is known: the last field, moved after it.
-                                rec.push_field(a);
-                            }
                             let slot = *top_slot.entry(c.user).or_insert_with(|| {
                                 top.push(BinaryHeap::new());
                                 top.len() - 1
                             });
                             let heap = &mut top[slot];
-                            heap.push(Ranked { score, seq, record: rec });
+                            heap.push(Ranked { score, seq, record: rec, attended });
                             if heap.len() > k {
                                 heap.pop();
                             }
@@ -400,12 +397,8 @@ impl<'a> Job<'a> {
             for heap in top {
                 for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {
                     let mut rec = r.record;
-                    let attended = opts.explain.then(|| rec.get(rec.len() - 1).unwrap_or("").to_string());
-                    if attended.is_some() {
-                        rec.truncate(rec.len() - 1);
-                    }
                     rec.push_field(&(rank + 1).to_string());
-                    if let Some(a) = &attended {
+                    if let Some(a) = &r.attended {
                         rec.push_field(a);
                     }
                     sink.write(&rec, out_path)?;
@@ -493,17 +486,17 @@ impl Workers {
         Ok(Workers { jobs: Some(job_tx), results: res_rx })
     }
 
-    /// `rows` scored in order, `batch_size` rows at a time across the workers.
-    fn score(&self, batcher: &mut Batcher, rows: &[Row], batch_size: usize) -> Result<Vec<Scored>> {
+    /// The rows of `candidates` scored in order, `batch_size` rows at a time across the workers.
+    fn score(&self, batcher: &mut Batcher, candidates: &[Candidate], batch_size: usize) -> Result<Vec<Scored>> {
         let jobs = self.jobs.as_ref().expect("workers are running");
-        let parts: Vec<&[Row]> = rows.chunks(batch_size).collect();
+        let parts: Vec<&[Candidate]> = candidates.chunks(batch_size).collect();
         let mut out: Vec<Option<Vec<Scored>>> = (0..parts.len()).map(|_| None).collect();
         let (mut sent, mut received) = (0, 0);
         let lost = || Error::config("a scoring thread stopped unexpectedly");
         // Keep every worker busy: send while the queue takes batches, collect as results arrive.
         while received < parts.len() {
             if sent < parts.len() {
-                match jobs.try_send((sent, batcher.batch_rows(parts[sent]))) {
+                match jobs.try_send((sent, batcher.batch_with(parts[sent].len(), |r| parts[sent][r].row.clone()))) {
                     Ok(()) => {
                         sent += 1;
                         continue;

@@ -35,7 +35,12 @@ fn main() -> ExitCode {
         }
     };
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let (Some(path), Some(kib)) = (std::env::var_os(attnrec::bench::PEAK_RSS_ENV), attnrec::bench::peak_rss_kib()) {
+                let _ = std::fs::write(path, kib.to_string());
+            }
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let msg = format!("{err:#}");
             eprintln!("error: {}", msg.lines().next().unwrap_or(""));

@@ -54,9 +54,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let mut summary = Vec::new();
     if a.all {
+        // Training last: it grows this process, and the children are measured before that.
         prepare_bench(&a, &mut summary)?;
-        train_bench(&a, &mut summary)?;
         score_bench(&a, &mut summary)?;
+        train_bench(&a, &mut summary)?;
         if !a.json {
             println!("\nsummary (PyTorch reference: benchmarks/reference/attnrec_ref.py, same data and settings, run right after attnrec)");
             let rows: Vec<Vec<String>> = summary.iter().map(Summary::cells).collect();
@@ -256,15 +257,15 @@ fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()
         let (name, data) = preset_data(*preset)?;
         let root = std::env::temp_dir().join(format!("attnrec-bench-{}-{name}", std::process::id()));
         let start = Instant::now();
-        let child = std::process::Command::new(&exe)
+        let mut child = std::process::Command::new(&exe);
+        child
             .args(["data", "prepare", "--force", "--data"])
             .arg(&data)
             .arg("--out")
             .arg(&root)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let (ok, peak_kb) = wait_with_peak_rss(child.id() as libc::pid_t)?;
+            .stderr(std::process::Stdio::null());
+        let (ok, peak_kb) = run_with_peak_rss(&mut child)?;
         let wall = start.elapsed().as_secs_f64();
         if !ok {
             let _ = std::fs::remove_dir_all(&root);
@@ -356,16 +357,16 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                 for &threads in &a.threads {
                     let out = tmp.join("scores.csv");
                     let start = Instant::now();
-                    let child = std::process::Command::new(&exe)
+                    let mut child = std::process::Command::new(&exe);
+                    child
                         .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
                         .arg(&run)
                         .arg("--candidates")
                         .arg(&cands)
                         .arg("--output")
                         .arg(&out)
-                        .stdout(std::process::Stdio::null())
-                        .spawn()?;
-                    let (ok, peak_kb) = wait_with_peak_rss(child.id() as libc::pid_t)?;
+                        .stdout(std::process::Stdio::null());
+                    let (ok, peak_kb) = run_with_peak_rss(&mut child)?;
                     let wall = start.elapsed().as_secs_f64();
                     if !ok {
                         anyhow::bail!("bench: the child `attnrec score` of {model} on {name} failed");
@@ -434,7 +435,24 @@ fn tempdir_for(what: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Waits for `pid`; returns whether it exited with status 0 and its peak RSS in KiB.
+/// Runs a child `attnrec`; returns whether it exited with status 0 and its peak RSS in KiB. The
+/// child writes its own high-water mark (`VmHWM`, which starts afresh at `exec`) to the file named
+/// by [`attnrec::bench::PEAK_RSS_ENV`]: the `ru_maxrss` that `wait4` returns also counts the
+/// parent's pages mapped between fork and exec, so it reads this process's size once the bench
+/// has grown (after training, say). `ru_maxrss` is the fallback.
+fn run_with_peak_rss(cmd: &mut std::process::Command) -> anyhow::Result<(bool, u64)> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let report = std::env::temp_dir().join(format!("attnrec-bench-peak-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&report);
+    let child = cmd.env(attnrec::bench::PEAK_RSS_ENV, &report).spawn()?;
+    let (ok, maxrss) = wait_with_peak_rss(child.id() as libc::pid_t)?;
+    let own = std::fs::read_to_string(&report).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let _ = std::fs::remove_file(&report);
+    Ok((ok, own.unwrap_or(maxrss)))
+}
+
+/// Waits for `pid`; returns whether it exited with status 0 and its `ru_maxrss` in KiB.
 fn wait_with_peak_rss(pid: libc::pid_t) -> anyhow::Result<(bool, u64)> {
     let mut status = 0;
     // SAFETY: rusage is plain data, zero-initialized; wait4 fills it for our own child.

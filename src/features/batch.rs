@@ -63,7 +63,7 @@ impl<'a> Batcher<'a> {
     /// The batch of events `idx` (indices into the encoded arrays).
     pub fn batch(&mut self, idx: &[usize]) -> Batch {
         let d = self.data;
-        self.assemble(idx.len(), |r| {
+        self.batch_with(idx.len(), |r| {
             let k = idx[r];
             Row {
                 user: d.user[k],
@@ -81,15 +81,11 @@ impl<'a> Batcher<'a> {
     /// The batch of `rows`, whose histories are ranges of the encoded histories (scoring new
     /// candidates against a logged history).
     pub fn batch_rows(&mut self, rows: &[Row]) -> Batch {
-        self.assemble(rows.len(), |r| rows[r].clone())
+        self.batch_with(rows.len(), |r| rows[r].clone())
     }
 
-    /// The batch of `n` rows given by `row(0..n)` (rows held inside the caller's own records).
-    pub fn batch_with(&mut self, n: usize, row: impl Fn(usize) -> Row) -> Batch {
-        self.assemble(n, row)
-    }
-
-    fn assemble(&mut self, b: usize, row: impl Fn(usize) -> Row) -> Batch {
+    /// The batch of `b` rows given by `row(0..b)` (rows held inside the caller's own records).
+    pub fn batch_with(&mut self, b: usize, row: impl Fn(usize) -> Row) -> Batch {
         let d = self.data;
         let width = (0..b).map(|r| row(r).history.len()).max().unwrap_or(0).max(self.min_width);
         self.hist_item.clear();

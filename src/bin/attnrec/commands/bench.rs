@@ -278,15 +278,10 @@ fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()
         };
         let ratings: usize = meta.samples.iter().sum();
         // The reference prepares the same samples with pandas; they must equal attnrec's.
-        let reference = if a.reference {
-            let cache = meta_path.as_ref().and_then(|p| p.parent()).expect("the cache folder holds meta.json");
-            let r = reference_prepare(a, &data, cache);
-            let _ = std::fs::remove_dir_all(&root);
-            Some(r?)
-        } else {
-            let _ = std::fs::remove_dir_all(&root);
-            None
-        };
+        let cache = meta_path.as_ref().and_then(|p| p.parent()).expect("the cache folder holds meta.json");
+        let reference = a.reference.then(|| reference_prepare(a, &data, cache)).transpose();
+        let _ = std::fs::remove_dir_all(&root);
+        let reference = reference?;
         let st = &meta.stage_seconds;
         if a.json {
             println!(

@@ -24,6 +24,11 @@ pub struct TrainThroughput {
     pub prefetch: usize,
     /// `train.length_buckets` (0 = batches are plain slices of the shuffle).
     pub length_buckets: usize,
+    /// `train.fused`: DIN's activation unit through the fused CPU kernel.
+    pub fused: bool,
+    /// Mean history length of the timed batches' samples (at most `history_len`): the positions
+    /// that hold history, which the fused kernel computes and nothing else.
+    pub mean_history: f64,
     pub steps: usize,
     pub samples_per_sec: f64,
     pub ms_per_step: f64,
@@ -59,6 +64,9 @@ pub fn train_throughput(
         crate::train::loader::bucket_by_length(&mut order, data, cfg.batch_size, cfg.length_buckets, &mut rng);
     }
     let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).cycle().take(warmup + steps).collect();
+    let timed: Vec<usize> = chunks[warmup..].iter().flat_map(|c| c.iter().copied()).collect();
+    let l = prepared.feature_map.history_len;
+    let mean_history = timed.iter().map(|&k| data.history(k).len().min(l)).sum::<usize>() as f64 / timed.len().max(1) as f64;
     let (mut k, mut samples, mut waited_total) = (0usize, 0usize, 0.0f64);
     let mut start = Instant::now();
     loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
@@ -87,6 +95,8 @@ pub fn train_throughput(
         threads: tch::get_num_threads() as usize,
         prefetch: cfg.prefetch,
         length_buckets: cfg.length_buckets,
+        fused: cfg.fused,
+        mean_history,
         steps,
         samples_per_sec: samples as f64 / secs,
         ms_per_step: secs * 1000.0 / steps as f64,
@@ -142,6 +152,21 @@ pub fn sgemm_gflops(n: i64, reps: usize) -> f64 {
 pub fn forward_macs(model: &ModelConfig, fm: &FeatureMap, l: i64) -> Option<i64> {
     let fields = |t: &Option<crate::features::side::SideTable>| t.as_ref().map_or(0, |t| t.fields.len() as i64);
     forward_macs_with(model, fields(&fm.item_side), fields(&fm.user_side), l)
+}
+
+/// [`forward_macs`] of the work a batch needs: DIN's (linear in `l`) at its mean history length,
+/// since only the positions that hold history matter (the fused kernel computes those alone;
+/// libtorch's operators compute all `history_len`); the other models at `history_len`, as they
+/// compute it.
+pub fn useful_forward_macs(model: &ModelConfig, fm: &FeatureMap, mean_history: f64) -> Option<f64> {
+    let l = fm.history_len as i64;
+    match model {
+        ModelConfig::Din(_) => {
+            let (at0, at_l) = (forward_macs(model, fm, 0)? as f64, forward_macs(model, fm, l)? as f64);
+            Some(at0 + (at_l - at0) * mean_history / l.max(1) as f64)
+        }
+        _ => forward_macs(model, fm, l).map(|m| m as f64),
+    }
 }
 
 /// [`forward_macs`] given the number of item and user side-feature fields.

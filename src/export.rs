@@ -112,8 +112,11 @@ pub fn export(run: &mut LoadedRun, data: Option<&Path>, out: &Path, batch_size: 
     if out.is_dir() {
         return Err(Error::run(out, "is a folder; --out names the module file to write (e.g. model.pt)"));
     }
-    // Tracing stores parameters as constants, which must not require gradients.
+    // Tracing stores parameters as constants, which must not require gradients; it records
+    // libtorch's operators, so the fused CPU kernel (whose output would be traced as a constant)
+    // is off.
     run.vs.freeze();
+    run.model.set_fused(false);
     let l = run.feature_map.history_len as i64;
     let prepared = prepare(&run.config, data.unwrap_or(run.config.data.path.as_path()), Some(run.feature_map.clone()))?;
     let mut idx = prepared.encoded.indices(Split::Test);

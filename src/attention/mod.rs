@@ -17,6 +17,7 @@
 //! history gives a zero context, never NaN.
 pub mod align;
 pub mod context;
+pub mod din_fused;
 pub mod multi_head;
 pub mod score;
 

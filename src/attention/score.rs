@@ -4,6 +4,7 @@
 //! A query is one vector per row, `q: [B, Dq]` (target attention), or one per step,
 //! `q: [B, T, Dq]` (self-attention); `keys: [B, L, Dk]`. Scores are `[B, L]` or `[B, T, L]`.
 use crate::error::{Error, Result};
+use super::din_fused::FusedDin;
 use crate::nn::{Activation, Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -139,7 +140,8 @@ pub enum Score {
     General { w: Tensor },
     Additive { wq: nn::Linear, wk: nn::Linear, v: Tensor },
     Concat { w: nn::Linear, v: Tensor },
-    DinMlp { mlp: Mlp, out: nn::Linear },
+    /// `fused`: the CPU kernel's path, when the unit is one it computes ([`FusedDin`]).
+    DinMlp { mlp: Mlp, out: nn::Linear, fused: Option<FusedDin> },
 }
 
 fn uniform(fan_in: i64) -> nn::Init {
@@ -193,9 +195,37 @@ impl Score {
                 mlp_cfg.validate("din_mlp")?;
                 let mlp = Mlp::new(&p / "mlp", 4 * dq, &mlp_cfg);
                 let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
-                Score::DinMlp { mlp, out }
+                let fused = FusedDin::new(&mlp);
+                Score::DinMlp { mlp, out, fused }
             }
         })
+    }
+
+    /// [`Self::forward_t`] given the history mask `[B, L]`, which lets DIN's fused kernel skip
+    /// padded positions (their scores are 0; the alignment masks them either way).
+    pub fn forward_masked_t(&self, q: &Tensor, keys: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        match self {
+            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys, mlp) => f.forward(mlp, out, q, keys, mask),
+            _ => self.forward_t(q, keys, train),
+        }
+    }
+
+    /// Turns the fused DIN kernel on or off (on by default where it applies).
+    pub fn set_fused(&self, on: bool) {
+        if let Score::DinMlp { fused: Some(f), .. } = self {
+            f.set_enabled(on);
+        }
+    }
+
+    /// `loss.backward()`, through the fused kernel's backward when the last forward pass used it.
+    pub fn backward(&self, loss: &Tensor) {
+        let done = match self {
+            Score::DinMlp { mlp, out, fused: Some(f) } => f.backward(mlp, out, loss),
+            _ => false,
+        };
+        if !done {
+            loss.backward();
+        }
     }
 
     /// `q: [B, (T,) Dq]`, `keys: [B, L, Dk]` → `[B, (T,) L]`.
@@ -206,7 +236,7 @@ impl Score {
             Score::General { w } => general(q, keys, w),
             Score::Additive { wq, wk, v } => additive(&wq.forward(q), &wk.forward(keys), v),
             Score::Concat { w, v } => concat(q, keys, w, v),
-            Score::DinMlp { mlp, out } => {
+            Score::DinMlp { mlp, out, .. } => {
                 out.forward(&mlp.forward_from_first_t(din_first_layer(q, keys, mlp.first()), train)).squeeze_dim(-1)
             }
         }

@@ -70,6 +70,14 @@ impl CtrModel for TargetPool {
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
 
+    fn backward(&self, loss: &Tensor) {
+        self.attn.backward(loss);
+    }
+
+    fn set_fused(&self, on: bool) {
+        self.attn.set_fused(on);
+    }
+
     /// `[B, H, L]`.
     fn attention(&self, b: &Batch) -> Option<Tensor> {
         let keys = self.keys(b, false);

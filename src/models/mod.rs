@@ -16,6 +16,15 @@ use tch::{nn, Tensor};
 pub trait CtrModel: Send {
     /// Logits `[B]`.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
+    /// The training step's backward pass. Models with a fused kernel (DIN's activation unit) add
+    /// its gradients after libtorch's pass; a step that ran `forward_t` with gradients must end
+    /// here, not in `loss.backward()`.
+    fn backward(&self, loss: &Tensor) {
+        loss.backward();
+    }
+    /// Turns fused CPU kernels on or off (on by default where they apply; results agree with the
+    /// libtorch path to float rounding).
+    fn set_fused(&self, _on: bool) {}
     /// The target's attention weights over the history, per head: `[B, H, L]` (`H` = 1 for a
     /// single head), for models that have them.
     fn attention(&self, _batch: &Batch) -> Option<Tensor> {

@@ -76,6 +76,13 @@ impl Mlp {
         &self.layers[0].linear
     }
 
+    /// Each layer's linear map and activation, when the layers are exactly `act(linear(x))`: no
+    /// batch norm, no dropout, no Dice (what the fused DIN kernel computes).
+    pub fn plain_layers(&self) -> Option<Vec<(&nn::Linear, &Act)>> {
+        let plain = self.dropout == 0.0 && self.layers.iter().all(|l| l.bn.is_none() && !matches!(l.act, Act::Dice(_)));
+        plain.then(|| self.layers.iter().map(|l| (&l.linear, &l.act)).collect())
+    }
+
     /// The rest of the forward pass given the first layer's linear output `h0`.
     pub fn forward_from_first_t(&self, h0: Tensor, train: bool) -> Tensor {
         self.run_layers(h0, true, train)

@@ -64,6 +64,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
+    /// DIN's activation unit through attnrec's fused CPU kernel (on CPU, for units of plain
+    /// ReLU / sigmoid / PReLU layers): one pass per chunk of history positions, padded positions
+    /// skipped. `false` = libtorch's operators. Both compute the same function; results differ by
+    /// float rounding.
+    pub fused: bool,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
 }
@@ -111,6 +116,7 @@ impl Default for TrainConfig {
             checkpoint_minutes: 10.0,
             seed: 42,
             threads: 0,
+            fused: true,
             device: "cpu".to_string(),
         }
     }
@@ -416,6 +422,7 @@ impl<'a> Stepper<'a> {
         };
         let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, train, cfg.mba_lambda)).transpose()?;
         let total_steps = cfg.epochs * train.len().div_ceil(cfg.batch_size);
+        model.set_fused(cfg.fused);
         Ok(Stepper { model, cfg, opt: Optimizer::new(vs, spec), mba, total_steps })
     }
 
@@ -432,7 +439,7 @@ impl<'a> Stepper<'a> {
             None => bce_loss,
         };
         self.opt.zero_grad();
-        loss.backward();
+        self.model.backward(&loss);
         if cfg.clip_grad_norm > 0.0 {
             self.opt.clip_grad_norm(cfg.clip_grad_norm);
         }

@@ -178,6 +178,10 @@ pub struct TrainFlags {
     /// libtorch intra-op threads, 0 = all cores [default: 0].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// DIN's activation unit through libtorch's operators instead of attnrec's fused CPU kernel
+    /// (`train.fused = false`; same function, float rounding apart).
+    #[arg(long)]
+    pub no_fused: bool,
     /// Device: cpu, cuda or cuda:N [default: cpu].
     #[arg(long)]
     pub device: Option<String>,
@@ -368,6 +372,10 @@ pub struct BenchArgs {
     /// within windows of this many batches (0 = off, training's default).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub length_buckets: Vec<usize>,
+    /// `train.fused` values, comma-separated: DIN's activation unit through attnrec's fused CPU
+    /// kernel (true, training's default) or libtorch's operators (false).
+    #[arg(long, value_delimiter = ',', default_value = "true")]
+    pub fused: Vec<bool>,
     /// Timed training steps per configuration.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,

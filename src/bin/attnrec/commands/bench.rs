@@ -106,21 +106,28 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
         } else {
             None
         };
+        let mut reference_seen: std::collections::HashMap<(String, usize, usize), f64> = Default::default();
         for model in &models {
             for &batch_size in &a.batch_sizes {
                 for &threads in &a.threads {
-                    for (&prefetch, &buckets) in a.prefetch.iter().flat_map(|p| a.length_buckets.iter().map(move |b| (p, b))) {
+                    let variants = a.prefetch.iter().flat_map(|p| a.length_buckets.iter().flat_map(move |b| a.fused.iter().map(move |f| (p, b, f))));
+                    for (&prefetch, &buckets, &fused) in variants {
                         let mut train = cfg.train.clone();
-                        (train.batch_size, train.threads, train.prefetch, train.length_buckets, train.device) =
-                            (batch_size, threads, prefetch, buckets, a.device.clone());
+                        (train.batch_size, train.threads, train.prefetch, train.length_buckets, train.fused, train.device) =
+                            (batch_size, threads, prefetch, buckets, fused, a.device.clone());
                         let r = train_throughput(&prepared, model, &train, a.warmup, a.steps)?;
                         // Achieved GFLOP/s of the counted matrix products (6 × forward
-                        // multiply-adds per sample), and its share of the sgemm ceiling.
-                        let l = prepared.feature_map.history_len as i64;
-                        let gflops = attnrec::bench::forward_macs(model, &prepared.feature_map, l).map(|m| 6.0 * m as f64 * r.samples_per_sec / 1e9);
+                        // multiply-adds per sample, DIN's on the histories' real lengths), and its
+                        // share of the sgemm ceiling.
+                        let gflops = attnrec::bench::useful_forward_macs(model, &prepared.feature_map, r.mean_history).map(|m| 6.0 * m * r.samples_per_sec / 1e9);
+                        // The reference once per model, batch size and thread count.
                         let reference = match &cache_dir {
                             Some(dir) if REFERENCE_MODELS.contains(&r.model.as_str()) => {
-                                Some(reference_throughput(a, dir, &r.model, batch_size, threads)?)
+                                let key = (r.model.clone(), batch_size, threads);
+                                Some(match reference_seen.get(&key) {
+                                    Some(&rs) => rs,
+                                    None => *reference_seen.entry(key).or_insert(reference_throughput(a, dir, &r.model, batch_size, threads)?),
+                                })
                             }
                             _ => None,
                         };
@@ -138,7 +145,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             println!("{v}");
                         } else {
                             eprintln!(
-                                "{preset_name} {} batch {batch_size} threads {threads} prefetch {prefetch}: {:.0} samples/s",
+                                "{preset_name} {} batch {batch_size} threads {threads} prefetch {prefetch} fused {fused}: {:.0} samples/s",
                                 r.model, r.samples_per_sec
                             );
                         }
@@ -146,7 +153,11 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             stage: "train",
                             preset: preset_name.clone(),
                             model: r.model.clone(),
-                            batch: if buckets > 0 { format!("{batch_size}, buckets {buckets}") } else { batch_size.to_string() },
+                            batch: [Some(batch_size.to_string()), (buckets > 0).then(|| format!("buckets {buckets}")), (!fused && r.model == "din").then(|| "libtorch unit".to_string())]
+                                .into_iter()
+                                .flatten()
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             threads: r.threads.to_string(),
                             attnrec: r.samples_per_sec,
                             reference,
@@ -159,6 +170,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             r.threads.to_string(),
                             prefetch.to_string(),
                             buckets.to_string(),
+                            if fused { "fused" } else { "libtorch" }.to_string(),
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),
@@ -175,7 +187,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     if !a.json {
         println!("{machine}");
         print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "buckets", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
+            &["preset", "model", "batch", "threads", "prefetch", "buckets", "din unit", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
             &rows,
         );
     }

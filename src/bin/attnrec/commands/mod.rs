@@ -71,6 +71,9 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     if let Some(v) = f.checkpoint_every_steps {
         t.checkpoint_every_steps = v;
     }
+    if f.no_fused {
+        t.fused = false;
+    }
     if let Some(v) = f.threads {
         t.threads = v;
     }

@@ -33,6 +33,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod omp;
 pub mod report;
 pub mod run;
 pub mod score;

@@ -133,6 +133,7 @@ impl FusedDin {
     /// `Some` when `mlp` is a unit the kernel computes.
     pub fn new(mlp: &Mlp) -> Option<FusedDin> {
         mlp.plain_layers()?;
+        crate::omp::install();
         Some(FusedDin { enabled: Cell::new(true), pending: RefCell::new(None), saved: RefCell::new(din::Saved::default()) })
     }
 

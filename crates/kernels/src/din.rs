@@ -13,10 +13,11 @@
 //! histories cost what they hold. The forward pass keeps each layer's pre-activations of the
 //! computed positions for the backward pass.
 //!
-//! Rows are split between threads by their number of positions; each thread sums its own weight
-//! gradients, and the sums are added in thread order, so results depend on the thread count but
-//! are otherwise deterministic.
+//! Rows are split between threads ([`crate::parallel`]) by their number of positions; each thread
+//! sums its own weight gradients, and the sums are added in thread order, so results depend on the
+//! thread count but are otherwise deterministic.
 use crate::gemm::{gemm, mat};
+use crate::parallel::run_parts;
 use std::ops::Range;
 
 /// Positions per chunk: a chunk's activations (≈ 512 × (2d + Σ hidden) floats) stay in L2.
@@ -388,20 +389,6 @@ fn split_mut<T>(mut s: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&
         s = tail;
     }
     parts
-}
-
-/// Runs `f` on each part, the first on this thread and the others on scoped threads; results in
-/// part order.
-fn run_parts<P: Send, T: Send>(parts: Vec<P>, f: impl Fn(P) -> T + Sync) -> Vec<T> {
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut parts = parts.into_iter();
-        let first = parts.next();
-        let handles: Vec<_> = parts.map(|p| s.spawn(move || f(p))).collect();
-        let mut out: Vec<T> = first.map(f).into_iter().collect();
-        out.extend(handles.into_iter().map(|h| h.join().expect("DIN kernel thread panicked")));
-        out
-    })
 }
 
 /// Scores `[rows, len]` into `scores` (0 at padded positions) of keys `[rows, len, d]` against

@@ -5,3 +5,4 @@
 //! tests them against libtorch's own autograd.
 pub mod din;
 pub mod gemm;
+pub mod parallel;

@@ -57,6 +57,19 @@ pub enum ModelConfig {
 pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool"];
 
 impl ModelConfig {
+    /// Whether the model scores its history with DIN's activation unit (what `train.fused`
+    /// changes).
+    pub fn has_din_unit(&self) -> bool {
+        use crate::attention::ScoreConfig;
+        let score = match self {
+            ModelConfig::Din(c) => &c.attention.score,
+            ModelConfig::DinSa(c) => &c.attention.score,
+            ModelConfig::AttnPool(c) => &c.attention.score,
+            ModelConfig::Base(_) | ModelConfig::Bst(_) => return false,
+        };
+        matches!(score, ScoreConfig::DinMlp { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Base(_) => "base",

@@ -112,6 +112,10 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                 for &threads in &a.threads {
                     let variants = a.prefetch.iter().flat_map(|p| a.length_buckets.iter().flat_map(move |b| a.fused.iter().map(move |f| (p, b, f))));
                     for (&prefetch, &buckets, &fused) in variants {
+                        // train.fused changes only models with DIN's unit.
+                        if !fused && !model.has_din_unit() && a.fused.contains(&true) {
+                            continue;
+                        }
                         let mut train = cfg.train.clone();
                         (train.batch_size, train.threads, train.prefetch, train.length_buckets, train.fused, train.device) =
                             (batch_size, threads, prefetch, buckets, fused, a.device.clone());

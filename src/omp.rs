@@ -102,7 +102,7 @@ mod tests {
             hits[i].fetch_add(1, Ordering::Relaxed);
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
-        let panicked = std::panic::catch_unwind(|| super::runner(3, &|i| assert!(i != 1, "part 1 fails")));
+        let panicked = std::panic::catch_unwind(|| super::runner(3, &|i| assert!(i != 1, "expected panic: part 1 fails on purpose")));
         assert!(panicked.is_err(), "a part's panic reaches the caller");
     }
 }

@@ -181,11 +181,6 @@ impl FusedDin {
         scores
     }
 
-    /// Whether a forward pass left gradients to finish.
-    pub fn pending(&self) -> bool {
-        self.pending.borrow().is_some()
-    }
-
     /// The model's backward pass when the last forward pass used the kernel (module docs, step 2).
     /// Returns `false`, having done nothing, when there is no such pass to finish.
     pub fn backward(&self, mlp: &Mlp, out: &Linear, loss: &Tensor) -> bool {

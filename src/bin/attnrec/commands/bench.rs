@@ -174,7 +174,12 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             r.threads.to_string(),
                             prefetch.to_string(),
                             buckets.to_string(),
-                            if fused { "fused" } else { "libtorch" }.to_string(),
+                            match (model.has_din_unit(), fused) {
+                                (false, _) => "",
+                                (true, true) => "fused",
+                                (true, false) => "libtorch",
+                            }
+                            .to_string(),
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),

@@ -24,7 +24,8 @@ pub struct TrainThroughput {
     pub prefetch: usize,
     /// `train.length_buckets` (0 = batches are plain slices of the shuffle).
     pub length_buckets: usize,
-    /// `train.fused`: DIN's activation unit through the fused CPU kernel.
+    /// `train.fused`: DIN's activation unit, the embeddings' backward and the optimizer's update
+    /// through attnrec's fused CPU kernels.
     pub fused: bool,
     /// Mean history length of the timed batches' samples (at most `history_len`): the positions
     /// that hold history, which the fused kernel computes and nothing else.

@@ -137,9 +137,10 @@ fn fully_padded_histories_give_finite_logits_and_gradients() {
     }
 }
 
-/// Logits and every parameter's gradient of one training step, through `model.backward`
-/// (libtorch reseeded first: the same dropout masks on every call).
-fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch) -> (Tensor, Vec<(String, Tensor)>) {
+/// Logits and every parameter's gradient of one training step, through `model.backward`, in
+/// training mode (libtorch reseeded first: the same dropout masks on every call) or not (no
+/// dropout; batch norm on its running statistics).
+fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch, train: bool) -> (Tensor, Vec<(String, Tensor)>) {
     tch::manual_seed(7);
     for (_, v) in vs.variables() {
         let mut g = v.grad();
@@ -147,7 +148,7 @@ fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch) -> (Tensor, Vec<(Str
             let _ = g.zero_();
         }
     }
-    let logits = model.forward_t(b, true);
+    let logits = model.forward_t(b, train);
     model.backward(&logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean));
     let mut grads: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
     grads.sort_by(|a, b| a.0.cmp(&b.0));
@@ -173,31 +174,63 @@ fn fused_din_unit_matches_libtorch() {
         }
         configs.push((format!("din {act:?} {hidden:?}"), c));
     }
-    let b = batch();
-    let widened = Batch {
-        hist_item: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Int64, Device::Cpu)), b.hist_item.shallow_clone()], 1),
-        hist_genre: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Int64, Device::Cpu)), b.hist_genre.shallow_clone()], 1),
-        hist_gap: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Int64, Device::Cpu)), b.hist_gap.shallow_clone()], 1),
-        hist_item_side: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Int64, Device::Cpu)), b.hist_item_side.shallow_clone()], 1),
-        hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
-        ..batch()
-    };
     for (name, cfg) in configs {
         let (vs, model) = build(&cfg);
-        for (which, b) in [("batch", &b), ("left-padded", &widened)] {
-            model.set_fused(true);
-            let (logits, fused) = step(&vs, model.as_ref(), b);
-            model.set_fused(false);
-            let (want_logits, want) = step(&vs, model.as_ref(), b);
-            let scale = want_logits.abs().max().double_value(&[]).max(1.0);
-            assert!(max_diff(&logits, &want_logits) < 1e-5 * scale, "{name} {which}: logits differ by {}", max_diff(&logits, &want_logits));
-            let names = |g: &[(String, Tensor)]| g.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
-            assert_eq!(names(&fused), names(&want), "{name} {which}: the same parameters get gradients");
-            for ((k, g), (_, w)) in fused.iter().zip(&want) {
-                let tol = 1e-5 + 1e-4 * w.abs().max().double_value(&[]);
-                assert!(max_diff(g, w) < tol, "{name} {which}: gradient of {k} differs by {} (tolerance {tol})", max_diff(g, w));
-            }
-            assert!(fused.iter().any(|(k, g)| k.contains("score.mlp") && g.abs().max().double_value(&[]) > 0.0), "{name}: the unit gets gradients");
+        let fused = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), true);
+        assert!(fused.iter().any(|(k, g)| k.contains("score.mlp") && g.abs().max().double_value(&[]) > 0.0), "{name}: the unit gets gradients");
+    }
+}
+
+/// The batch with 2 padded columns on the left of its histories.
+fn left_padded(b: &Batch) -> Batch {
+    let pad = |t: &Tensor| Tensor::cat(&[Tensor::zeros([3, 2], (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
+    Batch {
+        hist_item: pad(&b.hist_item),
+        hist_genre: pad(&b.hist_genre),
+        hist_gap: pad(&b.hist_gap),
+        hist_item_side: pad(&b.hist_item_side),
+        hist_mask: pad(&b.hist_mask),
+        ..batch()
+    }
+}
+
+/// One step with the fused kernels on and one with them off, on [`batch`] and on it left-padded:
+/// the same logits and the same gradient for every parameter, up to float rounding. Returns the
+/// fused step's gradients on [`batch`].
+fn assert_fused_matches_libtorch(name: &str, vs: &nn::VarStore, model: &dyn CtrModel, train: bool) -> Vec<(String, Tensor)> {
+    let b = batch();
+    let mut first = None;
+    for (which, b) in [("batch", &b), ("left-padded", &left_padded(&b))] {
+        model.set_fused(true);
+        let (logits, fused) = step(vs, model, b, train);
+        model.set_fused(false);
+        let (want_logits, want) = step(vs, model, b, train);
+        let scale = want_logits.abs().max().double_value(&[]).max(1.0);
+        assert!(max_diff(&logits, &want_logits) < 1e-5 * scale, "{name} {which}: logits differ by {}", max_diff(&logits, &want_logits));
+        let names = |g: &[(String, Tensor)]| g.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&fused), names(&want), "{name} {which}: the same parameters get gradients");
+        for ((k, g), (_, w)) in fused.iter().zip(&want) {
+            let tol = 1e-5 + 1e-4 * w.abs().max().double_value(&[]);
+            assert!(max_diff(g, w) < tol, "{name} {which}: gradient of {k} differs by {} (tolerance {tol})", max_diff(g, w));
+        }
+        first.get_or_insert(fused);
+    }
+    first.expect("two batches")
+}
+
+/// The embedding lookups' own backward (every table, the side features' multi-valued fields and
+/// BST's positions) against libtorch's, for every model; in evaluation mode, so that dropout
+/// draws nothing from the generator that the tests running beside this one share.
+#[test]
+fn fused_lookups_match_libtorch() {
+    for (name, cfg) in all_models() {
+        let (vs, model) = build(&cfg);
+        assert!(!model.lookups().is_empty(), "{name}: the embeddings' lookups are the model's");
+        let grads = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), false);
+        for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight", "emb.gap.weight", "emb.item_side.item_genres.weight"] {
+            let g = grads.iter().find(|(k, _)| k == table).map(|(_, g)| g).unwrap_or_else(|| panic!("{name}: no gradient for {table}"));
+            assert!(g.abs().max().double_value(&[]) > 0.0, "{name}: {table} gets gradients");
+            assert_eq!(g.get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table}'s padding row gets none");
         }
     }
 }

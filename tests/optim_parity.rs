@@ -1,6 +1,7 @@
 //! attnrec's optimizers against torch.optim (fixtures from tests/fixtures/gen_optim.py): Adam,
 //! AdamW and Adagrad with separate weight decay for embeddings and dense weights, and gradient
-//! clipping; and their state survives a save/restore mid-run.
+//! clipping, both through the one-pass CPU kernel and through tensor operators; and their state
+//! survives a save/restore mid-run.
 mod common;
 
 use common::{fixture_text, T};
@@ -36,7 +37,7 @@ fn fixture() -> Fixture {
     serde_json::from_str(&fixture_text("optim_torch.json")).unwrap()
 }
 
-fn spec(c: &Case) -> OptimSpec {
+fn spec(c: &Case, fused: bool) -> OptimSpec {
     let kind = match c.optimizer.as_str() {
         "adam" => OptimizerKind::Adam,
         "adamw" => OptimizerKind::AdamW,
@@ -44,7 +45,7 @@ fn spec(c: &Case) -> OptimSpec {
         other => panic!("unknown optimizer {other}"),
     };
     let eps = if kind == OptimizerKind::Adagrad { 1e-10 } else { 1e-8 };
-    OptimSpec { kind, beta1: 0.9, beta2: 0.999, eps, weight_decay: c.weight_decay, embedding_weight_decay: c.embedding_weight_decay }
+    OptimSpec { kind, beta1: 0.9, beta2: 0.999, eps, weight_decay: c.weight_decay, embedding_weight_decay: c.embedding_weight_decay, fused }
 }
 
 /// A store holding `emb.item.weight` and `mlp.w` at the fixture's initial values.
@@ -69,9 +70,9 @@ fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
 fn optimizers_match_torch_optim() {
     let f = fixture();
     assert_eq!(f.cases.len(), 5);
-    for c in &f.cases {
+    for (c, fused) in f.cases.iter().flat_map(|c| [(c, true), (c, false)]) {
         let (vs, emb, dense) = store(&f);
-        let mut opt = Optimizer::new(&vs, spec(c));
+        let mut opt = Optimizer::new(&vs, spec(c, fused));
         for (i, (g, want)) in f.grads.iter().zip(&c.after).enumerate() {
             opt.zero_grad();
             backward(&emb, &dense, g);
@@ -79,7 +80,7 @@ fn optimizers_match_torch_optim() {
                 opt.clip_grad_norm(c.clip);
             }
             opt.step(c.lr);
-            let what = format!("{} wd {}/{} clip {} step {}", c.optimizer, c.weight_decay, c.embedding_weight_decay, c.clip, i + 1);
+            let what = format!("{} fused {fused} wd {}/{} clip {} step {}", c.optimizer, c.weight_decay, c.embedding_weight_decay, c.clip, i + 1);
             assert_close(&emb, &want.emb.tensor(), &format!("{what} emb"));
             assert_close(&dense, &want.dense.tensor(), &format!("{what} dense"));
         }
@@ -90,7 +91,8 @@ fn optimizers_match_torch_optim() {
 #[test]
 fn restored_state_continues_exactly() {
     let f = fixture();
-    for c in &f.cases {
+    for (c, fused) in f.cases.iter().flat_map(|c| [(c, true), (c, false)]) {
+        let spec = |c: &Case| spec(c, fused);
         let (vs, emb, dense) = store(&f);
         let mut opt = Optimizer::new(&vs, spec(c));
         let mut saved = None;

@@ -6,7 +6,7 @@ use super::{CtrModel, Embeddings};
 use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Encoder, Mlp, MlpConfig, TransformerConfig};
+use crate::nn::{Encoder, Lookups, Mlp, MlpConfig, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -72,10 +72,18 @@ impl CtrModel for TargetPool {
 
     fn backward(&self, loss: &Tensor) {
         self.attn.backward(loss);
+        self.lookups().iter().for_each(|l| l.backward());
     }
 
     fn set_fused(&self, on: bool) {
         self.attn.set_fused(on);
+        self.lookups().iter().for_each(|l| l.set_on(on));
+    }
+
+    fn lookups(&self) -> Vec<&Lookups> {
+        let mut all = vec![&self.emb.lookups];
+        all.extend(self.encoder.as_ref().map(|e| e.lookups()));
+        all
     }
 
     /// `[B, H, L]`.

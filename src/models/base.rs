@@ -3,7 +3,7 @@
 use super::{CtrModel, Embeddings};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Mlp, MlpConfig};
+use crate::nn::{Lookups, Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -51,5 +51,9 @@ impl CtrModel for Base {
         let pooled = masked_mean(&self.emb.history(b), &b.mask_f32());
         let x = Tensor::cat(&[self.emb.user(b), self.emb.target(b), pooled], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
+    }
+
+    fn lookups(&self) -> Vec<&Lookups> {
+        vec![&self.emb.lookups]
     }
 }

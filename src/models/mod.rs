@@ -8,7 +8,7 @@ pub mod din_sa;
 
 use crate::error::{Error, Result};
 use crate::features::{Batch, FeatureMap};
-use crate::nn::embedding;
+use crate::nn::{embedding, Lookups, PADDING};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -16,15 +16,22 @@ use tch::{nn, Tensor};
 pub trait CtrModel: Send {
     /// Logits `[B]`.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
-    /// The training step's backward pass. Models with a fused kernel (DIN's activation unit) add
-    /// its gradients after libtorch's pass; a step that ran `forward_t` with gradients must end
-    /// here, not in `loss.backward()`.
+    /// The training step's backward pass. attnrec's fused CPU kernels (DIN's activation unit, the
+    /// embedding lookups) add their gradients after libtorch's pass; a step that ran `forward_t`
+    /// with gradients must end here, not in `loss.backward()`.
     fn backward(&self, loss: &Tensor) {
         loss.backward();
+        self.lookups().iter().for_each(|l| l.backward());
     }
     /// Turns fused CPU kernels on or off (on by default where they apply; results agree with the
     /// libtorch path to float rounding).
-    fn set_fused(&self, _on: bool) {}
+    fn set_fused(&self, on: bool) {
+        self.lookups().iter().for_each(|l| l.set_on(on));
+    }
+    /// The model's embedding lookups, whose backward [`Self::backward`] finishes.
+    fn lookups(&self) -> Vec<&Lookups> {
+        Vec::new()
+    }
     /// The target's attention weights over the history, per head: `[B, H, L]` (`H` = 1 for a
     /// single head), for models that have them.
     fn attention(&self, _batch: &Batch) -> Option<Tensor> {
@@ -57,19 +64,6 @@ pub enum ModelConfig {
 pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool"];
 
 impl ModelConfig {
-    /// Whether the model scores its history with DIN's activation unit (what `train.fused`
-    /// changes).
-    pub fn has_din_unit(&self) -> bool {
-        use crate::attention::ScoreConfig;
-        let score = match self {
-            ModelConfig::Din(c) => &c.attention.score,
-            ModelConfig::DinSa(c) => &c.attention.score,
-            ModelConfig::AttnPool(c) => &c.attention.score,
-            ModelConfig::Base(_) | ModelConfig::Bst(_) => return false,
-        };
-        matches!(score, ScoreConfig::DinMlp { .. })
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Base(_) => "base",
@@ -151,6 +145,8 @@ pub struct Embeddings {
     pub user_side: Option<SideEmbeddings>,
     pub item_side: Option<SideEmbeddings>,
     pub dim: i64,
+    /// Every lookup goes through here, for the fused backward of [`Lookups`].
+    pub lookups: Lookups,
 }
 
 impl Embeddings {
@@ -170,6 +166,7 @@ impl Embeddings {
             user_side,
             item_side,
             dim,
+            lookups: Lookups::default(),
         })
     }
     /// Width of an item representation.
@@ -182,31 +179,31 @@ impl Embeddings {
     }
     /// Target item `[B, item_dim]`.
     pub fn target(&self, b: &Batch) -> Tensor {
-        use tch::nn::Module;
-        let mut parts = vec![self.item.forward(&b.item), self.genre.forward(&b.genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.item_side)));
+        let mut parts = vec![self.embed(&self.item, &b.item), self.embed(&self.genre, &b.genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.item_side)));
         Tensor::cat(&parts, -1)
     }
     /// History items `[B, L, item_dim]` (padding rows are zero), plus the embedding of their time
     /// gap to the sample when the feature map has them (as BST adds its positions).
     pub fn history(&self, b: &Batch) -> Tensor {
-        use tch::nn::Module;
-        let mut parts = vec![self.item.forward(&b.hist_item), self.genre.forward(&b.hist_genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.hist_item_side)));
+        let mut parts = vec![self.embed(&self.item, &b.hist_item), self.embed(&self.genre, &b.hist_genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.hist_item_side)));
         let items = Tensor::cat(&parts, -1);
         match &self.gap {
-            Some(gap) => items + gap.forward(&b.hist_gap),
+            Some(gap) => items + self.embed(gap, &b.hist_gap),
             None => items,
         }
     }
     /// User `[B, user_dim]`.
     pub fn user(&self, b: &Batch) -> Tensor {
-        use tch::nn::Module;
-        let u = self.user.forward(&b.user);
+        let u = self.embed(&self.user, &b.user);
         match &self.user_side {
-            Some(s) => Tensor::cat(&[u, s.forward(&b.user_side)], -1),
+            Some(s) => Tensor::cat(&[u, s.forward(&self.lookups, &b.user_side)], -1),
             None => u,
         }
+    }
+    fn embed(&self, table: &nn::Embedding, idx: &Tensor) -> Tensor {
+        self.lookups.embed(table, Some(PADDING), idx)
     }
 }
 
@@ -242,8 +239,7 @@ impl SideEmbeddings {
         self.fields.len() as i64 * self.dim
     }
     /// Side-table rows `[...]` → `[..., dim()]` (zeros for row 0, padding).
-    pub fn forward(&self, rows: &Tensor) -> Tensor {
-        use tch::nn::Module;
+    pub fn forward(&self, lookups: &Lookups, rows: &Tensor) -> Tensor {
         let mut shape = rows.size();
         let ids = self.table.index_select(0, &rows.reshape([-1]));
         let parts: Vec<Tensor> = self
@@ -251,7 +247,7 @@ impl SideEmbeddings {
             .iter()
             .map(|(emb, off, width)| {
                 let v = ids.narrow(1, *off, *width);
-                let e = emb.forward(&v);
+                let e = lookups.embed(emb, Some(PADDING), &v);
                 if *width == 1 {
                     e.squeeze_dim(1)
                 } else {

@@ -1,26 +1,31 @@
 //! Layers shared by the models: embeddings with a zero, frozen padding row; an MLP with dropout and
 //! optional batch norm; activations (ReLU, sigmoid, PReLU, Dice).
 pub mod activation;
+pub mod lookup;
 pub mod mlp;
 pub mod transformer;
 
 pub use activation::{Act, Activation, Dice};
+pub use lookup::Lookups;
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Encoder, FfnActivation, TransformerBlock, TransformerConfig};
 
 use tch::nn;
 
-/// An embedding table whose row 0 (padding) is zero and receives no gradient.
+/// The padding row of the tables [`embedding`] builds.
+pub const PADDING: i64 = 0;
+
+/// An embedding table whose row [`PADDING`] is zero and receives no gradient.
 /// Rows are drawn from N(0, init_std²); small std keeps early attention scores near zero.
 pub fn embedding(p: nn::Path, rows: i64, dim: i64, init_std: f64) -> nn::Embedding {
     let cfg = nn::EmbeddingConfig {
-        padding_idx: 0,
+        padding_idx: PADDING,
         ws_init: nn::Init::Randn { mean: 0.0, stdev: init_std },
         ..Default::default()
     };
     let emb = nn::embedding(p, rows, dim, cfg);
     tch::no_grad(|| {
-        let _ = emb.ws.get(0).zero_();
+        let _ = emb.ws.get(PADDING).zero_();
     });
     emb
 }

@@ -64,10 +64,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// libtorch intra-op threads; 0 = all cores.
     pub threads: usize,
-    /// DIN's activation unit through attnrec's fused CPU kernel (on CPU, for units of plain
-    /// ReLU / sigmoid / PReLU layers): one pass per chunk of history positions, padded positions
-    /// skipped. `false` = libtorch's operators. Both compute the same function; results differ by
-    /// float rounding.
+    /// attnrec's fused CPU kernels: DIN's activation unit (for units of plain ReLU / sigmoid /
+    /// PReLU layers; one pass per chunk of history positions, padded positions skipped) and the
+    /// backward pass of the embedding lookups (one pass over the looked-up rows), and the
+    /// optimizer's update (one pass per parameter). `false` = libtorch's operators for all three.
+    /// Both compute the same function; results differ by float rounding.
     pub fused: bool,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
@@ -419,6 +420,7 @@ impl<'a> Stepper<'a> {
             eps: if cfg.optimizer == OptimizerKind::Adagrad { 1e-10 } else { 1e-8 },
             weight_decay: cfg.weight_decay,
             embedding_weight_decay: cfg.embedding_weight_decay,
+            fused: cfg.fused,
         };
         let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, train, cfg.mba_lambda)).transpose()?;
         let total_steps = cfg.epochs * train.len().div_ceil(cfg.batch_size);

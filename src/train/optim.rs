@@ -5,9 +5,13 @@
 //!
 //! Parameters form two groups with their own weight decay: embedding tables (every variable
 //! whose checkpoint key starts with `emb.` or contains `.positions.`) and all other (dense) ones.
+//!
+//! On CPU the update runs as one pass over each parameter ([`attnrec_kernels::optim`], on
+//! libtorch's threads) rather than a dozen tensor operators per parameter; `fused = false`, or
+//! another device, takes the tensor operators.
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +61,8 @@ pub struct OptimSpec {
     pub eps: f64,
     pub weight_decay: f64,
     pub embedding_weight_decay: f64,
+    /// The one-pass CPU update (`train.fused`); the tensor operators otherwise.
+    pub fused: bool,
 }
 
 #[derive(Debug)]
@@ -95,6 +101,7 @@ impl Optimizer {
                 var,
             })
             .collect();
+        crate::omp::install();
         Optimizer { spec, params, steps: 0 }
     }
 
@@ -132,38 +139,78 @@ impl Optimizer {
         self.steps += 1;
         let t = self.steps as f64;
         let s = self.spec;
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.var.grad()).collect();
+        let mut slots = Vec::new();
         tch::no_grad(|| {
-            for p in &mut self.params {
-                let g = p.var.grad();
+            for (p, g) in self.params.iter_mut().zip(&grads) {
                 if !g.defined() {
                     continue;
                 }
-                let mut var = p.var.shallow_clone();
-                let wd = p.weight_decay;
-                match s.kind {
-                    OptimizerKind::Adam | OptimizerKind::AdamW => {
-                        let g = if s.kind == OptimizerKind::Adam && wd != 0.0 { &g + &var * wd } else { g };
-                        if s.kind == OptimizerKind::AdamW && wd != 0.0 {
-                            let _ = var.g_mul_scalar_(1.0 - lr * wd);
-                        }
-                        let (m, v) = p.state.split_at_mut(1);
-                        let (m, v) = (&mut m[0], &mut v[0]);
-                        let _ = m.g_mul_scalar_(s.beta1).g_add_(&(&g * (1.0 - s.beta1)));
-                        let _ = v.g_mul_scalar_(s.beta2).g_add_(&(&g * &g * (1.0 - s.beta2)));
-                        let bc1 = 1.0 - s.beta1.powf(t);
-                        let bc2 = 1.0 - s.beta2.powf(t);
-                        let denom = v.sqrt() / bc2.sqrt() + s.eps;
-                        let _ = var.g_add_(&(&*m / denom * (-lr / bc1)));
-                    }
-                    OptimizerKind::Adagrad => {
-                        let g = if wd != 0.0 { &g + &var * wd } else { g };
-                        let sum = &mut p.state[0];
-                        let _ = sum.g_add_(&(&g * &g));
-                        let _ = var.g_add_(&(&g / (sum.sqrt() + s.eps) * -lr));
-                    }
+                let cpu_f32 = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+                if s.fused && cpu_f32(&p.var) && cpu_f32(g) && p.state.iter().all(cpu_f32) && p.var.numel() > 0 {
+                    // SAFETY: contiguous CPU f32 tensors of the parameter's size (the state was
+                    // made with `zeros_like`, the gradient by autograd), alive until the kernel
+                    // returns below, and neither read nor written by anything else meanwhile.
+                    slots.push(unsafe { Self::slot(s, p, g, lr, t) });
+                } else {
+                    Self::update(s, p, g.shallow_clone(), lr, t);
                 }
             }
         });
+        attnrec_kernels::optim::step(slots, tch::get_num_threads().max(1) as usize);
+    }
+
+    /// The kernel's view of `p`'s update.
+    ///
+    /// # Safety
+    /// `p`'s tensors and `g` must be contiguous CPU f32 tensors of one size, alive and otherwise
+    /// untouched while the slot lives.
+    unsafe fn slot<'a>(s: OptimSpec, p: &mut Param, g: &Tensor, lr: f64, t: f64) -> attnrec_kernels::optim::Slot<'a> {
+        use attnrec_kernels::optim::{Rule, Slot};
+        let n = p.var.numel();
+        let wd = p.weight_decay;
+        let rule = match s.kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW => Rule::Adam {
+                beta1: s.beta1 as f32,
+                beta2: s.beta2 as f32,
+                eps: s.eps as f32,
+                weight_decay: if s.kind == OptimizerKind::Adam { wd as f32 } else { 0.0 },
+                decay: (s.kind == OptimizerKind::AdamW && wd != 0.0).then_some((1.0 - lr * wd) as f32),
+                step_size: (lr / (1.0 - s.beta1.powf(t))) as f32,
+                bc2_sqrt: (1.0 - s.beta2.powf(t)).sqrt() as f32,
+            },
+            OptimizerKind::Adagrad => Rule::Adagrad { lr: lr as f32, eps: s.eps as f32, weight_decay: wd as f32 },
+        };
+        let floats = |t: &Tensor| std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n);
+        Slot { param: floats(&p.var), grad: floats(g), state: p.state.iter().map(floats).collect(), rule }
+    }
+
+    /// `p`'s update through tensor operators.
+    fn update(s: OptimSpec, p: &mut Param, g: Tensor, lr: f64, t: f64) {
+        let mut var = p.var.shallow_clone();
+        let wd = p.weight_decay;
+        match s.kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW => {
+                let g = if s.kind == OptimizerKind::Adam && wd != 0.0 { &g + &var * wd } else { g };
+                if s.kind == OptimizerKind::AdamW && wd != 0.0 {
+                    let _ = var.g_mul_scalar_(1.0 - lr * wd);
+                }
+                let (m, v) = p.state.split_at_mut(1);
+                let (m, v) = (&mut m[0], &mut v[0]);
+                let _ = m.g_mul_scalar_(s.beta1).g_add_(&(&g * (1.0 - s.beta1)));
+                let _ = v.g_mul_scalar_(s.beta2).g_add_(&(&g * &g * (1.0 - s.beta2)));
+                let bc1 = 1.0 - s.beta1.powf(t);
+                let bc2 = 1.0 - s.beta2.powf(t);
+                let denom = v.sqrt() / bc2.sqrt() + s.eps;
+                let _ = var.g_add_(&(&*m / denom * (-lr / bc1)));
+            }
+            OptimizerKind::Adagrad => {
+                let g = if wd != 0.0 { &g + &var * wd } else { g };
+                let sum = &mut p.state[0];
+                let _ = sum.g_add_(&(&g * &g));
+                let _ = var.g_add_(&(&g / (sum.sqrt() + s.eps) * -lr));
+            }
+        }
     }
 
     /// The state to save: `(key, tensor)` pairs, e.g. `m/emb.item.weight`, plus `steps`.

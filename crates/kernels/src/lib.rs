@@ -4,5 +4,7 @@
 //! while attnrec itself stays quick to rebuild; attnrec wraps them into its libtorch models and
 //! tests them against libtorch's own autograd.
 pub mod din;
+pub mod embedding;
 pub mod gemm;
+pub mod optim;
 pub mod parallel;

@@ -178,8 +178,9 @@ pub struct TrainFlags {
     /// libtorch intra-op threads, 0 = all cores [default: 0].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// DIN's activation unit through libtorch's operators instead of attnrec's fused CPU kernel
-    /// (`train.fused = false`; same function, float rounding apart).
+    /// libtorch's operators instead of attnrec's fused CPU kernels for DIN's activation unit, the
+    /// embeddings' backward and the optimizer's update (`train.fused = false`; same function,
+    /// float rounding apart).
     #[arg(long)]
     pub no_fused: bool,
     /// Device: cpu, cuda or cuda:N [default: cpu].
@@ -372,8 +373,9 @@ pub struct BenchArgs {
     /// within windows of this many batches (0 = off, training's default).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub length_buckets: Vec<usize>,
-    /// `train.fused` values, comma-separated: DIN's activation unit through attnrec's fused CPU
-    /// kernel (true, training's default) or libtorch's operators (false).
+    /// `train.fused` values, comma-separated: DIN's activation unit, the embeddings' backward and
+    /// the optimizer's update through attnrec's fused CPU kernels (true, training's default) or
+    /// libtorch's operators (false).
     #[arg(long, value_delimiter = ',', default_value = "true")]
     pub fused: Vec<bool>,
     /// Timed training steps per configuration.

@@ -112,10 +112,6 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                 for &threads in &a.threads {
                     let variants = a.prefetch.iter().flat_map(|p| a.length_buckets.iter().flat_map(move |b| a.fused.iter().map(move |f| (p, b, f))));
                     for (&prefetch, &buckets, &fused) in variants {
-                        // train.fused changes only models with DIN's unit.
-                        if !fused && !model.has_din_unit() && a.fused.contains(&true) {
-                            continue;
-                        }
                         let mut train = cfg.train.clone();
                         (train.batch_size, train.threads, train.prefetch, train.length_buckets, train.fused, train.device) =
                             (batch_size, threads, prefetch, buckets, fused, a.device.clone());
@@ -157,7 +153,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             stage: "train",
                             preset: preset_name.clone(),
                             model: r.model.clone(),
-                            batch: [Some(batch_size.to_string()), (buckets > 0).then(|| format!("buckets {buckets}")), (!fused && r.model == "din").then(|| "libtorch unit".to_string())]
+                            batch: [Some(batch_size.to_string()), (buckets > 0).then(|| format!("buckets {buckets}")), (!fused).then(|| "libtorch ops".to_string())]
                                 .into_iter()
                                 .flatten()
                                 .collect::<Vec<_>>()
@@ -174,12 +170,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             r.threads.to_string(),
                             prefetch.to_string(),
                             buckets.to_string(),
-                            match (model.has_din_unit(), fused) {
-                                (false, _) => "",
-                                (true, true) => "fused",
-                                (true, false) => "libtorch",
-                            }
-                            .to_string(),
+                            if fused { "fused" } else { "libtorch" }.to_string(),
                             format!("{:.0}", r.samples_per_sec),
                             format!("{:.2}", r.ms_per_step),
                             format!("{:.1}%", 100.0 * r.input_wait_share),
@@ -196,7 +187,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     if !a.json {
         println!("{machine}");
         print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "buckets", "din unit", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
+            &["preset", "model", "batch", "threads", "prefetch", "buckets", "kernels", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
             &rows,
         );
     }

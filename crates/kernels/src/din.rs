@@ -217,10 +217,12 @@ impl Split {
 macro_rules! avx2_dispatch {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
@@ -271,7 +273,10 @@ avx2_dispatch! {
 #[inline(always)]
 fn act_backward_body(l: &Layer, z: &[f32], a: &[f32], d: &mut [f32], dslope: Option<&mut Vec<f32>>) {
     match l.act {
-        Act::Relu => d.iter_mut().zip(z).filter(|(_, &z)| z <= 0.0).for_each(|(d, _)| *d = 0.0),
+        // Selects and plain stores throughout: a conditional `+=` or store compiles to masked
+        // loads and stores, which stall on the store before them (a third of the kernel's
+        // backward went there).
+        Act::Relu => d.iter_mut().zip(z).for_each(|(d, &z)| *d = if z > 0.0 { *d } else { 0.0 }),
         Act::Sigmoid => d.iter_mut().zip(a).for_each(|(d, &a)| *d *= a * (1.0 - a)),
         Act::Prelu => {
             let (s, ds) = (l.slope.expect("PReLU layer has slopes"), dslope.expect("PReLU slope gradient"));
@@ -280,9 +285,11 @@ fn act_backward_body(l: &Layer, z: &[f32], a: &[f32], d: &mut [f32], dslope: Opt
                 let h = s.len();
                 let (dr, zr, ds) = (&mut dr[..h], &zr[..h], &mut ds[..h]);
                 for c in 0..h {
-                    let (z, g) = (zr[c], dr[c]);
-                    ds[c] += if z <= 0.0 { g * z } else { 0.0 };
-                    dr[c] = if z <= 0.0 { g * s[c] } else { g };
+                    // Every operand loaded before any choice; `min` rather than a select for
+                    // the slope's term (g · z where z ≤ 0, else 0).
+                    let (z, g, gs) = (zr[c], dr[c], dr[c] * s[c]);
+                    ds[c] += g * z.min(0.0);
+                    dr[c] = if z > 0.0 { g } else { gs };
                 }
             }
         }
@@ -337,10 +344,15 @@ fn per_row_matrix(base: &[f32], scaled: &[f32], q: &[f32], by_column: bool, out:
     }
 }
 
-/// Each layer's pre-activation into `z[i]` (`[n, out]`) and activation into `a[i]`, for the
-/// positions of `rows`, whose keys are in `x`.
+avx2_dispatch! {
+    /// Each layer's pre-activation into `z[i]` (`[n, out]`) and activation into `a[i]`, for the
+    /// positions of `rows`, whose keys are in `x`.
+    fn forward_chunk(unit: &Unit, split: &Split, q: &[f32], pos: &Positions, rows: Range<usize>, x: &[f32], z: &mut [&mut [f32]], a: &mut Vec<Vec<f32>>, per_row: &mut Vec<f32>, m: &mut Vec<f32>) => forward_chunk_body
+}
+
 #[allow(clippy::too_many_arguments)]
-fn forward_chunk(unit: &Unit, split: &Split, q: &[f32], pos: &Positions, rows: Range<usize>, x: &[f32], z: &mut [&mut [f32]], a: &mut Vec<Vec<f32>>, per_row: &mut Vec<f32>, m: &mut Vec<f32>) {
+#[inline(always)]
+fn forward_chunk_body(unit: &Unit, split: &Split, q: &[f32], pos: &Positions, rows: Range<usize>, x: &[f32], z: &mut [&mut [f32]], a: &mut Vec<Vec<f32>>, per_row: &mut Vec<f32>, m: &mut Vec<f32>) {
     let d = unit.d;
     let n = pos.span(&rows).len();
     a.resize_with(unit.layers.len(), Vec::new);
@@ -377,7 +389,22 @@ fn forward_chunk(unit: &Unit, split: &Split, q: &[f32], pos: &Positions, rows: R
 }
 
 fn score(unit: &Unit, a: &[f32]) -> f32 {
-    a.iter().zip(unit.out_w).map(|(a, w)| a * w).sum::<f32>() + unit.out_b
+    dot(a, unit.out_w) + unit.out_b
+}
+
+/// `a · b` over 8 running sums, so that it vectorizes (a single running sum cannot: float
+/// addition does not reassociate).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Splits `s` into consecutive parts of the given lengths.
@@ -470,6 +497,84 @@ fn zero_grads(unit: &Unit) -> (Vec<LayerGrads>, Vec<f32>, f32) {
         .collect();
     (layers, vec![0.0; unit.out_w.len()], 0.0)
 }
+avx2_dispatch! {
+    /// One chunk's share of [`backward`]: `rows` of the thread whose first row is `first` (the
+    /// origin of `dq`, `dkeys` and `drow`), its parameter gradients summed into `acc`.
+    fn backward_chunk(unit: &Unit, split: &Split, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[f32], first: usize, ch: Range<usize>, sc: &mut Scratch, g: &mut Vec<f32>, dx: &mut Vec<f32>, acc: (&mut [LayerGrads], &mut [f32], &mut f32), dq: &mut [f32], dkeys: &mut [f32], drow: &mut [f32]) => backward_chunk_body
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_chunk_body(unit: &Unit, split: &Split, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[f32], first: usize, ch: Range<usize>, sc: &mut Scratch, g: &mut Vec<f32>, dx: &mut Vec<f32>, acc: (&mut [LayerGrads], &mut [f32], &mut f32), dq: &mut [f32], dkeys: &mut [f32], drow: &mut [f32]) {
+    let pos = &saved.positions;
+    let (d, len) = (unit.d, pos.len);
+    let (layers, out_w, out_b) = acc;
+    let span = pos.span(&ch);
+    let n = span.len();
+    build_x(d, keys, pos, ch.clone(), &mut sc.x);
+    sc.a.resize_with(unit.layers.len(), Vec::new);
+    for (i, l) in unit.layers.iter().enumerate() {
+        sc.a[i].clear();
+        activate(l, &saved.z[i][span.start * l.out()..span.end * l.out()], &mut sc.a[i]);
+    }
+    g.clear();
+    for r in ch.clone() {
+        g.extend(pos.of(r).iter().map(|&l| dscores[r * len + l as usize]));
+    }
+    // Output layer: score = a · w + b.
+    let h = unit.out_w.len();
+    let a_last = sc.a.last().expect("at least one layer");
+    *out_b += g.iter().sum::<f32>();
+    sc.d.clear();
+    for (&gp, ap) in g.iter().zip(a_last.chunks_exact(h)) {
+        out_w.iter_mut().zip(ap).for_each(|(w, &a)| *w += gp * a);
+        sc.d.extend(unit.out_w.iter().map(|&w| gp * w));
+    }
+    for (i, l) in unit.layers.iter().enumerate().rev() {
+        let h = l.out();
+        let z = &saved.z[i][span.start * h..span.end * h];
+        act_backward(l, z, &sc.a[i], &mut sc.d, layers[i].slope.as_mut());
+        add_rows(&mut layers[i].b, &sc.d);
+        if i > 0 {
+            let inp = l.inp();
+            // ∂Wᵀ += a_prevᵀ dz (transposed back at the end); ∂a_prev = dz W
+            gemm(inp, n, h, mat(&sc.a[i - 1], 1, inp), &sc.d, h, 1.0, &mut layers[i].w, h);
+            sc.d2.resize(n * inp, 0.0);
+            gemm(n, h, inp, mat(&sc.d, h, 1), l.w, inp, 0.0, &mut sc.d2, inp);
+            std::mem::swap(&mut sc.d, &mut sc.d2);
+        } else {
+            // Per row: ∂M_q = Kᵀ dz, into ∂Wkdᵀ, ∂Wpᵀ (rows d..2d of layer 0's
+            // sum) and ∂q; ∂K = dz M_qᵀ; the per-row term's gradient summed in drow.
+            let mut j = 0;
+            for r in ch.clone() {
+                let n_r = pos.of(r).len();
+                if n_r == 0 {
+                    continue;
+                }
+                let t = r - first;
+                let qr = &q[r * d..(r + 1) * d];
+                let dz = &sc.d[j * h..(j + n_r) * h];
+                add_rows(&mut drow[t * h..(t + 1) * h], dz);
+                sc.dm.resize(d * h, 0.0);
+                gemm(d, n_r, h, mat(&sc.x[j * d..(j + n_r) * d], 1, d), dz, h, 0.0, &mut sc.dm, h);
+                let (dwkd, dwp) = layers[0].w.split_at_mut(d * h);
+                add_rows(dwkd, &sc.dm);
+                for (c, ((dmr, dwpr), wpr)) in sc.dm.chunks_exact(h).zip(dwp.chunks_exact_mut(h)).zip(split.wpt.chunks_exact(h)).enumerate() {
+                    let qc = qr[c];
+                    dwpr.iter_mut().zip(dmr).for_each(|(g, &m)| *g += qc * m);
+                    dq[t * d + c] += dot(dmr, wpr);
+                }
+                per_row_matrix(&split.wkd, &split.wp, qr, true, &mut sc.m);
+                dx.resize(n_r * d, 0.0);
+                gemm(n_r, h, d, mat(dz, h, 1), &sc.m, d, 0.0, dx, d);
+                for (i, &l) in pos.of(r).iter().enumerate() {
+                    dkeys[(t * len + l as usize) * d..][..d].copy_from_slice(&dx[i * d..(i + 1) * d]);
+                }
+                j += n_r;
+            }
+        }
+    }
+}
 
 /// Gradients given `dscores` `[rows, len]`, ∂L/∂score (ignored at padded positions): the inputs'
 /// into `dq` `[rows, d]` and `dkeys` `[rows, len, d]` (both overwritten; 0 at padded positions),
@@ -504,74 +609,11 @@ pub fn backward(unit: &Unit, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[
             let mut dx = Vec::new();
             let mut g = Vec::new();
             for ch in pos.chunks(rows.clone()) {
-                let span = pos.span(&ch);
-                let n = span.len();
-                if n == 0 {
+                if pos.span(&ch).is_empty() {
                     continue;
                 }
-                build_x(d, keys, pos, ch.clone(), &mut sc.x);
-                sc.a.resize_with(unit.layers.len(), Vec::new);
-                for (i, l) in unit.layers.iter().enumerate() {
-                    sc.a[i].clear();
-                    activate(l, &saved.z[i][span.start * l.out()..span.end * l.out()], &mut sc.a[i]);
-                }
-                g.clear();
-                for r in ch.clone() {
-                    g.extend(pos.of(r).iter().map(|&l| dscores[r * len + l as usize]));
-                }
-                // Output layer: score = a · w + b.
-                let h = unit.out_w.len();
-                let a_last = sc.a.last().expect("at least one layer");
-                out_b += g.iter().sum::<f32>();
-                sc.d.clear();
-                for (&gp, ap) in g.iter().zip(a_last.chunks_exact(h)) {
-                    out_w.iter_mut().zip(ap).for_each(|(w, &a)| *w += gp * a);
-                    sc.d.extend(unit.out_w.iter().map(|&w| gp * w));
-                }
-                for (i, l) in unit.layers.iter().enumerate().rev() {
-                    let h = l.out();
-                    let z = &saved.z[i][span.start * h..span.end * h];
-                    act_backward(l, z, &sc.a[i], &mut sc.d, layers[i].slope.as_mut());
-                    add_rows(&mut layers[i].b, &sc.d);
-                    if i > 0 {
-                        let inp = l.inp();
-                        // ∂Wᵀ += a_prevᵀ dz (transposed back at the end); ∂a_prev = dz W
-                        gemm(inp, n, h, mat(&sc.a[i - 1], 1, inp), &sc.d, h, 1.0, &mut layers[i].w, h);
-                        sc.d2.resize(n * inp, 0.0);
-                        gemm(n, h, inp, mat(&sc.d, h, 1), l.w, inp, 0.0, &mut sc.d2, inp);
-                        std::mem::swap(&mut sc.d, &mut sc.d2);
-                    } else {
-                        // Per row: ∂M_q = Kᵀ dz, into ∂Wkdᵀ, ∂Wpᵀ (rows d..2d of layer 0's
-                        // sum) and ∂q; ∂K = dz M_qᵀ; the per-row term's gradient summed in drow.
-                        let mut j = 0;
-                        for r in ch.clone() {
-                            let n_r = pos.of(r).len();
-                            if n_r == 0 {
-                                continue;
-                            }
-                            let t = r - rows.start;
-                            let qr = &q[r * d..(r + 1) * d];
-                            let dz = &sc.d[j * h..(j + n_r) * h];
-                            add_rows(&mut drow[t * h..(t + 1) * h], dz);
-                            sc.dm.resize(d * h, 0.0);
-                            gemm(d, n_r, h, mat(&sc.x[j * d..(j + n_r) * d], 1, d), dz, h, 0.0, &mut sc.dm, h);
-                            let (dwkd, dwp) = layers[0].w.split_at_mut(d * h);
-                            add_rows(dwkd, &sc.dm);
-                            for (c, ((dmr, dwpr), wpr)) in sc.dm.chunks_exact(h).zip(dwp.chunks_exact_mut(h)).zip(split.wpt.chunks_exact(h)).enumerate() {
-                                let qc = qr[c];
-                                dwpr.iter_mut().zip(dmr).for_each(|(g, &m)| *g += qc * m);
-                                dq[t * d + c] += dmr.iter().zip(wpr).map(|(&m, &w)| m * w).sum::<f32>();
-                            }
-                            per_row_matrix(&split.wkd, &split.wp, qr, true, &mut sc.m);
-                            dx.resize(n_r * d, 0.0);
-                            gemm(n_r, h, d, mat(dz, h, 1), &sc.m, d, 0.0, &mut dx, d);
-                            for (i, &l) in pos.of(r).iter().enumerate() {
-                                dkeys[(t * len + l as usize) * d..][..d].copy_from_slice(&dx[i * d..(i + 1) * d]);
-                            }
-                            j += n_r;
-                        }
-                    }
-                }
+                let acc = (&mut layers[..], &mut out_w[..], &mut out_b);
+                backward_chunk(unit, &split, saved, q, keys, dscores, rows.start, ch, &mut sc, &mut g, &mut dx, acc, &mut *dq, &mut *dkeys, &mut *drow);
             }
             (layers, out_w, out_b)
         })

@@ -179,3 +179,47 @@ fn local_alignments_stay_inside_their_window() {
     assert_eq!(Vec::<f32>::try_from(&align::rank(&holes).flatten(0, -1)).unwrap(), vec![0.0, 0.0, 0.0, 1.0, 2.0, 0.0]);
     assert_eq!(Vec::<i64>::try_from(&align::recency(&holes).flatten(0, -1)).unwrap(), vec![0, 2, 0, 1, 0, 0]);
 }
+
+/// DIN's attention through its fused kernel, scores and pooling (values other than the keys, and
+/// the keys themselves as values), against libtorch's operators: the same context and the same
+/// gradients for the query, the keys, the values and every parameter.
+#[test]
+fn fused_din_pooling_matches_libtorch() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = AttentionConfig::new(ScoreConfig::DinMlp { hidden: vec![6, 3], activation: Activation::Prelu }, AlignConfig::None, ContextConfig::Soft);
+    let attn = Attention::new(vs.root() / "attn", &cfg, 4, 4, 5).unwrap();
+    tch::manual_seed(3);
+    let q = Tensor::randn([3, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let keys = Tensor::randn([3, 6, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let values = Tensor::randn([3, 6, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let mask = Tensor::from_slice(&[true, true, true, true, true, true, false, false, true, false, true, true, false, false, false, false, false, false]).view([3, 6]);
+    let w = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
+    let leaves: Vec<(String, Tensor)> = [("q", &q), ("keys", &keys), ("values", &values)].into_iter().map(|(k, t)| (k.to_string(), t.shallow_clone())).chain(vs.variables()).collect();
+    let run = |fused: bool, same: bool| {
+        attn.set_fused(fused);
+        for (_, t) in &leaves {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let v = if same { &keys } else { &values };
+        let ctx = attn.context_t(&q, &keys, v, &mask, true);
+        let wv = if same { w.narrow(1, 0, 4) } else { w.shallow_clone() };
+        attn.backward(&(&ctx * &wv).sum(Kind::Float));
+        let grads: Vec<(String, Tensor)> = leaves.iter().filter(|(_, t)| t.grad().defined()).map(|(k, t)| (k.clone(), t.grad().copy())).collect();
+        (ctx.detach(), grads)
+    };
+    for same in [false, true] {
+        let (ctx, fused) = run(true, same);
+        let (want_ctx, want) = run(false, same);
+        assert!(f64::try_from((&ctx - &want_ctx).abs().max()).unwrap() < 1e-5, "same {same}: contexts differ");
+        assert_eq!(ctx.narrow(0, 2, 1).abs().sum(Kind::Float).double_value(&[]), 0.0, "the empty row pools to 0");
+        assert_eq!(fused.len(), want.len(), "same {same}: the same leaves get gradients");
+        assert_eq!(fused.len(), 3 + vs.variables().len(), "same {same}: every leaf gets one");
+        for ((k, g), (_, e)) in fused.iter().zip(&want) {
+            let d = f64::try_from((g - e).abs().max()).unwrap();
+            assert!(d < 1e-5, "same {same}: gradient of {k} differs by {d}");
+        }
+    }
+}

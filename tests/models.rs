@@ -82,7 +82,7 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
             if !v.requires_grad() {
                 continue;
             }
-            let _ = v.shallow_clone().g_add_(&(v.randn_like() * 0.3));
+            let _ = v.shallow_clone().g_add_(&(noise(&v, &name) * 0.3));
             if name.starts_with("emb.") {
                 let _ = v.get(0).zero_(); // the padding row stays zero, as training keeps it
             }
@@ -91,6 +91,22 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
     // Dice and batch norm: move the running statistics off their defaults.
     let _ = model.forward_t(&batch(), true);
     (vs, model)
+}
+
+/// Uniform noise of unit variance shaped like `v`, a function of `name` alone: libtorch's
+/// generator is shared with the tests running beside these ones, so `randn_like` would give each
+/// run other weights.
+fn noise(v: &Tensor, name: &str) -> Tensor {
+    let mut s = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)) | 1;
+    let values: Vec<f32> = (0..v.numel())
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 3f32.sqrt()
+        })
+        .collect();
+    Tensor::from_slice(&values).view(v.size().as_slice())
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -12,6 +12,11 @@
 //!    parameter of the unit), whose gradient is exactly ∂L/∂x for each `x`, does the rest. The
 //!    keys' embedding backward thus runs once, on the sum of both gradients.
 //!
+//! With DIN's own combination (one head, no normalization, soft context) the kernel also pools the
+//! values ([`FusedDin::forward_pooled`]): the context is then the leaf, and the backward turns
+//! ∂L/∂context into ∂L/∂scores and the values' gradient itself, so libtorch's masking and batched
+//! products over `[B, L, D]` are gone from both passes.
+//!
 //! Used on CPU for `f32` with one query per row, when the unit is plain `act(linear(x))` layers
 //! (ReLU, sigmoid or PReLU; no batch norm, dropout or Dice); anything else takes the libtorch path.
 use crate::nn::{Act, Mlp};
@@ -28,8 +33,19 @@ struct Pending {
     /// Their contiguous detached data, read by the kernel.
     qc: Tensor,
     kc: Tensor,
-    /// The scores: a leaf of the graph, for ∂L/∂scores.
+    /// The kernel's output as a leaf of the graph: the scores, or with pooling the context.
+    leaf: Tensor,
+    pooled: Option<Pooled>,
+}
+
+/// DIN's pooling done with the kernel ([`FusedDin::forward_pooled`]).
+struct Pooled {
+    /// The values in the graph (unless they are the keys) and their contiguous data.
+    values: Option<Tensor>,
+    vc: Tensor,
+    /// The scores and the mask as the kernel saw them.
     scores: Tensor,
+    mask: Tensor,
 }
 
 /// The fused path of a `din_mlp` score.
@@ -72,6 +88,19 @@ pub fn grad_enabled() -> bool {
 /// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized) and its elements, for the
 /// kernel to fill.
 ///
+/// A contiguous CPU `u8` tensor's elements.
+///
+/// # Safety
+/// As for [`floats`].
+unsafe fn bytes(t: &Tensor) -> &[u8] {
+    debug_assert!(t.kind() == Kind::Uint8 && t.is_contiguous() && t.device() == Device::Cpu);
+    let n = t.numel();
+    if n == 0 {
+        return &[];
+    }
+    std::slice::from_raw_parts(t.data_ptr() as *const u8, n)
+}
+
 /// # Safety
 /// The slice must not outlive the tensor, nor be used once the tensor is read or shared.
 unsafe fn output(shape: &[i64]) -> (Tensor, &'static mut [f32]) {
@@ -144,6 +173,11 @@ impl FusedDin {
         }
     }
 
+    /// Whether the last forward pass with gradients awaits [`Self::backward`].
+    pub fn pending(&self) -> bool {
+        self.pending.borrow().is_some()
+    }
+
     /// Whether the kernel takes these inputs.
     pub fn applies(&self, q: &Tensor, keys: &Tensor, mlp: &Mlp) -> bool {
         self.enabled.get()
@@ -157,6 +191,41 @@ impl FusedDin {
     /// elsewhere). With gradients enabled, the scores are a leaf of the graph and the step must end
     /// with the model's `backward`, which calls [`Self::backward`].
     pub fn forward(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> Tensor {
+        let (scores, qc, kc, _) = self.scores(mlp, out, q, keys, mask);
+        if !grad_enabled() {
+            return scores;
+        }
+        let scores = scores.set_requires_grad(true);
+        *self.pending.borrow_mut() = Some(Pending { q: q.shallow_clone(), keys: keys.shallow_clone(), qc, kc, leaf: scores.shallow_clone(), pooled: None });
+        scores
+    }
+
+    /// DIN's target attention whole: the scores, unnormalized, pool `values: [B, L, Dv]` into the
+    /// context `[B, Dv]`, in the kernel rather than as libtorch's masking and batched product,
+    /// forward and backward. `same`: the values are the keys (one gradient to inject, not two).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_pooled(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, values: &Tensor, same: bool, mask: &Tensor) -> Tensor {
+        let (scores, qc, kc, mc) = self.scores(mlp, out, q, keys, mask);
+        let vc = if same { kc.shallow_clone() } else { values.detach().contiguous() };
+        let (rows, len, dv) = (vc.size()[0], vc.size()[1], vc.size()[2]);
+        // SAFETY: contiguous CPU tensors of the checked kinds and shapes, alive for the call; the
+        // output's slice is done with before the tensor is used.
+        let ctx = unsafe {
+            let (ctx, out_s) = output(&[rows, dv]);
+            din::pool(floats(&scores), floats(&vc), bytes(&mc), rows as usize, len as usize, dv as usize, out_s);
+            ctx
+        };
+        if !grad_enabled() {
+            return ctx;
+        }
+        let ctx = ctx.set_requires_grad(true);
+        let pooled = Pooled { values: (!same).then(|| values.shallow_clone()), vc, scores, mask: mc };
+        *self.pending.borrow_mut() = Some(Pending { q: q.shallow_clone(), keys: keys.shallow_clone(), qc, kc, leaf: ctx.shallow_clone(), pooled: Some(pooled) });
+        ctx
+    }
+
+    /// The kernel's scores, with the contiguous data of `q`, the keys and the mask (`u8`).
+    fn scores(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
         let (rows, len, d) = (keys.size()[0], keys.size()[1], keys.size()[2]);
         let layers = mlp.plain_layers().expect("checked by applies");
         let params = Params::of(&layers, out);
@@ -168,29 +237,38 @@ impl FusedDin {
         // slice is done with before the tensor is used.
         let scores = unsafe {
             let (scores, out_s) = output(&[rows, len]);
-            let m: &[u8] = if mc.numel() == 0 { &[] } else { std::slice::from_raw_parts(mc.data_ptr() as *const u8, mc.numel()) };
             let saved = keep.then_some(&mut *saved);
-            din::forward(&params.unit(d as usize), floats(&qc), floats(&kc), m, rows as usize, len as usize, threads(), out_s, saved);
+            din::forward(&params.unit(d as usize), floats(&qc), floats(&kc), bytes(&mc), rows as usize, len as usize, threads(), out_s, saved);
             scores
         };
-        if !keep {
-            return scores;
-        }
-        let scores = scores.set_requires_grad(true);
-        *self.pending.borrow_mut() = Some(Pending { q: q.shallow_clone(), keys: keys.shallow_clone(), qc, kc, scores: scores.shallow_clone() });
-        scores
+        (scores, qc, kc, mc)
     }
 
     /// The model's backward pass when the last forward pass used the kernel (module docs, step 2).
     /// Returns `false`, having done nothing, when there is no such pass to finish.
     pub fn backward(&self, mlp: &Mlp, out: &Linear, loss: &Tensor) -> bool {
         let Some(p) = self.pending.borrow_mut().take() else { return false };
-        let g = Tensor::run_backward(&[loss], &[&p.scores], true, false).pop().expect("one input, one gradient");
+        let g = Tensor::run_backward(&[loss], &[&p.leaf], true, false).pop().expect("one input, one gradient");
         if !g.defined() {
             loss.backward();
             return true;
         }
         let g = g.contiguous();
+        // With pooling, ∂L/∂context becomes ∂L/∂scores and the values' own gradient.
+        let (g, dvalues) = match &p.pooled {
+            None => (g, None),
+            Some(pl) => {
+                let (rows, len, dv) = (pl.vc.size()[0], pl.vc.size()[1], pl.vc.size()[2]);
+                // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the
+                // gradient; the outputs' slices are done with before the tensors are used.
+                unsafe {
+                    let (ds, ds_s) = output(&[rows, len]);
+                    let (dvals, dv_s) = output(&[rows, len, dv]);
+                    din::pool_backward(floats(&pl.scores), floats(&pl.vc), bytes(&pl.mask), rows as usize, len as usize, dv as usize, floats(&g), ds_s, dv_s);
+                    (ds, Some(dvals))
+                }
+            }
+        };
         let layers = mlp.plain_layers().expect("checked by applies");
         let params = Params::of(&layers, out);
         let d = p.kc.size()[2] as usize;
@@ -209,7 +287,15 @@ impl FusedDin {
             }
         };
         inject(&p.q, dq);
-        inject(&p.keys, dkeys);
+        match (p.pooled.as_ref().and_then(|pl| pl.values.as_ref()), dvalues) {
+            (Some(values), Some(dvalues)) => {
+                inject(&p.keys, dkeys);
+                inject(values, dvalues);
+            }
+            // The values are the keys: one gradient.
+            (None, Some(dvalues)) => inject(&p.keys, dkeys + dvalues),
+            _ => inject(&p.keys, dkeys),
+        }
         for ((lin, act), lg) in layers.iter().zip(&grads.layers) {
             inject(&lin.ws, Tensor::from_slice(&lg.w));
             if let Some(b) = &lin.bs {

@@ -96,6 +96,12 @@ impl Attention {
     /// `scaled_dot_product_attention` (it never materializes the weights, so [`Self::forward_t`]
     /// cannot use it); every other combination goes through [`Self::forward_t`].
     pub fn context_t(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        // DIN's combination (one head, no normalization, soft) whole in its fused kernel.
+        if self.proj.is_none() && matches!(self.align, Align::None) && self.context == ContextConfig::Soft {
+            if let Some(ctx) = self.score.pooled_t(q, keys, values, mask) {
+                return ctx;
+            }
+        }
         if !self.fused {
             return self.forward_t(q, keys, values, mask, train).0;
         }
@@ -138,6 +144,12 @@ impl Attention {
     /// `loss.backward()`, plus the fused kernel's backward when the last forward pass used it.
     pub fn backward(&self, loss: &Tensor) {
         self.score.backward(loss);
+    }
+
+    /// Whether the last forward pass with gradients went through the fused kernel (and the
+    /// step's backward must therefore come through [`Self::backward`]).
+    pub fn fused_pending(&self) -> bool {
+        self.score.fused_pending()
     }
 
     fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {

@@ -210,11 +210,27 @@ impl Score {
         }
     }
 
+    /// DIN's unnormalized soft attention whole through the fused kernel (scores and pooling of
+    /// `values: [B, L, Dv]` into `[B, Dv]`), when the kernel applies; `None` otherwise.
+    pub fn pooled_t(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor) -> Option<Tensor> {
+        match self {
+            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys, mlp) && values.dim() == 3 && values.device() == tch::Device::Cpu && values.kind() == tch::Kind::Float => {
+                Some(f.forward_pooled(mlp, out, q, keys, values, std::ptr::eq(keys, values), mask))
+            }
+            _ => None,
+        }
+    }
+
     /// Turns the fused DIN kernel on or off (on by default where it applies).
     pub fn set_fused(&self, on: bool) {
         if let Score::DinMlp { fused: Some(f), .. } = self {
             f.set_enabled(on);
         }
+    }
+
+    /// See [`super::Attention::fused_pending`].
+    pub fn fused_pending(&self) -> bool {
+        matches!(self, Score::DinMlp { fused: Some(f), .. } if f.pending())
     }
 
     /// `loss.backward()`, through the fused kernel's backward when the last forward pass used it.

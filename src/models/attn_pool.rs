@@ -9,6 +9,7 @@ use crate::features::{Batch, FeatureMap};
 use crate::nn::{Encoder, Lookups, Mlp, MlpConfig, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
+use std::cell::RefCell;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct TargetPool {
     attn: Attention,
     mlp: Mlp,
     out: nn::Linear,
+    /// With the fused attention, the head's input in the graph and the leaf the head ran on
+    /// (see [`CtrModel::backward`] here).
+    cut: RefCell<Option<(Tensor, Tensor)>>,
 }
 
 impl TargetPool {
@@ -46,7 +50,7 @@ impl TargetPool {
         let attn = Attention::new(&p / "target_attn", attention, d, d, d)?;
         let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim(), mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
-        Ok(TargetPool { emb, encoder, attn, mlp, out })
+        Ok(TargetPool { emb, encoder, attn, mlp, out, cut: RefCell::new(None) })
     }
 
     /// The history as the attention sees it: embeddings, or their encoding.
@@ -67,11 +71,31 @@ impl CtrModel for TargetPool {
         let keys = self.keys(b, train);
         let interest = self.attn.context_t(&target, &keys, &keys, &b.hist_mask, train);
         let x = Tensor::cat(&[self.emb.user(b), target, interest], -1);
+        let x = if self.attn.fused_pending() {
+            let leaf = x.detach().set_requires_grad(true);
+            *self.cut.borrow_mut() = Some((x, leaf.shallow_clone()));
+            leaf
+        } else {
+            self.cut.borrow_mut().take();
+            x
+        };
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
 
+    /// With the fused attention the head's graph is cut at its input `x`: `loss.backward()` runs
+    /// the head once, and the rest of the graph gets ∂L/∂x through `Σ x ⊙ c(∂L/∂x)`. The fused
+    /// kernel's backward, which asks libtorch for the gradient of its output before it adds its
+    /// own, then goes over the concatenation alone instead of the whole head twice.
     fn backward(&self, loss: &Tensor) {
-        self.attn.backward(loss);
+        match self.cut.borrow_mut().take() {
+            Some((x, leaf)) => {
+                loss.backward();
+                let g = leaf.grad();
+                let rest = if g.defined() { (x * g).sum(tch::Kind::Float) } else { x.sum(tch::Kind::Float) * 0.0 };
+                self.attn.backward(&rest);
+            }
+            None => self.attn.backward(loss),
+        }
         self.lookups().iter().for_each(|l| l.backward());
     }
 

@@ -215,10 +215,10 @@ impl Split {
 /// AVX2 + FMA when the CPU has them (checked at run time, cached by std), else as is: the
 /// element-wise loops then vectorize 8 wide instead of SSE2's 4.
 macro_rules! avx2_dispatch {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
@@ -653,6 +653,50 @@ pub fn backward(unit: &Unit, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[
     Grads { layers, out_w, out_b }
 }
 
+avx2_dispatch! {
+    /// DIN's pooling without normalization: `out[r] = Σ_l scores[r, l] · values[r, l]` over the
+    /// positions `l` that `mask` marks (`scores` `[rows, len]`, `values` `[rows, len, dv]`,
+    /// `out` `[rows, dv]`, overwritten).
+    pub fn pool(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, out: &mut [f32]) => pool_body
+}
+
+#[inline(always)]
+fn pool_body(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, out: &mut [f32]) {
+    assert!(scores.len() == rows * len && mask.len() == rows * len && values.len() == rows * len * dv && out.len() == rows * dv, "DIN pooling: shapes differ");
+    out.fill(0.0);
+    for (r, o) in out.chunks_exact_mut(dv.max(1)).enumerate().take(rows) {
+        for l in (0..len).filter(|&l| mask[r * len + l] != 0) {
+            let s = scores[r * len + l];
+            o.iter_mut().zip(&values[(r * len + l) * dv..][..dv]).for_each(|(o, &v)| *o += s * v);
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// The backward pass of [`pool`] given `g = ∂L/∂out` `[rows, dv]`: `dscores[r, l] = g[r] ·
+    /// values[r, l]` and `dvalues[r, l] = scores[r, l] · g[r]` at the marked positions, 0 elsewhere
+    /// (both overwritten).
+    pub fn pool_backward(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], dscores: &mut [f32], dvalues: &mut [f32]) => pool_backward_body
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pool_backward_body(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], dscores: &mut [f32], dvalues: &mut [f32]) {
+    assert!(scores.len() == rows * len && mask.len() == rows * len && values.len() == rows * len * dv && g.len() == rows * dv, "DIN pooling backward: shapes differ");
+    assert!(dscores.len() == rows * len && dvalues.len() == rows * len * dv, "DIN pooling backward: gradient buffers of the wrong size");
+    dscores.fill(0.0);
+    dvalues.fill(0.0);
+    for r in 0..rows {
+        let gr = &g[r * dv..(r + 1) * dv];
+        for l in (0..len).filter(|&l| mask[r * len + l] != 0) {
+            let k = r * len + l;
+            dscores[k] = dot(gr, &values[k * dv..(k + 1) * dv]);
+            let s = scores[k];
+            dvalues[k * dv..(k + 1) * dv].iter_mut().zip(gr).for_each(|(d, &g)| *d = s * g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,5 +921,36 @@ mod tests {
         assert_eq!(s, vec![0.0; 4]);
         let (_, dq, dk) = bwd(&u, &saved, &[0.5; 4], &[0.5; 8], &[1.0; 4], 2);
         assert!(dq.iter().chain(&dk).all(|&v| v == 0.0), "no history, no gradient");
+    }
+
+    #[test]
+    fn pooling_and_its_backward_match_the_definition() {
+        let (rows, len, dv) = (3, 4, 5);
+        let scores = values(rows * len, 21);
+        let v = values(rows * len * dv, 22);
+        let g = values(rows * dv, 23);
+        let mask = [1u8, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0];
+        let mut out = vec![9.0; rows * dv];
+        pool(&scores, &v, &mask, rows, len, dv, &mut out);
+        let (mut ds, mut dvs) = (vec![9.0; rows * len], vec![9.0; rows * len * dv]);
+        pool_backward(&scores, &v, &mask, rows, len, dv, &g, &mut ds, &mut dvs);
+        for r in 0..rows {
+            for c in 0..dv {
+                let want: f32 = (0..len).filter(|&l| mask[r * len + l] != 0).map(|l| scores[r * len + l] * v[(r * len + l) * dv + c]).sum();
+                assert!((out[r * dv + c] - want).abs() < 1e-5, "out[{r}, {c}]");
+            }
+            for l in 0..len {
+                let k = r * len + l;
+                let on = mask[k] != 0;
+                let want: f32 = if on { (0..dv).map(|c| g[r * dv + c] * v[k * dv + c]).sum() } else { 0.0 };
+                assert!((ds[k] - want).abs() < 1e-5, "dscores[{r}, {l}]");
+                for c in 0..dv {
+                    let want = if on { scores[k] * g[r * dv + c] } else { 0.0 };
+                    assert_eq!(dvs[k * dv + c], want, "dvalues[{r}, {l}, {c}]");
+                }
+            }
+        }
+        // The row with no history pools to zero.
+        assert!(out[2 * dv..].iter().all(|&o| o == 0.0));
     }
 }

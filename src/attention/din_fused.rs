@@ -212,7 +212,7 @@ impl FusedDin {
         // output's slice is done with before the tensor is used.
         let ctx = unsafe {
             let (ctx, out_s) = output(&[rows, dv]);
-            din::pool(floats(&scores), floats(&vc), bytes(&mc), rows as usize, len as usize, dv as usize, out_s);
+            din::pool(floats(&scores), floats(&vc), bytes(&mc), rows as usize, len as usize, dv as usize, threads(), out_s);
             ctx
         };
         if !grad_enabled() {
@@ -254,31 +254,43 @@ impl FusedDin {
             return true;
         }
         let g = g.contiguous();
-        // With pooling, ∂L/∂context becomes ∂L/∂scores and the values' own gradient.
-        let (g, dvalues) = match &p.pooled {
-            None => (g, None),
-            Some(pl) => {
-                let (rows, len, dv) = (pl.vc.size()[0], pl.vc.size()[1], pl.vc.size()[2]);
+        // With pooling, ∂L/∂context gives ∂L/∂scores (before the unit's backward) and the values'
+        // own gradient (after it: added to the keys' when the values are the keys).
+        let pool_shape = p.pooled.as_ref().map(|pl| (pl.vc.size()[0] as usize, pl.vc.size()[1] as usize, pl.vc.size()[2] as usize));
+        let dscores = match (&p.pooled, pool_shape) {
+            (Some(pl), Some((rows, len, dv))) => {
                 // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the
-                // gradient; the outputs' slices are done with before the tensors are used.
+                // gradient; the output's slice is done with before the tensor is used.
                 unsafe {
-                    let (ds, ds_s) = output(&[rows, len]);
-                    let (dvals, dv_s) = output(&[rows, len, dv]);
-                    din::pool_backward(floats(&pl.scores), floats(&pl.vc), bytes(&pl.mask), rows as usize, len as usize, dv as usize, floats(&g), ds_s, dv_s);
-                    (ds, Some(dvals))
+                    let (ds, ds_s) = output(&[rows as i64, len as i64]);
+                    din::pool_dscores(floats(&pl.vc), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), ds_s);
+                    ds
                 }
             }
+            _ => g.shallow_clone(),
         };
         let layers = mlp.plain_layers().expect("checked by applies");
         let params = Params::of(&layers, out);
         let d = p.kc.size()[2] as usize;
-        // SAFETY: contiguous CPU f32 tensors kept from the forward pass, and the gradient; the
-        // outputs' slices are done with before the tensors are used.
-        let (grads, dq, dkeys) = unsafe {
+        // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the gradients;
+        // the outputs' slices are done with before the tensors are used.
+        let (grads, dq, dkeys, dvalues) = unsafe {
             let (dq, dq_s) = output(&p.qc.size());
             let (dkeys, dkeys_s) = output(&p.kc.size());
-            let grads = din::backward(&params.unit(d), &self.saved.borrow(), floats(&p.qc), floats(&p.kc), floats(&g), threads(), dq_s, dkeys_s);
-            (grads, dq, dkeys)
+            let grads = din::backward(&params.unit(d), &self.saved.borrow(), floats(&p.qc), floats(&p.kc), floats(&dscores), threads(), dq_s, dkeys_s);
+            let dvalues = match (&p.pooled, pool_shape) {
+                (Some(pl), Some((rows, len, dv))) if pl.values.is_none() => {
+                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), dkeys_s, true);
+                    None
+                }
+                (Some(pl), Some((rows, len, dv))) => {
+                    let (dvals, dv_s) = output(&pl.vc.size());
+                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), dv_s, false);
+                    pl.values.as_ref().map(|v| (v.shallow_clone(), dvals))
+                }
+                _ => None,
+            };
+            (grads, dq, dkeys, dvalues)
         };
         let mut total = loss.shallow_clone();
         let mut inject = |x: &Tensor, g: Tensor| {
@@ -287,14 +299,9 @@ impl FusedDin {
             }
         };
         inject(&p.q, dq);
-        match (p.pooled.as_ref().and_then(|pl| pl.values.as_ref()), dvalues) {
-            (Some(values), Some(dvalues)) => {
-                inject(&p.keys, dkeys);
-                inject(values, dvalues);
-            }
-            // The values are the keys: one gradient.
-            (None, Some(dvalues)) => inject(&p.keys, dkeys + dvalues),
-            _ => inject(&p.keys, dkeys),
+        inject(&p.keys, dkeys);
+        if let Some((values, dvalues)) = dvalues {
+            inject(&values, dvalues);
         }
         for ((lin, act), lg) in layers.iter().zip(&grads.layers) {
             inject(&lin.ws, Tensor::from_slice(&lg.w));

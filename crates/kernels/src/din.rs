@@ -653,18 +653,31 @@ pub fn backward(unit: &Unit, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[
     Grads { layers, out_w, out_b }
 }
 
+/// `rows` split into up to `threads` consecutive ranges of about equal size (one below 64 rows).
+fn row_parts(rows: usize, threads: usize) -> Vec<Range<usize>> {
+    let t = if rows < 64 { 1 } else { threads.clamp(1, rows) };
+    (0..t).map(|i| rows * i / t..rows * (i + 1) / t).collect()
+}
+
+/// DIN's pooling without normalization: `out[r] = Σ_l scores[r, l] · values[r, l]` over the
+/// positions `l` that `mask` marks (`scores` `[rows, len]`, `values` `[rows, len, dv]`, `out`
+/// `[rows, dv]`, overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn pool(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, threads: usize, out: &mut [f32]) {
+    assert!(scores.len() == rows * len && mask.len() == rows * len && values.len() == rows * len * dv && out.len() == rows * dv, "DIN pooling: shapes differ");
+    let ranges = row_parts(rows, threads);
+    let outs = split_mut(out, ranges.iter().map(|r| r.len() * dv));
+    run_parts(ranges.into_iter().zip(outs).collect(), |(rows, out)| pool_rows(scores, values, mask, rows, len, dv, out));
+}
+
 avx2_dispatch! {
-    /// DIN's pooling without normalization: `out[r] = Σ_l scores[r, l] · values[r, l]` over the
-    /// positions `l` that `mask` marks (`scores` `[rows, len]`, `values` `[rows, len, dv]`,
-    /// `out` `[rows, dv]`, overwritten).
-    pub fn pool(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, out: &mut [f32]) => pool_body
+    fn pool_rows(scores: &[f32], values: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, out: &mut [f32]) => pool_rows_body
 }
 
 #[inline(always)]
-fn pool_body(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, out: &mut [f32]) {
-    assert!(scores.len() == rows * len && mask.len() == rows * len && values.len() == rows * len * dv && out.len() == rows * dv, "DIN pooling: shapes differ");
+fn pool_rows_body(scores: &[f32], values: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, out: &mut [f32]) {
     out.fill(0.0);
-    for (r, o) in out.chunks_exact_mut(dv.max(1)).enumerate().take(rows) {
+    for (r, o) in rows.zip(out.chunks_exact_mut(dv.max(1))) {
         for l in (0..len).filter(|&l| mask[r * len + l] != 0) {
             let s = scores[r * len + l];
             o.iter_mut().zip(&values[(r * len + l) * dv..][..dv]).for_each(|(o, &v)| *o += s * v);
@@ -672,27 +685,62 @@ fn pool_body(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usiz
     }
 }
 
+/// The scores' gradient through [`pool`] given `g = ∂L/∂out` `[rows, dv]`: `dscores[r, l] = g[r]
+/// · values[r, l]` at the marked positions, 0 elsewhere (overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn pool_dscores(values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], threads: usize, dscores: &mut [f32]) {
+    assert!(mask.len() == rows * len && values.len() == rows * len * dv && g.len() == rows * dv && dscores.len() == rows * len, "DIN pooling backward: shapes differ");
+    let ranges = row_parts(rows, threads);
+    let outs = split_mut(dscores, ranges.iter().map(|r| r.len() * len));
+    run_parts(ranges.into_iter().zip(outs).collect(), |(rows, out)| pool_dscores_rows(values, mask, rows, len, dv, g, out));
+}
+
 avx2_dispatch! {
-    /// The backward pass of [`pool`] given `g = ∂L/∂out` `[rows, dv]`: `dscores[r, l] = g[r] ·
-    /// values[r, l]` and `dvalues[r, l] = scores[r, l] · g[r]` at the marked positions, 0 elsewhere
-    /// (both overwritten).
-    pub fn pool_backward(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], dscores: &mut [f32], dvalues: &mut [f32]) => pool_backward_body
+    fn pool_dscores_rows(values: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, g: &[f32], out: &mut [f32]) => pool_dscores_rows_body
+}
+
+#[inline(always)]
+fn pool_dscores_rows_body(values: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, g: &[f32], out: &mut [f32]) {
+    for (r, o) in rows.zip(out.chunks_exact_mut(len.max(1))) {
+        let gr = &g[r * dv..(r + 1) * dv];
+        for (l, o) in o.iter_mut().enumerate() {
+            let k = r * len + l;
+            *o = if mask[k] != 0 { dot(gr, &values[k * dv..(k + 1) * dv]) } else { 0.0 };
+        }
+    }
+}
+
+/// The values' gradient through [`pool`] given `g = ∂L/∂out`: `dvalues[r, l] = scores[r, l] ·
+/// g[r]` at the marked positions. With `accumulate` it is added to `dvalues` (the keys' gradient
+/// when the values are the keys) and the other positions are left alone; without, `dvalues` is
+/// overwritten, with 0 at the other positions.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_dvalues(scores: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], threads: usize, dvalues: &mut [f32], accumulate: bool) {
+    assert!(scores.len() == rows * len && mask.len() == rows * len && g.len() == rows * dv && dvalues.len() == rows * len * dv, "DIN pooling backward: shapes differ");
+    let ranges = row_parts(rows, threads);
+    let outs = split_mut(dvalues, ranges.iter().map(|r| r.len() * len * dv));
+    run_parts(ranges.into_iter().zip(outs).collect(), |(rows, out)| pool_dvalues_rows(scores, mask, rows, len, dv, g, out, accumulate));
+}
+
+avx2_dispatch! {
+    fn pool_dvalues_rows(scores: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, g: &[f32], out: &mut [f32], accumulate: bool) => pool_dvalues_rows_body
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn pool_backward_body(scores: &[f32], values: &[f32], mask: &[u8], rows: usize, len: usize, dv: usize, g: &[f32], dscores: &mut [f32], dvalues: &mut [f32]) {
-    assert!(scores.len() == rows * len && mask.len() == rows * len && values.len() == rows * len * dv && g.len() == rows * dv, "DIN pooling backward: shapes differ");
-    assert!(dscores.len() == rows * len && dvalues.len() == rows * len * dv, "DIN pooling backward: gradient buffers of the wrong size");
-    dscores.fill(0.0);
-    dvalues.fill(0.0);
-    for r in 0..rows {
+fn pool_dvalues_rows_body(scores: &[f32], mask: &[u8], rows: Range<usize>, len: usize, dv: usize, g: &[f32], out: &mut [f32], accumulate: bool) {
+    let first = rows.start;
+    for r in rows {
         let gr = &g[r * dv..(r + 1) * dv];
-        for l in (0..len).filter(|&l| mask[r * len + l] != 0) {
+        for l in 0..len {
             let k = r * len + l;
-            dscores[k] = dot(gr, &values[k * dv..(k + 1) * dv]);
-            let s = scores[k];
-            dvalues[k * dv..(k + 1) * dv].iter_mut().zip(gr).for_each(|(d, &g)| *d = s * g);
+            let o = &mut out[((r - first) * len + l) * dv..][..dv];
+            match (mask[k] != 0, accumulate) {
+                (true, true) => o.iter_mut().zip(gr).for_each(|(d, &g)| *d += scores[k] * g),
+                (true, false) => o.iter_mut().zip(gr).for_each(|(d, &g)| *d = scores[k] * g),
+                (false, true) => {}
+                (false, false) => o.fill(0.0),
+            }
         }
     }
 }
@@ -931,9 +979,14 @@ mod tests {
         let g = values(rows * dv, 23);
         let mask = [1u8, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0];
         let mut out = vec![9.0; rows * dv];
-        pool(&scores, &v, &mask, rows, len, dv, &mut out);
-        let (mut ds, mut dvs) = (vec![9.0; rows * len], vec![9.0; rows * len * dv]);
-        pool_backward(&scores, &v, &mask, rows, len, dv, &g, &mut ds, &mut dvs);
+        pool(&scores, &v, &mask, rows, len, dv, 2, &mut out);
+        let mut ds = vec![9.0; rows * len];
+        pool_dscores(&v, &mask, rows, len, dv, &g, 2, &mut ds);
+        let mut dvs = vec![9.0; rows * len * dv];
+        pool_dvalues(&scores, &mask, rows, len, dv, &g, 2, &mut dvs, false);
+        let base = values(rows * len * dv, 24);
+        let mut acc = base.clone();
+        pool_dvalues(&scores, &mask, rows, len, dv, &g, 2, &mut acc, true);
         for r in 0..rows {
             for c in 0..dv {
                 let want: f32 = (0..len).filter(|&l| mask[r * len + l] != 0).map(|l| scores[r * len + l] * v[(r * len + l) * dv + c]).sum();
@@ -947,10 +1000,23 @@ mod tests {
                 for c in 0..dv {
                     let want = if on { scores[k] * g[r * dv + c] } else { 0.0 };
                     assert_eq!(dvs[k * dv + c], want, "dvalues[{r}, {l}, {c}]");
+                    assert_eq!(acc[k * dv + c], base[k * dv + c] + want, "accumulated dvalues[{r}, {l}, {c}]");
                 }
             }
         }
         // The row with no history pools to zero.
         assert!(out[2 * dv..].iter().all(|&o| o == 0.0));
+        // Many rows over several threads: the same as one thread.
+        let (rows, len, dv) = (150, 7, 3);
+        let (scores, v, g) = (values(rows * len, 31), values(rows * len * dv, 32), values(rows * dv, 33));
+        let mask: Vec<u8> = (0..rows * len).map(|i| (i % 3 != 0) as u8).collect();
+        let run = |threads: usize| {
+            let (mut o, mut d, mut dv_) = (vec![0.0; rows * dv], vec![0.0; rows * len], vec![0.0; rows * len * dv]);
+            pool(&scores, &v, &mask, rows, len, dv, threads, &mut o);
+            pool_dscores(&v, &mask, rows, len, dv, &g, threads, &mut d);
+            pool_dvalues(&scores, &mask, rows, len, dv, &g, threads, &mut dv_, false);
+            (o, d, dv_)
+        };
+        assert_eq!(run(1), run(3));
     }
 }

@@ -108,6 +108,14 @@ impl Positions {
         &self.pos[self.start[r]..self.start[r + 1]]
     }
 
+    /// The first position of row `r` when its positions are consecutive (a left- or right-padded
+    /// history, the usual case), so that its keys are one slice.
+    fn consecutive(&self, r: usize) -> Option<usize> {
+        let p = self.of(r);
+        let (&first, &last) = (p.first()?, p.last()?);
+        ((last - first) as usize + 1 == p.len()).then_some(first as usize)
+    }
+
     fn span(&self, rows: &Range<usize>) -> Range<usize> {
         self.start[rows.start]..self.start[rows.end]
     }
@@ -322,8 +330,13 @@ struct Scratch {
 fn build_x(d: usize, keys: &[f32], pos: &Positions, rows: Range<usize>, x: &mut Vec<f32>) {
     x.clear();
     for r in rows {
-        for &l in pos.of(r) {
-            x.extend_from_slice(&keys[(r * pos.len + l as usize) * d..][..d]);
+        match pos.consecutive(r) {
+            Some(l) => x.extend_from_slice(&keys[(r * pos.len + l) * d..][..pos.of(r).len() * d]),
+            None => {
+                for &l in pos.of(r) {
+                    x.extend_from_slice(&keys[(r * pos.len + l as usize) * d..][..d]);
+                }
+            }
         }
     }
 }
@@ -565,10 +578,16 @@ fn backward_chunk_body(unit: &Unit, split: &Split, saved: &Saved, q: &[f32], key
                     dq[t * d + c] += dot(dmr, wpr);
                 }
                 per_row_matrix(&split.wkd, &split.wp, qr, true, &mut sc.m);
-                dx.resize(n_r * d, 0.0);
-                gemm(n_r, h, d, mat(dz, h, 1), &sc.m, d, 0.0, dx, d);
-                for (i, &l) in pos.of(r).iter().enumerate() {
-                    dkeys[(t * len + l as usize) * d..][..d].copy_from_slice(&dx[i * d..(i + 1) * d]);
+                match pos.consecutive(r) {
+                    // Straight into the row's slice of ∂K.
+                    Some(l) => gemm(n_r, h, d, mat(dz, h, 1), &sc.m, d, 0.0, &mut dkeys[(t * len + l) * d..][..n_r * d], d),
+                    None => {
+                        dx.resize(n_r * d, 0.0);
+                        gemm(n_r, h, d, mat(dz, h, 1), &sc.m, d, 0.0, dx, d);
+                        for (i, &l) in pos.of(r).iter().enumerate() {
+                            dkeys[(t * len + l as usize) * d..][..d].copy_from_slice(&dx[i * d..(i + 1) * d]);
+                        }
+                    }
                 }
                 j += n_r;
             }

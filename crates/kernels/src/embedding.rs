@@ -6,9 +6,10 @@
 //! 2.13), 8.4 ms at 1,024, for every table a history reads. This is one pass over the rows.
 use crate::parallel::run_parts;
 
-/// Below this many floats to add (about 0.3 ms of work on one thread), one thread does it all:
-/// every worker reads all the indices, and waking them costs tens of microseconds.
-const PARALLEL_MIN: usize = 1 << 20;
+/// Below this many floats to add (about 20 µs of work on one thread), one thread does it all:
+/// every worker reads all the indices, and waking one costs microseconds on libtorch's spinning
+/// OpenMP workers (tens of microseconds on fresh threads).
+const PARALLEL_MIN: usize = 1 << 16;
 
 /// Adds row `i` of `grads` (`[n, dim]`) into row `indices[i]` of `table` (`[rows, dim]`) for every
 /// `i` whose index is not `padding`.

@@ -62,17 +62,30 @@ impl std::fmt::Debug for FusedDin {
     }
 }
 
-/// A contiguous CPU `f32` tensor's elements.
+/// A contiguous CPU tensor's elements as `T`s.
 ///
 /// # Safety
-/// `t` must be a contiguous CPU `Float` tensor that no one writes while the slice lives.
-unsafe fn floats(t: &Tensor) -> &[f32] {
-    debug_assert!(t.kind() == Kind::Float && t.is_contiguous() && t.device() == Device::Cpu);
+/// `t` must be a contiguous CPU tensor of `kind`, whose elements are `T`s, that no one writes
+/// while the slice lives.
+unsafe fn elements<T>(t: &Tensor, kind: Kind) -> &[T] {
+    debug_assert!(t.kind() == kind && t.is_contiguous() && t.device() == Device::Cpu);
     let n = t.numel();
     if n == 0 {
         return &[];
     }
-    std::slice::from_raw_parts(t.data_ptr() as *const f32, n)
+    std::slice::from_raw_parts(t.data_ptr() as *const T, n)
+}
+
+/// # Safety
+/// As for [`elements`], of a `Float` tensor.
+unsafe fn floats(t: &Tensor) -> &[f32] {
+    elements(t, Kind::Float)
+}
+
+/// # Safety
+/// As for [`elements`], of a `Uint8` tensor.
+unsafe fn bytes(t: &Tensor) -> &[u8] {
+    elements(t, Kind::Uint8)
 }
 
 /// Whether libtorch records operations for autograd on this thread.
@@ -88,19 +101,6 @@ pub fn grad_enabled() -> bool {
 /// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized) and its elements, for the
 /// kernel to fill.
 ///
-/// A contiguous CPU `u8` tensor's elements.
-///
-/// # Safety
-/// As for [`floats`].
-unsafe fn bytes(t: &Tensor) -> &[u8] {
-    debug_assert!(t.kind() == Kind::Uint8 && t.is_contiguous() && t.device() == Device::Cpu);
-    let n = t.numel();
-    if n == 0 {
-        return &[];
-    }
-    std::slice::from_raw_parts(t.data_ptr() as *const u8, n)
-}
-
 /// # Safety
 /// The slice must not outlive the tensor, nor be used once the tensor is read or shared.
 unsafe fn output(shape: &[i64]) -> (Tensor, &'static mut [f32]) {

@@ -767,19 +767,7 @@ fn pool_dvalues_rows_body(scores: &[f32], mask: &[u8], rows: Range<usize>, len: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic pseudo-random sequence in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use crate::testing::values;
 
     struct Params {
         w: Vec<Vec<f32>>,

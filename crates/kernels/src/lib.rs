@@ -8,3 +8,5 @@ pub mod embedding;
 pub mod gemm;
 pub mod optim;
 pub mod parallel;
+#[cfg(test)]
+mod testing;

@@ -103,17 +103,7 @@ pub fn step(slots: Vec<Slot<'_>>, threads: usize) {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testing::values;
 
     /// Three steps of Adam (L2 and decoupled decay) and Adagrad, in f64 from the formulas, against
     /// the kernel for parameters of several sizes split between several threads.

@@ -19,7 +19,7 @@
 //!
 //! Used on CPU for `f32` with one query per row, when the unit is plain `act(linear(x))` layers
 //! (ReLU, sigmoid or PReLU; no batch norm, dropout or Dice); anything else takes the libtorch path.
-use crate::nn::{Act, Mlp};
+use crate::nn::{grad_enabled, Act, Mlp};
 use attnrec_kernels::din;
 use std::cell::{Cell, RefCell};
 use tch::nn::Linear;
@@ -86,16 +86,6 @@ unsafe fn floats(t: &Tensor) -> &[f32] {
 /// As for [`elements`], of a `Uint8` tensor.
 unsafe fn bytes(t: &Tensor) -> &[u8] {
     elements(t, Kind::Uint8)
-}
-
-/// Whether libtorch records operations for autograd on this thread.
-pub fn grad_enabled() -> bool {
-    // SAFETY: sets the thread-local flag and restores it at once; returns the previous value.
-    unsafe {
-        let prev = torch_sys::at_grad_set_enabled(1);
-        torch_sys::at_grad_set_enabled(prev);
-        prev != 0
-    }
 }
 
 /// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized) and its elements, for the
@@ -179,12 +169,9 @@ impl FusedDin {
     }
 
     /// Whether the kernel takes these inputs.
-    pub fn applies(&self, q: &Tensor, keys: &Tensor, mlp: &Mlp) -> bool {
-        self.enabled.get()
-            && q.dim() == 2
-            && keys.dim() == 3
-            && [q, keys].iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float)
-            && mlp.plain_layers().is_some()
+    /// (The unit itself was checked by [`Self::new`].)
+    pub fn applies(&self, q: &Tensor, keys: &Tensor) -> bool {
+        self.enabled.get() && q.dim() == 2 && keys.dim() == 3 && [q, keys].iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float)
     }
 
     /// Scores `[B, L]` of `keys: [B, L, D]` against `q: [B, D]` where `mask: [B, L]` is set (0

@@ -205,7 +205,7 @@ impl Score {
     /// padded positions (their scores are 0; the alignment masks them either way).
     pub fn forward_masked_t(&self, q: &Tensor, keys: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         match self {
-            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys, mlp) => f.forward(mlp, out, q, keys, mask),
+            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys) => f.forward(mlp, out, q, keys, mask),
             _ => self.forward_t(q, keys, train),
         }
     }
@@ -214,7 +214,7 @@ impl Score {
     /// `values: [B, L, Dv]` into `[B, Dv]`), when the kernel applies; `None` otherwise.
     pub fn pooled_t(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor) -> Option<Tensor> {
         match self {
-            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys, mlp) && values.dim() == 3 && values.device() == tch::Device::Cpu && values.kind() == tch::Kind::Float => {
+            Score::DinMlp { mlp, out, fused: Some(f) } if f.applies(q, keys) && values.dim() == 3 && values.device() == tch::Device::Cpu && values.kind() == tch::Kind::Float => {
                 Some(f.forward_pooled(mlp, out, q, keys, values, std::ptr::eq(keys, values), mask))
             }
             _ => None,

@@ -10,7 +10,7 @@
 //! which adds each leaf's gradient into its table's. The result is libtorch's, up to the order of
 //! float additions. Off (plain `embedding`) on other devices, without gradients, or after
 //! `set_on(false)`.
-use crate::attention::din_fused::grad_enabled;
+use super::grad_enabled;
 use std::cell::{Cell, RefCell};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};

@@ -30,6 +30,16 @@ pub fn embedding(p: nn::Path, rows: i64, dim: i64, init_std: f64) -> nn::Embeddi
     emb
 }
 
+/// Whether libtorch records operations for autograd on this thread.
+pub fn grad_enabled() -> bool {
+    // SAFETY: sets the thread-local flag and restores it at once; returns the previous value.
+    unsafe {
+        let prev = torch_sys::at_grad_set_enabled(1);
+        torch_sys::at_grad_set_enabled(prev);
+        prev != 0
+    }
+}
+
 /// Applies `f` to `x: [..., C]` viewed as `[N, C]` and restores the leading dims: batch norm
 /// normalizes per channel over every other position (all samples and sequence steps).
 pub(crate) fn over_last_dim(x: &tch::Tensor, f: impl FnOnce(&tch::Tensor) -> tch::Tensor) -> tch::Tensor {

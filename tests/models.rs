@@ -76,13 +76,17 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = cfg.build(vs.root(), &feature_map()).unwrap();
     // Move every parameter off its initial value (zero slopes, unit norms) so masks are tested
-    // against weights that do not hide mistakes.
+    // against weights that do not hide mistakes. Randomly initialized ones are replaced outright:
+    // libtorch's generator is shared with the tests running beside these, so their values would
+    // differ from run to run (and once left a batch's histories without any gradient).
     tch::no_grad(|| {
         for (name, v) in vs.variables() {
             if !v.requires_grad() {
                 continue;
             }
-            let _ = v.shallow_clone().g_add_(&(noise(&v, &name) * 0.3));
+            let constant = v.numel() == 0 || v.min().double_value(&[]) == v.max().double_value(&[]);
+            let base = if constant { v.copy() } else { v.zeros_like() };
+            let _ = v.shallow_clone().copy_(&(base + noise(&v, &name) * 0.3));
             if name.starts_with("emb.") {
                 let _ = v.get(0).zero_(); // the padding row stays zero, as training keeps it
             }
@@ -93,9 +97,7 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
     (vs, model)
 }
 
-/// Uniform noise of unit variance shaped like `v`, a function of `name` alone: libtorch's
-/// generator is shared with the tests running beside these ones, so `randn_like` would give each
-/// run other weights.
+/// Uniform noise of unit variance shaped like `v`, a function of `name` alone.
 fn noise(v: &Tensor, name: &str) -> Tensor {
     let mut s = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)) | 1;
     let values: Vec<f32> = (0..v.numel())

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Provision libtorch for tch 0.26 (PyTorch 2.13.0) once, outside the work tree.
+# Provision libtorch for tch 0.24 (PyTorch 2.11.0) once, outside the work tree.
 #
 # - If LIBTORCH is set, it is used as is (checked, never modified).
-# - Otherwise a virtualenv at $ATTNREC_TORCH_VENV (default ~/.cache/attnrec/torch-2.13.0)
-#   gets torch==2.13.0 from PyPI. Idempotent: an existing, importable venv is left alone.
+# - Otherwise a virtualenv at $ATTNREC_TORCH_VENV (default ~/.cache/attnrec/torch-2.11.0)
+#   gets torch==2.11.0 from PyPI. Idempotent: an existing, importable venv is left alone.
 #
 # Writes nothing into the repository. Prints the environment to build with when called
 # with --print-env (used by the Makefile and .ci/run).
 set -euo pipefail
 
-TORCH_VERSION=2.13.0
+TORCH_VERSION=2.11.0
 VENV="${ATTNREC_TORCH_VENV:-$HOME/.cache/attnrec/torch-$TORCH_VERSION}"
 
 die() { echo "setup-libtorch: $*" >&2; exit 1; }

@@ -116,12 +116,15 @@ pub fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The PyTorch version attnrec links (tch's pin; `scripts/setup-libtorch.sh` installs it).
+pub const TORCH_VERSION: &str = "2.11.0";
+
 /// The Python of the project's torch venv, which runs the PyTorch reference and the PyTorch
 /// checks: `$VIRTUAL_ENV` (`make` and `scripts/env.sh` set it), else `$ATTNREC_TORCH_VENV` or the
 /// default venv of `scripts/setup-libtorch.sh` where it exists, else `python3` on the PATH.
 pub fn venv_python() -> std::path::PathBuf {
     let venv = std::env::var_os("VIRTUAL_ENV").or_else(|| std::env::var_os("ATTNREC_TORCH_VENV")).map(std::path::PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/attnrec/torch-2.13.0")).filter(|v| v.join("bin/python").is_file())
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(format!(".cache/attnrec/torch-{TORCH_VERSION}"))).filter(|v| v.join("bin/python").is_file())
     });
     venv.map_or_else(|| std::path::PathBuf::from("python3"), |v| v.join("bin/python"))
 }

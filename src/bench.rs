@@ -202,9 +202,11 @@ pub fn forward_macs_with(model: &ModelConfig, item_fields: i64, user_fields: i64
             }
             let h1 = hidden[0];
             // Per position: [L, d] × Mq [d, h1], then the rest of the unit; per sample: the query
-            // term (d × h1) and building Mq (d × h1); pooling the history: l × d.
+            // term (d × h1) and building Mq (d × h1); pooling the history: l × d (twice with the
+            // mean beside the interest).
             let per_position = d * h1 + (mlp(h1, &hidden[1..]));
-            Some(l * per_position + 2 * d * h1 + l * d + mlp(du + 2 * d, &c.mlp.hidden))
+            let (pools, head_in) = if c.pooling.with_mean { (2, du + 3 * d) } else { (1, du + 2 * d) };
+            Some(l * per_position + 2 * d * h1 + pools * l * d + mlp(head_in, &c.mlp.hidden))
         }
         ModelConfig::Bst(c) => {
             let (d, du) = widths(c.embed_dim);
@@ -232,6 +234,13 @@ mod tests {
         assert_eq!(by("base"), Some(32_080));
         // 50 × (32·80 + 80·40 + 40) + 2·32·80 + 50·32 + 32,080.
         assert_eq!(by("din"), Some(290_000 + 5_120 + 1_600 + 32_080));
+        // With the history's mean beside the interest: a second pooling (50·32) and a head input
+        // of 16 + 3·32 = 112 (112·200 + 200·80 + 80).
+        let mut pooled = ModelConfig::by_name("din").unwrap();
+        if let ModelConfig::Din(c) = &mut pooled {
+            c.pooling.with_mean = true;
+        }
+        assert_eq!(forward_macs_with(&pooled, 0, 0, 50), Some(290_000 + 5_120 + 2 * 1_600 + 22_400 + 16_000 + 80));
         // T = 51: 4·51·32·32 + 2·51·51·32 + 2·51·32·128, then MLP 112 → 200 → 80 → 1.
         assert_eq!(by("bst"), Some(208_896 + 166_464 + 417_792 + 22_400 + 16_000 + 80));
         assert_eq!(by("din_sa"), None);

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// The module's inputs, in order: name, rank (1 = `[B]`, 2 = `[B, L]`), dtype, meaning.
-pub const INPUTS: [(&str, usize, &str, &str); 10] = [
+pub const INPUTS: [(&str, usize, &str, &str); 11] = [
     ("user", 1, "int64", "user index in feature_map.user (0 = out of vocabulary)"),
     ("item", 1, "int64", "candidate item index in feature_map.item"),
     ("genre", 1, "int64", "candidate item's first-genre index in feature_map.genre"),
@@ -34,11 +34,12 @@ pub const INPUTS: [(&str, usize, &str, &str); 10] = [
     ("user_side", 1, "int64", "user's row in feature_map.user_side (0 = none); read only by runs with user features"),
     ("item_side", 1, "int64", "candidate's row in feature_map.item_side (0 = none); read only by runs with item features"),
     ("hist_item_side", 2, "int64", "history items' rows in feature_map.item_side, 0 = padding"),
+    ("hist_feedback", 2, "int64", "each history event's own label: 1 = no click, 2 = click, 0 = padding; read only by runs with history_feedback"),
 ];
 
 /// The tensors of `b` in [`INPUTS`] order.
 pub fn inputs_of(b: &Batch) -> Vec<Tensor> {
-    [&b.user, &b.item, &b.genre, &b.hist_item, &b.hist_genre, &b.hist_gap, &b.hist_mask, &b.user_side, &b.item_side, &b.hist_item_side]
+    [&b.user, &b.item, &b.genre, &b.hist_item, &b.hist_genre, &b.hist_gap, &b.hist_mask, &b.user_side, &b.item_side, &b.hist_item_side, &b.hist_feedback]
         .iter()
         .map(|t| t.shallow_clone())
         .collect()
@@ -57,6 +58,7 @@ pub fn batch_of(t: &[Tensor]) -> Batch {
         user_side: t[7].shallow_clone(),
         item_side: t[8].shallow_clone(),
         hist_item_side: t[9].shallow_clone(),
+        hist_feedback: t[10].shallow_clone(),
         label: t[0].zeros_like().to_kind(Kind::Float),
     }
 }

@@ -51,7 +51,7 @@ fn exported_modules_match_attnrec_in_pytorch() {
     let cases: [(&str, &str, &[&str]); 4] = [
         ("din", "din", &[]),
         ("bst", "bst", &[]),
-        ("din_gap_side", "din", &["--time-gap", "--user-features", "age,gender,occupation", "--item-features", "year,genres"]),
+        ("din_gap_side", "din", &["--time-gap", "--history-feedback", "--user-features", "age,gender,occupation", "--item-features", "year,genres"]),
         ("local_p", "attn_pool:local_p", &[]),
     ];
     for (name, model, extra) in cases {

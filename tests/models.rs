@@ -23,15 +23,29 @@ fn all_models() -> Vec<(String, ModelConfig)> {
         c.attention.score = attnrec::attention::ScoreConfig::DinMlp { hidden: vec![8, 4], activation: Activation::Dice };
     }
     out.push(("din+dice+bn".into(), dice));
+    out.push(("din+pooling".into(), din_pooled()));
     out
+}
+
+/// DIN with every pooling option off its default: the interest as a weighted mean, the history's
+/// plain mean beside it, and the feedback in the values only.
+fn din_pooled() -> ModelConfig {
+    use attnrec::models::attn_pool::{FeedbackIn, InterestScale, PoolingConfig};
+    let mut c = ModelConfig::by_name("din").unwrap();
+    if let ModelConfig::Din(d) = &mut c {
+        d.pooling = PoolingConfig { scale: InterestScale::Mean, with_mean: true, feedback: FeedbackIn::Values };
+    }
+    c
 }
 
 fn feature_map() -> FeatureMap {
     serde_json::from_value(serde_json::json!({
         "protocol": "ml-ctr-v1",
         "history_len": 4,
-        // Every model here also embeds the time gaps, so the mask tests cover them too.
+        // Every model here also embeds the time gaps and the history's feedback, so the mask tests
+        // cover them too.
         "time_gap": true,
+        "history_feedback": true,
         "features": Vec::<FeatureSpec>::new(),
         // ... and side features: one user field; an item year and up to 2 genres.
         "user_side": {
@@ -64,6 +78,7 @@ fn batch() -> Batch {
         hist_item: i(&[2, 3, 4, 5, 0, 0, 3, 4, 0, 0, 0, 0]).view([3, 4]),
         hist_genre: i(&[2, 3, 2, 3, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
         hist_gap: i(&[30, 20, 9, 1, 0, 0, 33, 2, 0, 0, 0, 0]).view([3, 4]),
+        hist_feedback: i(&[1, 2, 2, 1, 0, 0, 2, 1, 0, 0, 0, 0]).view([3, 4]),
         hist_mask: i(&[1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]).view([3, 4]).to_kind(Kind::Bool),
         user_side: i(&[2, 1, 3]),
         item_side: i(&[2, 3, 1]),
@@ -192,6 +207,7 @@ fn fused_din_unit_matches_libtorch() {
         }
         configs.push((format!("din {act:?} {hidden:?}"), c));
     }
+    configs.push(("din+pooling".into(), din_pooled()));
     for (name, cfg) in configs {
         let (vs, model) = build(&cfg);
         let fused = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), true);
@@ -206,6 +222,7 @@ fn left_padded(b: &Batch) -> Batch {
         hist_item: pad(&b.hist_item),
         hist_genre: pad(&b.hist_genre),
         hist_gap: pad(&b.hist_gap),
+        hist_feedback: pad(&b.hist_feedback),
         hist_item_side: pad(&b.hist_item_side),
         hist_mask: pad(&b.hist_mask),
         ..batch()
@@ -245,7 +262,7 @@ fn fused_lookups_match_libtorch() {
         let (vs, model) = build(&cfg);
         assert!(!model.lookups().is_empty(), "{name}: the embeddings' lookups are the model's");
         let grads = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), false);
-        for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight", "emb.gap.weight", "emb.item_side.item_genres.weight"] {
+        for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight", "emb.gap.weight", "emb.feedback.weight", "emb.item_side.item_genres.weight"] {
             let g = grads.iter().find(|(k, _)| k == table).map(|(_, g)| g).unwrap_or_else(|| panic!("{name}: no gradient for {table}"));
             assert!(g.abs().max().double_value(&[]) > 0.0, "{name}: {table} gets gradients");
             assert_eq!(g.get(0).abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}: {table}'s padding row gets none");
@@ -265,6 +282,7 @@ fn what_sits_in_padded_positions_changes_nothing() {
             hist_item: junk(&b.hist_item),
             hist_genre: junk(&b.hist_genre),
             hist_gap: junk(&b.hist_gap),
+            hist_feedback: b.hist_feedback.masked_fill(&off, 2),
             hist_item_side: junk(&b.hist_item_side),
             ..batch()
         },
@@ -272,6 +290,7 @@ fn what_sits_in_padded_positions_changes_nothing() {
             hist_item: widen(&b.hist_item, 2),
             hist_genre: widen(&b.hist_genre, 2),
             hist_gap: widen(&b.hist_gap, 5),
+            hist_feedback: widen(&b.hist_feedback, 2),
             hist_item_side: widen(&b.hist_item_side, 2),
             hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
             ..batch()

@@ -2,10 +2,11 @@
 //! samples of the `tiny` preset (seed 42) with pandas from shared/PROTOCOL.md; attnrec's samples,
 //! read back from the Parquet cache `data prepare` writes, must be identical row for row: order,
 //! file rows, raw ids, labels, splits, vocabulary indices, histories (of all events or of clicks
-//! only) and the time-gap buckets of every history event.
+//! only), the time-gap buckets of every history event, and each history event's own label as the
+//! batches give it to the models (`hist_feedback`).
 use attnrec::cache;
 use attnrec::data::protocol::{build_events, HistoryRule, ProtocolConfig, SplitRule};
-use attnrec::features::gap_bucket;
+use attnrec::features::{gap_bucket, Batcher};
 use attnrec::data::synth::{generate, Preset};
 use attnrec::data::{DataConfig, Dataset};
 use md5::{Digest, Md5};
@@ -43,6 +44,7 @@ fn check(name: &str, protocol: ProtocolConfig) {
     let (_fm, enc) = cache::read(&dir).unwrap();
     let ev = build_events(&Dataset::load(&data, None).unwrap(), &protocol).unwrap();
     assert_eq!(enc.len(), rows.len(), "{name}: number of samples");
+    let mut batcher = Batcher::new(&enc, tch::Device::Cpu);
     let join = |v: &mut dyn Iterator<Item = i64>| v.map(|x| x.to_string()).collect::<Vec<_>>().join(" ");
     for (k, want) in rows.iter().enumerate() {
         let h = enc.history(k);
@@ -58,6 +60,11 @@ fn check(name: &str, protocol: ProtocolConfig) {
             join(&mut h.clone().map(|j| enc.item[enc.history_event(j)])),
             join(&mut h.clone().map(|j| enc.genre[enc.history_event(j)])),
             join(&mut h.map(|j| gap_bucket(enc.timestamp[k] - enc.timestamp[enc.history_event(j)]))),
+            {
+                let b = batcher.batch(&[k]);
+                let fb = Vec::<i64>::try_from(b.hist_feedback.masked_select(&b.hist_mask)).unwrap();
+                join(&mut fb.into_iter())
+            },
         ];
         assert_eq!(&got[..], &want[..], "{name}: sample {k}");
     }

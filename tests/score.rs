@@ -153,6 +153,18 @@ fn positives_only_histories_time_gaps_and_side_features_score_as_they_were_evalu
     round_trip(dir.path(), &data, &run, &protocol);
 }
 
+/// Each history event's own label, as `score` builds it from the history log, equals the one the
+/// run was trained and evaluated with.
+#[test]
+fn history_feedback_scores_as_it_was_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = trained(dir.path(), &["--history-feedback"]);
+    let fm = std::fs::read_to_string(run.join("feature_map.json")).unwrap();
+    assert!(fm.contains("\"history_feedback\": true") && fm.contains("\"hist_feedback\""), "{fm}");
+    let protocol = ProtocolConfig { history_feedback: true, ..Default::default() };
+    round_trip(dir.path(), &data, &run, &protocol);
+}
+
 #[test]
 fn scoring_the_test_split_reproduces_eval_and_keeps_every_row() {
     let dir = tempfile::tempdir().unwrap();

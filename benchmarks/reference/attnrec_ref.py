@@ -481,8 +481,8 @@ def build(run):
     run = pathlib.Path(run)
     cfg = tomllib.loads((run / "config.toml").read_text())
     proto = cfg.get("protocol", {})
-    if proto.get("time_gap") or proto.get("user_features") or proto.get("item_features"):
-        raise SystemExit("attnrec_ref: only runs without time gaps or side features have a reference")
+    if proto.get("time_gap") or proto.get("history_feedback") or proto.get("user_features") or proto.get("item_features"):
+        raise SystemExit("attnrec_ref: only runs without time gaps, history feedback or side features have a reference")
     model_cfg = cfg["model"]
     kind = model_cfg["kind"]
     mlp = model_cfg.get("mlp", {})

@@ -41,6 +41,10 @@ pub struct ProtocolConfig {
     /// Adds the time from each history event to the sample, bucketed on a log2 scale
     /// (see [`crate::features::gap_bucket`]), as an input of every model.
     pub time_gap: bool,
+    /// Adds each history event's own label (click or not; the event is earlier than the sample,
+    /// so its label is known then) as an input of every model: a movie rated 1 and one rated 5
+    /// are different events.
+    pub history_feedback: bool,
     /// Side features of the user, from the dataset's user table (see [`UserFeature`]).
     pub user_features: Vec<UserFeature>,
     /// Side features of the item, target and history alike (see [`ItemFeature`]).
@@ -94,6 +98,7 @@ impl Default for ProtocolConfig {
             negative_seed: 1,
             history: HistoryRule::All,
             time_gap: false,
+            history_feedback: false,
             user_features: Vec::new(),
             item_features: Vec::new(),
         }

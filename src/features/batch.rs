@@ -20,6 +20,9 @@ pub struct Batch {
     /// `[B, L]` i64: [`super::gap_bucket`] of the time from each history event to the sample, 0 =
     /// padding
     pub hist_gap: Tensor,
+    /// `[B, L]` i64: [`super::feedback_index`] of each history event's own label (1 = no click, 2 =
+    /// click), 0 = padding
+    pub hist_feedback: Tensor,
     /// `[B, L]` bool, true where a history event is present
     pub hist_mask: Tensor,
     /// `[B]` i64: the user's and the item's rows in the feature map's side tables, and `[B, L]`
@@ -45,13 +48,14 @@ pub struct Batcher<'a> {
     hist_genre: Vec<i64>,
     hist_gap: Vec<i64>,
     hist_side: Vec<i64>,
+    hist_feedback: Vec<i64>,
     mask: Vec<bool>,
     min_width: usize,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(data: &'a Encoded, device: Device) -> Self {
-        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), mask: Vec::new(), min_width: 1 }
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), hist_feedback: Vec::new(), mask: Vec::new(), min_width: 1 }
     }
 
     /// Pads every batch's histories to at least `w` columns (a fixed-shape export traces `L`).
@@ -96,6 +100,8 @@ impl<'a> Batcher<'a> {
         self.hist_gap.resize(b * width, 0);
         self.hist_side.clear();
         self.hist_side.resize(b * width, 0);
+        self.hist_feedback.clear();
+        self.hist_feedback.resize(b * width, 0);
         let sided = !d.item_side.is_empty();
         self.mask.clear();
         self.mask.resize(b * width, false);
@@ -111,6 +117,7 @@ impl<'a> Batcher<'a> {
                 self.hist_item[off + c] = d.item[e];
                 self.hist_genre[off + c] = d.genre[e];
                 self.hist_gap[off + c] = super::gap_bucket(x.timestamp - d.timestamp[e]);
+                self.hist_feedback[off + c] = super::feedback_index(d.label[e]);
                 if sided {
                     self.hist_side[off + c] = d.item_side[e] as i64;
                 }
@@ -131,6 +138,7 @@ impl<'a> Batcher<'a> {
             hist_item: Tensor::from_slice(&self.hist_item).view(shape),
             hist_genre: Tensor::from_slice(&self.hist_genre).view(shape),
             hist_gap: Tensor::from_slice(&self.hist_gap).view(shape),
+            hist_feedback: Tensor::from_slice(&self.hist_feedback).view(shape),
             hist_mask: Tensor::from_slice(&self.mask).view(shape),
             user_side: Tensor::from_slice(&user_side),
             item_side: Tensor::from_slice(&item_side),
@@ -169,6 +177,7 @@ impl Batch {
             hist_item: self.hist_item.to_device(device),
             hist_genre: self.hist_genre.to_device(device),
             hist_gap: self.hist_gap.to_device(device),
+            hist_feedback: self.hist_feedback.to_device(device),
             hist_mask: self.hist_mask.to_device(device),
             user_side: self.user_side.to_device(device),
             item_side: self.item_side.to_device(device),

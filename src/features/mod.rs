@@ -78,6 +78,8 @@ pub enum VocabName {
     TimeGap,
     /// A side feature's own vocabulary, in the feature map's `user_side` / `item_side` table.
     Side,
+    /// The fixed values of [`feedback_index`].
+    Feedback,
 }
 
 /// Rows of the time-gap embedding: padding and the 33 buckets of [`gap_bucket`].
@@ -89,6 +91,19 @@ pub const GAP_BUCKETS: i64 = 34;
 pub fn gap_bucket(seconds: i64) -> i64 {
     let bits = 64 - (seconds.max(0) as u64).leading_zeros() as i64;
     1 + bits.min(32)
+}
+
+/// Rows of the history-feedback embedding: padding, no click, click.
+pub const FEEDBACK_ROWS: i64 = 3;
+
+/// The feedback input of a history event: its own label, which is known at the sample's time
+/// because the event is earlier (1 = no click, 2 = click; 0 is padding).
+pub fn feedback_index(label: f32) -> i64 {
+    if label > 0.5 {
+        2
+    } else {
+        1
+    }
 }
 
 /// Positives-only histories (`protocol.history = "positives"`): the logged clicks in protocol
@@ -150,6 +165,10 @@ pub struct FeatureMap {
     /// Whether models get the time-gap buckets of the history.
     #[serde(default)]
     pub time_gap: bool,
+    /// Whether models get each history event's own label ([`feedback_index`]). Absent in run
+    /// folders written before it existed, which had none.
+    #[serde(default)]
+    pub history_feedback: bool,
     /// Whether ids are tokens (RecBole atomic files, generic logs: strings map through
     /// [`crate::data::token_id`]) rather than integers only (the MovieLens layouts).
     #[serde(default)]
@@ -315,13 +334,17 @@ impl FeatureMap {
             spec("hist_genre", seq.clone(), VocabName::Genre, genre.size()),
         ];
         if protocol.time_gap {
-            features.push(spec("hist_time_gap", seq, VocabName::TimeGap, GAP_BUCKETS));
+            features.push(spec("hist_time_gap", seq.clone(), VocabName::TimeGap, GAP_BUCKETS));
+        }
+        if protocol.history_feedback {
+            features.push(spec("hist_feedback", seq, VocabName::Feedback, FEEDBACK_ROWS));
         }
         FeatureMap {
             protocol: "ml-ctr-v1".to_string(),
             history_len,
             history: protocol.history,
             time_gap: protocol.time_gap,
+            history_feedback: protocol.history_feedback,
             string_ids: false,
             features,
             user_side: None,
@@ -432,5 +455,15 @@ pub(crate) mod tests {
         let want = [gap_bucket(86_341), gap_bucket(82_801), gap_bucket(1), gap_bucket(3), gap_bucket(2), gap_bucket(1)];
         assert_eq!(Vec::<i64>::try_from(b.hist_gap.flatten(0, -1)).unwrap(), want.to_vec());
         assert_eq!(want, [18, 18, 2, 3, 3, 2]);
+    }
+
+    #[test]
+    fn batches_carry_each_history_event_s_own_label() {
+        let enc = toy_encoded();
+        let b = Batcher::new(&enc, tch::Device::Cpu).batch(&[4, 8, 1]);
+        // Width 3. Event 4's history: events 1, 2, 3 (labels 0, 1, 1); event 8's: 5, 6, 7 (0, 1,
+        // 1); event 1's: event 0 alone (label 1), right-aligned after two padding columns.
+        let got = Vec::<i64>::try_from(b.hist_feedback.flatten(0, -1)).unwrap();
+        assert_eq!(got, vec![1, 2, 2, 1, 2, 2, 0, 0, 2]);
     }
 }

@@ -18,13 +18,59 @@ pub struct AttnPoolConfig {
     pub embed_dim: i64,
     /// Default: Luong's global attention with the `general` score.
     pub attention: AttentionConfig,
+    pub pooling: PoolingConfig,
     pub mlp: MlpConfig,
 }
 
 impl Default for AttnPoolConfig {
     fn default() -> Self {
-        AttnPoolConfig { embed_dim: 16, attention: AttentionConfig::new(ScoreConfig::General, AlignConfig::Softmax, ContextConfig::Soft), mlp: MlpConfig::default() }
+        AttnPoolConfig {
+            embed_dim: 16,
+            attention: AttentionConfig::new(ScoreConfig::General, AlignConfig::Softmax, ContextConfig::Soft),
+            pooling: PoolingConfig::default(),
+            mlp: MlpConfig::default(),
+        }
     }
+}
+
+/// What the head gets from the history besides the target: the attended interest, scaled, and
+/// optionally the plain mean of the history beside it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolingConfig {
+    /// How the attention's context is scaled by the number of present events `n`.
+    pub scale: InterestScale,
+    /// Also feed the head the mean of the history (base's pooling) beside the attended interest.
+    pub with_mean: bool,
+    /// Where the history's feedback (`protocol.history_feedback`) enters the attention.
+    pub feedback: FeedbackIn,
+}
+
+/// Where each history event's own label enters target attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackIn {
+    /// Added to the event, as the keys and values see it (and the encoder, if any).
+    #[default]
+    KeysAndValues,
+    /// Added to the values only: the weights match the target against the events alone, and the
+    /// context pools what the user thought of the matching ones. Models without an encoder.
+    Values,
+}
+
+/// The scale of the attended interest against the history's length `n`. With DIN's raw weights
+/// the context is a sum over up to `L` events, so its size grows with `n`; dividing it makes it a
+/// weighted mean (`mean`) or keeps a part of the growth (`sqrt`). Softmax weights already sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterestScale {
+    /// The context as the attention gives it.
+    #[default]
+    None,
+    /// Divided by `n` (by 1 for an empty history).
+    Mean,
+    /// Divided by `√n`.
+    Sqrt,
 }
 
 /// Embeddings → (optional encoder over the history) → target attention → MLP on
@@ -34,6 +80,7 @@ pub struct TargetPool {
     emb: Embeddings,
     encoder: Option<Encoder>,
     attn: Attention,
+    pooling: PoolingConfig,
     mlp: Mlp,
     out: nn::Linear,
     /// With the fused attention, the head's input in the graph and the leaf the head ran on
@@ -42,35 +89,65 @@ pub struct TargetPool {
 }
 
 impl TargetPool {
-    pub fn new(p: nn::Path, fm: &FeatureMap, embed_dim: i64, encoder: Option<&TransformerConfig>, attention: &AttentionConfig, mlp: &MlpConfig) -> Result<Self> {
+    pub fn new(
+        p: nn::Path,
+        fm: &FeatureMap,
+        embed_dim: i64,
+        encoder: Option<&TransformerConfig>,
+        attention: &AttentionConfig,
+        pooling: &PoolingConfig,
+        mlp: &MlpConfig,
+    ) -> Result<Self> {
         mlp.validate("mlp")?;
         let emb = Embeddings::new(&p / "emb", fm, embed_dim)?;
         let d = emb.item_dim();
+        if pooling.feedback == FeedbackIn::Values && encoder.is_some() {
+            return Err(crate::Error::config("pooling.feedback = \"values\" needs a model without a history encoder"));
+        }
         let encoder = encoder.map(|c| Encoder::new(&p / "encoder", c, d, fm.history_len as i64)).transpose()?;
         let attn = Attention::new(&p / "target_attn", attention, d, d, d)?;
-        let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim(), mlp);
+        let mean_dim = if pooling.with_mean { d } else { 0 };
+        let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim() + mean_dim, mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
-        Ok(TargetPool { emb, encoder, attn, mlp, out, cut: RefCell::new(None) })
+        Ok(TargetPool { emb, encoder, attn, pooling: pooling.clone(), mlp, out, cut: RefCell::new(None) })
     }
 
-    /// The history as the attention sees it: embeddings, or their encoding.
-    fn keys(&self, b: &Batch, train: bool) -> Tensor {
+    /// The history as the attention sees it, keys and values: embeddings, or their encoding; the
+    /// values differ from the keys only with `pooling.feedback = "values"`.
+    fn keys_values(&self, b: &Batch, train: bool) -> (Tensor, Option<Tensor>) {
+        if self.pooling.feedback == FeedbackIn::Values {
+            let (items, feedback) = self.emb.history_and_feedback(b);
+            let values = feedback.map(|f| &items + f);
+            return (items, values);
+        }
         let hist = self.emb.history(b);
-        match &self.encoder {
+        let keys = match &self.encoder {
             Some(enc) => {
                 enc.forward_t(&hist, &b.hist_mask, &Encoder::history_positions(&b.hist_mask), train)
             }
             None => hist,
-        }
+        };
+        (keys, None)
     }
 }
 
 impl CtrModel for TargetPool {
     fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
         let target = self.emb.target(b);
-        let keys = self.keys(b, train);
-        let interest = self.attn.context_t(&target, &keys, &keys, &b.hist_mask, train);
-        let x = Tensor::cat(&[self.emb.user(b), target, interest], -1);
+        let (keys, values) = self.keys_values(b, train);
+        let values = values.as_ref().unwrap_or(&keys);
+        let interest = self.attn.context_t(&target, &keys, values, &b.hist_mask, train);
+        let n = || b.mask_f32().sum_dim_intlist(1, true, tch::Kind::Float).clamp_min(1.0);
+        let interest = match self.pooling.scale {
+            InterestScale::None => interest,
+            InterestScale::Mean => interest / n(),
+            InterestScale::Sqrt => interest / n().sqrt(),
+        };
+        let mut parts = vec![self.emb.user(b), target, interest];
+        if self.pooling.with_mean {
+            parts.push(super::base::masked_mean(values, &b.mask_f32()));
+        }
+        let x = Tensor::cat(&parts, -1);
         let x = if self.attn.fused_pending() {
             let leaf = x.detach().set_requires_grad(true);
             *self.cut.borrow_mut() = Some((x, leaf.shallow_clone()));
@@ -112,8 +189,8 @@ impl CtrModel for TargetPool {
 
     /// `[B, H, L]`.
     fn attention(&self, b: &Batch) -> Option<Tensor> {
-        let keys = self.keys(b, false);
-        let w = self.attn.forward_t(&self.emb.target(b), &keys, &keys, &b.hist_mask, false).1;
+        let (keys, values) = self.keys_values(b, false);
+        let w = self.attn.forward_t(&self.emb.target(b), &keys, values.as_ref().unwrap_or(&keys), &b.hist_mask, false).1;
         Some(if w.dim() == 3 { w } else { w.unsqueeze(1) })
     }
 

@@ -126,7 +126,7 @@ impl ModelConfig {
             ModelConfig::Din(c) => Box::new(din::build(p, c, fm)?),
             ModelConfig::Bst(c) => Box::new(bst::Bst::new(p, c, fm)?),
             ModelConfig::DinSa(c) => Box::new(din_sa::build(p, c, fm)?),
-            ModelConfig::AttnPool(c) => Box::new(attn_pool::TargetPool::new(p, fm, c.embed_dim, None, &c.attention, &c.mlp)?),
+            ModelConfig::AttnPool(c) => Box::new(attn_pool::TargetPool::new(p, fm, c.embed_dim, None, &c.attention, &c.pooling, &c.mlp)?),
         })
     }
 }
@@ -142,6 +142,8 @@ pub struct Embeddings {
     pub genre: nn::Embedding,
     /// Added to each history event's representation when the feature map has time gaps.
     pub gap: Option<nn::Embedding>,
+    /// Added to each history event's representation when the feature map has history feedback.
+    pub feedback: Option<nn::Embedding>,
     pub user_side: Option<SideEmbeddings>,
     pub item_side: Option<SideEmbeddings>,
     pub dim: i64,
@@ -163,6 +165,7 @@ impl Embeddings {
             item: embedding(&p / "item", fm.item.size(), dim, std),
             genre: embedding(&p / "genre", fm.genre.size(), dim, std),
             gap: fm.time_gap.then(|| embedding(&p / "gap", crate::features::GAP_BUCKETS, item_dim, std)),
+            feedback: fm.history_feedback.then(|| embedding(&p / "feedback", crate::features::FEEDBACK_ROWS, item_dim, std)),
             user_side,
             item_side,
             dim,
@@ -183,16 +186,27 @@ impl Embeddings {
         parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.item_side)));
         Tensor::cat(&parts, -1)
     }
-    /// History items `[B, L, item_dim]` (padding rows are zero), plus the embedding of their time
-    /// gap to the sample when the feature map has them (as BST adds its positions).
+    /// History items `[B, L, item_dim]` (padding rows are zero), plus the embeddings of their time
+    /// gap to the sample and of their own label when the feature map has them (as BST adds its
+    /// positions).
     pub fn history(&self, b: &Batch) -> Tensor {
-        let mut parts = vec![self.embed(&self.item, &b.hist_item), self.embed(&self.genre, &b.hist_genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.hist_item_side)));
-        let items = Tensor::cat(&parts, -1);
-        match &self.gap {
-            Some(gap) => items + self.embed(gap, &b.hist_gap),
+        let (items, feedback) = self.history_and_feedback(b);
+        match feedback {
+            Some(f) => items + f,
             None => items,
         }
+    }
+    /// [`Self::history`] without the feedback, and the feedback's embedding apart (`[B, L,
+    /// item_dim]`, when the feature map has it): for attention that matches on the events alone
+    /// and pools what the user thought of them.
+    pub fn history_and_feedback(&self, b: &Batch) -> (Tensor, Option<Tensor>) {
+        let mut parts = vec![self.embed(&self.item, &b.hist_item), self.embed(&self.genre, &b.hist_genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.hist_item_side)));
+        let mut items = Tensor::cat(&parts, -1);
+        if let Some(gap) = &self.gap {
+            items = items + self.embed(gap, &b.hist_gap);
+        }
+        (items, self.feedback.as_ref().map(|f| self.embed(f, &b.hist_feedback)))
     }
     /// User `[B, user_dim]`.
     pub fn user(&self, b: &Batch) -> Tensor {

@@ -230,6 +230,9 @@ pub struct ProtocolFlags {
     /// Add the log2-bucketed time from each history event to its sample as a model input.
     #[arg(long)]
     pub time_gap: bool,
+    /// Give each history event its own label (click or not) as a model input [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub history_feedback: Option<bool>,
     /// User side features, comma-separated: age, gender, occupation (needs a user table).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub user_features: Option<Vec<UserFeature>>,
@@ -267,6 +270,9 @@ impl ProtocolFlags {
         }
         if self.time_gap {
             p.time_gap = true;
+        }
+        if let Some(v) = self.history_feedback {
+            p.history_feedback = v;
         }
         if let Some(v) = &self.user_features {
             p.user_features = v.clone();

@@ -32,6 +32,7 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.data.validate()?;
         self.protocol.validate()?;
+        self.model.validate(self.protocol.history_len)?;
         self.train.validate()
     }
 

@@ -2,12 +2,23 @@
 //! symbol of it is referenced directly; without it libtorch sees no GPU. We load it on demand, from
 //! the libtorch folder baked in at build time, only when a CUDA device is asked for.
 use crate::error::{Error, Result};
-use crate::train::parse_device;
 use tch::Device;
+
+/// Parses `cpu`, `cuda` or `cuda:N` (without checking that the device exists).
+pub fn parse(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Device::Cuda(n)),
+            _ => Err(Error::config(format!("unknown device '{s}' (expected cpu, cuda or cuda:N)"))),
+        },
+    }
+}
 
 /// Parses `cpu` / `cuda` / `cuda:N` and checks that the device exists.
 pub fn resolve(spec: &str) -> Result<Device> {
-    let device = parse_device(spec)?;
+    let device = parse(spec)?;
     if let Device::Cuda(i) = device {
         load_cuda_backend();
         if !tch::Cuda::is_available() {

@@ -1,7 +1,7 @@
 //! # attnrec
 //!
-//! Attention-based click-through-rate models (DIN, and the attention framework they are built
-//! from) on libtorch, with leakage-free MovieLens pipelines and honest offline evaluation.
+//! Attention-based click-through-rate models (DIN, BST and the attention framework they are
+//! built from) on libtorch, with leakage-free MovieLens pipelines and honest offline evaluation.
 //!
 //! Data flows one way:
 //!
@@ -14,8 +14,12 @@
 //! - [`features`]: vocabularies, the [`features::FeatureMap`], batching;
 //! - [`attention`]: score × align × context, composable;
 //! - [`nn`]: embeddings, MLP, activations;
-//! - [`models`]: `base` (mean pooling) and `din`;
+//! - [`models`]: `base` (mean pooling), `din` (target attention), `bst` (self-attention over the
+//!   history and the target), `din_sa` (self-attention, then DIN's unit) and `attn_pool` (any
+//!   attention of [`attention`]);
 //! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders;
+//! - [`util`]: the leaf every layer may use (atomic writes, id maps, seeds); [`device`]: CPU or
+//!   CUDA;
 //! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`);
 //! - [`experiment`], [`report`]: experiment files → runs → results tables, plots and report.html;
 //! - [`score`], [`export`]: a trained run on new candidates, its explanations, TorchScript.

@@ -59,6 +59,11 @@ fn user_mistakes_are_one_line_and_exit_2() {
     fails_with(&["eval", d.to_str().unwrap(), "--split", "holdout"], "invalid value 'holdout'");
     fs::write(d.join("bad.toml"), "[data]\npath = \"x\"\n[model]\nkind = \"din\"\nembed_dimm = 3\n").unwrap();
     fails_with(&["train", "--config", d.join("bad.toml").to_str().unwrap(), "--out", out_s], "unknown field `embed_dimm`");
+    // A model that cannot be built is refused at load, before the (here missing) data is read.
+    fs::write(d.join("model.toml"), "[data]\npath = \"/no/such/folder\"\n[model]\nkind = \"din_sa\"\npooling = { feedback = \"values\" }\n").unwrap();
+    fails_with(&["train", "--config", d.join("model.toml").to_str().unwrap(), "--out", out_s], "pooling.feedback = \"values\" needs a model without");
+    fs::write(d.join("model.toml"), "[data]\npath = \"/no/such/folder\"\n[model]\nkind = \"din\"\nmlp = { hidden = [0] }\n").unwrap();
+    fails_with(&["train", "--config", d.join("model.toml").to_str().unwrap(), "--out", out_s], "mlp.hidden must list positive");
     assert!(!out.exists(), "a failed run left {out:?} behind");
     assert!(!d.join("run.partial").exists());
 }

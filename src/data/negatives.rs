@@ -10,7 +10,7 @@
 //! so they are drawn once per prepared dataset and are the same on every run and every epoch; the
 //! prepared cache stores them.
 use super::protocol::{Events, Split};
-use crate::features::FastSet;
+use crate::util::FastSet;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -12,10 +12,7 @@ use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Maps and sets keyed by ids and hit once per event: foldhash with a fixed seed (std's SipHash
-/// cost a third of preparing a 25M-rating log).
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
-pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
+pub use crate::util::{FastMap, FastSet};
 use std::hash::Hash;
 
 pub use batch::{Batch, Batcher, Row};

@@ -109,10 +109,32 @@ impl ModelConfig {
     /// first: the same seed gives the same initial weights wherever a model is built (training,
     /// resuming, `bench`, tests).
     pub fn fresh(&self, fm: &FeatureMap, device: tch::Device, seed: u64) -> Result<(nn::VarStore, Box<dyn CtrModel>)> {
-        crate::train::seed_everything(seed);
+        crate::util::seed_everything(seed);
         let vs = nn::VarStore::new(device);
         let model = self.build(vs.root(), fm)?;
         Ok((vs, model))
+    }
+
+    /// Checks everything [`Self::build`] checks (widths, heads, layer lists, option combinations)
+    /// before any data is read: the model is built once on a two-id feature map with `history_len`
+    /// positions and thrown away.
+    pub fn validate(&self, history_len: usize) -> Result<()> {
+        let fm = FeatureMap {
+            protocol: "ml-ctr-v1".into(),
+            history_len,
+            history: Default::default(),
+            time_gap: true,
+            history_feedback: true,
+            string_ids: false,
+            features: Vec::new(),
+            user_side: None,
+            item_side: None,
+            user: vec![1, 2].into(),
+            item: vec![1, 2].into(),
+            genre: vec!["a".to_string()].into(),
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        tch::no_grad(|| self.build(vs.root(), &fm)).map(|_| ())
     }
 
     /// Whether the model weighs history events against the target ([`CtrModel::attention`]).

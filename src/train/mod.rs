@@ -146,26 +146,12 @@ impl TrainConfig {
                 return bad(format!("train.{key} must be >= 0, got {v}"));
             }
         }
-        parse_device(&self.device)?;
+        crate::device::parse(&self.device)?;
         Ok(())
     }
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Ok(Device::Cuda(n)),
-            _ => Err(Error::config(format!("unknown device '{s}' (expected cpu, cuda or cuda:N)"))),
-        },
-    }
-}
 
-/// Seeds libtorch for weight initialization. Training reseeds it before every step from
-/// [`step_seed`], so that a resumed run draws the same dropout masks as an uninterrupted one
-/// (libtorch's generator state cannot be saved through tch).
 /// Training since the previous evaluation: samples, seconds spent waiting for input, the clock.
 struct Interval {
     samples: usize,
@@ -179,18 +165,7 @@ impl Interval {
     }
 }
 
-pub fn seed_everything(seed: u64) {
-    tch::manual_seed(seed as i64);
-}
-
-/// The libtorch seed of optimizer step `step` (0-based) of a run seeded with `seed`: SplitMix64
-/// of both, so neighbouring steps and seeds get unrelated streams.
-pub fn step_seed(seed: u64, step: usize) -> i64 {
-    let mut z = seed ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) as i64
-}
+pub use crate::util::{seed_everything, step_seed};
 
 /// One evaluation on valid, as appended to `metrics.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

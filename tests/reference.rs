@@ -1,6 +1,6 @@
 //! The PyTorch reference models of the performance comparison (benchmarks/reference/) compute
 //! attnrec's function: with a run's weights, on batches attnrec built (its `export` examples),
-//! their logits match attnrec's to 1e-5, for base, din and bst.
+//! their logits match attnrec's to 1e-5, for base, din and bst, with and without history feedback.
 mod common;
 
 use assert_cmd::Command;
@@ -16,14 +16,15 @@ fn reference_models_match_attnrec_logits() {
     let data = d.join("tiny");
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benchmarks/reference/attnrec_ref.py");
-    for model in ["base", "din", "bst"] {
-        let run = d.join(model);
-        Command::cargo_bin("attnrec").unwrap().args(["train", "--model", model, "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&run).assert().success();
-        let module = d.join(format!("{model}.pt"));
+    // Each model with and without each history event's own label as an input.
+    for (name, model, feedback) in [("base", "base", "false"), ("din", "din", "false"), ("bst", "bst", "false"), ("base_fb", "base", "true"), ("din_fb", "din", "true"), ("bst_fb", "bst", "true")] {
+        let run = d.join(name);
+        Command::cargo_bin("attnrec").unwrap().args(["train", "--model", model, "--epochs", "1", "--threads", "1", "-q", "--history-feedback", feedback, "--data"]).arg(&data).arg("--out").arg(&run).assert().success();
+        let module = d.join(format!("{name}.pt"));
         Command::cargo_bin("attnrec").unwrap().args(["export", "--batch-size", "32", "--run"]).arg(&run).arg("--out").arg(&module).assert().success();
-        let o = std::process::Command::new(venv_python()).arg(&script).arg("parity").arg(&run).arg(d.join(format!("{model}.example.npz"))).output().expect("running the venv's python");
+        let o = std::process::Command::new(venv_python()).arg(&script).arg("parity").arg(&run).arg(d.join(format!("{name}.example.npz"))).output().expect("running the venv's python");
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{model}: {out}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{name}: {out}{}", String::from_utf8_lossy(&o.stderr));
         assert!(out.contains("attnrec_ref parity: OK"), "{out}");
     }
     // A model the reference does not implement is refused, not passed.

@@ -92,21 +92,29 @@ class Mlp(nn.Module):
 
 
 class Embeddings(nn.Module):
-    def __init__(self, n_users, n_items, n_genres, dim):
+    """attnrec's shared tables; with `feedback`, each history event's own label (0 = padding,
+    1 = no click, 2 = click) has an embedding as wide as an item, added to the event."""
+
+    def __init__(self, n_users, n_items, n_genres, dim, feedback=False):
         super().__init__()
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
         self.genre = nn.Embedding(n_genres, dim)
+        self.feedback = nn.Embedding(3, 2 * dim) if feedback else None
+
+    def tables(self):
+        return [self.user, self.item, self.genre] + ([self.feedback] if self.feedback is not None else [])
 
     def load(self, weights):
-        for name in ("user", "item", "genre"):
+        for name in ("user", "item", "genre") + (("feedback",) if self.feedback is not None else ()):
             getattr(self, name).weight.data.copy_(weights.pop(f"emb.{name}.weight"))
 
     def target(self, item, genre):
         return torch.cat([self.item(item), self.genre(genre)], -1)
 
-    def history(self, hist_item, hist_genre):
-        return torch.cat([self.item(hist_item), self.genre(hist_genre)], -1)
+    def history(self, hist_item, hist_genre, hist_feedback=None):
+        h = torch.cat([self.item(hist_item), self.genre(hist_genre)], -1)
+        return h + self.feedback(hist_feedback) if self.feedback is not None else h
 
 
 class Base(nn.Module):
@@ -119,8 +127,8 @@ class Base(nn.Module):
         self.mlp = Mlp(d + 4 * d, hidden)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
-    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask):
-        hist = self.emb.history(hist_item, hist_genre)
+    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
+        hist = self.emb.history(hist_item, hist_genre, hist_feedback)
         m = hist_mask.to(hist.dtype)
         pooled = (hist * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp_min(1.0)
         x = torch.cat([self.emb.user(user), self.emb.target(item, genre), pooled], -1)
@@ -139,9 +147,9 @@ class Din(nn.Module):
         self.mlp = Mlp(emb.user.embedding_dim + 2 * d, hidden)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
-    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask):
+    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
         q = self.emb.target(item, genre)
-        keys = self.emb.history(hist_item, hist_genre)
+        keys = self.emb.history(hist_item, hist_genre, hist_feedback)
         qe = q.unsqueeze(1).expand_as(keys)
         scores = self.unit_out(self.unit(torch.cat([qe, keys, qe - keys, qe * keys], -1))).squeeze(-1)
         weights = scores.masked_fill(~hist_mask, 0.0)
@@ -170,10 +178,10 @@ class Bst(nn.Module):
         self.mlp = Mlp(emb.user.embedding_dim + 3 * d, hidden)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
-    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask):
+    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
         n, length = hist_mask.shape
         target = self.emb.target(item, genre)
-        h = torch.cat([self.emb.history(hist_item, hist_genre), target.unsqueeze(1)], 1)
+        h = torch.cat([self.emb.history(hist_item, hist_genre, hist_feedback), target.unsqueeze(1)], 1)
         mask = torch.cat([hist_mask, torch.ones(n, 1, dtype=torch.bool)], 1)
         if self.positions is not None:
             m = hist_mask.long()
@@ -203,11 +211,11 @@ class Bst(nn.Module):
                 theirs.bias.data.copy_(take(f"{ours}.bias"))
 
 
-def fresh(kind, n_users, n_items, n_genres, dim=16, history_len=50):
+def fresh(kind, n_users, n_items, n_genres, dim=16, history_len=50, feedback=False):
     """A reference model at attnrec's defaults and initialization: embeddings N(0, 0.01²) with a
     zero, frozen padding row 0; linear layers at PyTorch's default (as tch's); PReLU slopes 0.25."""
-    emb = Embeddings(n_users, n_items, n_genres, dim)
-    for e in (emb.user, emb.item, emb.genre):
+    emb = Embeddings(n_users, n_items, n_genres, dim, feedback)
+    for e in emb.tables():
         nn.init.normal_(e.weight, 0.0, 0.01)
         e.padding_idx = 0
         with torch.no_grad():
@@ -238,6 +246,7 @@ class Samples:
         self.user_start, self.history_end = col("user_start", np.int64), col("history_end", np.int64)
         fm = json.loads((pathlib.Path(cache) / "feature_map.json").read_text())
         self.history_len = fm.get("history_len", history_len)
+        self.feedback = fm.get("history_feedback", False)
         # Vocabularies list the train ids; index 0 is padding, 1 out-of-vocabulary.
         self.sizes = tuple(len(fm[k]) + 2 for k in ("user", "item", "genre"))
 
@@ -252,7 +261,10 @@ class Samples:
         hist_item = np.where(mask, self.item[pos], 0)
         hist_genre = np.where(mask, self.genre[pos], 0)
         tt = torch.from_numpy
-        return (tt(self.user[idx]), tt(self.item[idx]), tt(self.genre[idx]), tt(hist_item), tt(hist_genre), tt(mask)), tt(self.label[idx])
+        x = (tt(self.user[idx]), tt(self.item[idx]), tt(self.genre[idx]), tt(hist_item), tt(hist_genre), tt(mask))
+        if self.feedback:
+            x += (tt(np.where(mask, np.where(self.label[pos] > 0.5, 2, 1), 0).astype(np.int64)),)
+        return x, tt(self.label[idx])
 
 
 def predict(model, data, idx, batch_size=4096):
@@ -287,7 +299,7 @@ def train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     data = Samples(args.cache)
-    model = fresh(args.model, *data.sizes, history_len=data.history_len)
+    model = fresh(args.model, *data.sizes, history_len=data.history_len, feedback=data.feedback)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     tr, va, te = data.indices(0), data.indices(1), data.indices(2)
     rng = np.random.default_rng(args.seed)
@@ -302,7 +314,7 @@ def train(args):
             opt.zero_grad()
             loss.backward()
             with torch.no_grad():  # the padding rows stay zero, as attnrec's frozen row 0
-                for e in (model.emb.user, model.emb.item, model.emb.genre):
+                for e in model.emb.tables():
                     e.weight.grad[0].zero_()
             opt.step()
         trained += time.perf_counter() - t0
@@ -339,7 +351,7 @@ def bench(args):
     rng = np.random.default_rng(0)
     for bs in args.batch_sizes:
         torch.manual_seed(0)
-        model = fresh(args.model, *data.sizes, history_len=data.history_len)
+        model = fresh(args.model, *data.sizes, history_len=data.history_len, feedback=data.feedback)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         order = rng.permutation(tr)
         n = 0
@@ -436,6 +448,7 @@ def score(args):
     model = build(args.run)
     fm = json.loads((args.run / "feature_map.json").read_text())
     L = fm["history_len"]
+    feedback = fm.get("history_feedback", False)
     r, genre = read_ml1m(args.data)
     r = r.sort_values(["user_id", "timestamp", "row"], kind="stable")
     r["item_idx"] = vocab_index(r.item_id.to_numpy(), fm["item"])
@@ -450,6 +463,8 @@ def score(args):
     hist_genre = np.zeros_like(hist_item)
     hist_item[row, col] = tail.item_idx.to_numpy()
     hist_genre[row, col] = tail.genre_idx.to_numpy()
+    hist_feedback = np.zeros_like(hist_item)
+    hist_feedback[row, col] = np.where(tail.rating.to_numpy() >= 4.0, 2, 1)
     cands = pd.read_csv(args.candidates)
     for c in ("user_id", "item_id"):
         if c not in cands:
@@ -469,7 +484,8 @@ def score(args):
             sl = slice(s, s + args.batch_size)
             h = hrow[sl]
             hi = tt(hist_item[h])
-            p = model(tt(user_idx[sl]), tt(item_idx[sl]), tt(genre_idx[sl]), hi, tt(hist_genre[h]), hi != 0).sigmoid()
+            extra = (tt(hist_feedback[h]),) if feedback else ()
+            p = model(tt(user_idx[sl]), tt(item_idx[sl]), tt(genre_idx[sl]), hi, tt(hist_genre[h]), hi != 0, *extra).sigmoid()
             out[sl] = p.numpy()
     cands["score"] = out
     cands.to_csv(args.out, index=False)
@@ -481,8 +497,11 @@ def build(run):
     run = pathlib.Path(run)
     cfg = tomllib.loads((run / "config.toml").read_text())
     proto = cfg.get("protocol", {})
-    if proto.get("time_gap") or proto.get("history_feedback") or proto.get("user_features") or proto.get("item_features"):
-        raise SystemExit("attnrec_ref: only runs without time gaps, history feedback or side features have a reference")
+    if proto.get("time_gap") or proto.get("user_features") or proto.get("item_features"):
+        raise SystemExit("attnrec_ref: only runs without time gaps or side features have a reference")
+    pooling = cfg["model"].get("pooling", {})
+    if pooling.get("scale", "none") != "none" or pooling.get("with_mean", False) or pooling.get("feedback", "keys_and_values") != "keys_and_values":
+        raise SystemExit("attnrec_ref: the reference pools as DIN does (pooling at its defaults)")
     model_cfg = cfg["model"]
     kind = model_cfg["kind"]
     mlp = model_cfg.get("mlp", {})
@@ -490,7 +509,7 @@ def build(run):
         raise SystemExit("attnrec_ref: the reference MLP is PReLU without batch norm")
     weights = read_safetensors(run / "model.safetensors")
     dim = model_cfg.get("embed_dim", 16)
-    emb = Embeddings(weights["emb.user.weight"].shape[0], weights["emb.item.weight"].shape[0], weights["emb.genre.weight"].shape[0], dim)
+    emb = Embeddings(weights["emb.user.weight"].shape[0], weights["emb.item.weight"].shape[0], weights["emb.genre.weight"].shape[0], dim, "emb.feedback.weight" in weights)
     hidden = mlp.get("hidden", [200, 80])
     if kind == "base":
         model = Base(emb, hidden)
@@ -529,8 +548,9 @@ def parity(args):
     k = 1
     while f"batch{k}.user" in example:
         t = lambda name: torch.from_numpy(example[f"batch{k}.{name}"])
+        extra = (t("hist_feedback"),) if model.emb.feedback is not None else ()
         with torch.no_grad():
-            got = model(t("user"), t("item"), t("genre"), t("hist_item"), t("hist_genre"), t("hist_mask").bool())
+            got = model(t("user"), t("item"), t("genre"), t("hist_item"), t("hist_genre"), t("hist_mask").bool(), *extra)
         want = t("logit")
         diff = (got - want).abs().max().item()
         worst = max(worst, diff)

@@ -77,7 +77,7 @@ pub fn train_throughput(
         }
         let loss = stepper.step(&b, k);
         if !loss.is_finite() {
-            return Err(Error::config(format!("bench: training diverged at step {k}")));
+            return Err(Error::internal(format!("bench: training diverged at step {k}")));
         }
         if k >= warmup {
             samples += b.size() as usize;

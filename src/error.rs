@@ -31,6 +31,11 @@ pub enum Error {
 
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+
+    /// A failure of the computation itself rather than of anything the user gave: a diverged
+    /// loss, a worker thread that died.
+    #[error("{0}")]
+    Internal(String),
 }
 
 fn fmt_parse(path: &Path, line: usize, msg: &str) -> String {
@@ -60,10 +65,13 @@ impl Error {
     pub fn run(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Run { path: path.into(), msg: msg.into() }
     }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
 
     /// True when the error comes from what the user gave us (files, flags, configs) rather than
     /// from a bug or the runtime; the binary exits 2 for these and 1 otherwise.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Torch(_))
+        !matches!(self, Error::Torch(_) | Error::Internal(_))
     }
 }

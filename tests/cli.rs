@@ -138,4 +138,11 @@ fn synth_train_eval_through_the_binary() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("other samples"));
+    // A diverged loss is a failure of the computation, not a user mistake: exit status 1.
+    attnrec()
+        .args(["train", "--data", data.to_str().unwrap(), "--model", "base", "--out", dir.path().join("diverged").to_str().unwrap()])
+        .args(["--epochs", "1", "--threads", "1", "--quiet", "--lr", "1e38"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("training diverged"));
 }

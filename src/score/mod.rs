@@ -492,7 +492,7 @@ impl Workers {
         let parts: Vec<&[Candidate]> = candidates.chunks(batch_size).collect();
         let mut out: Vec<Option<Vec<Scored>>> = (0..parts.len()).map(|_| None).collect();
         let (mut sent, mut received) = (0, 0);
-        let lost = || Error::config("a scoring thread stopped unexpectedly");
+        let lost = || Error::internal("a scoring thread stopped unexpectedly");
         // Keep every worker busy: send while the queue takes batches, collect as results arrive.
         while received < parts.len() {
             if sent < parts.len() {

@@ -303,7 +303,7 @@ pub fn fit(
         loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
             let bce = stepper.step(&b, st.step);
             if !bce.is_finite() {
-                return Err(Error::config(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
+                return Err(Error::internal(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
             }
             let n = b.size() as usize;
             st.step += 1;

@@ -34,7 +34,7 @@ pub const INPUTS: [(&str, usize, &str, &str); 11] = [
     ("user_side", 1, "int64", "user's row in feature_map.user_side (0 = none); read only by runs with user features"),
     ("item_side", 1, "int64", "candidate's row in feature_map.item_side (0 = none); read only by runs with item features"),
     ("hist_item_side", 2, "int64", "history items' rows in feature_map.item_side, 0 = padding"),
-    ("hist_feedback", 2, "int64", "each history event's own label: 1 = no click, 2 = click, 0 = padding; read only by runs with history_feedback"),
+    ("hist_feedback", 2, "int64", "each history event's own label: 1 = no click, 2 = click, 3 = at the request's own timestamp (not yet known), 0 = padding; read only by runs with history_feedback"),
 ];
 
 /// The tensors of `b` in [`INPUTS`] order.

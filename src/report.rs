@@ -93,13 +93,16 @@ pub fn attention_heatmap(variant: &str, dir: &Path, n: usize) -> Result<Option<H
         return Ok(None);
     }
     let batch = Batcher::new(enc, tch::Device::Cpu).batch(&picked);
-    let Some(w) = tch::no_grad(|| run.model.attention(&batch)) else { return Ok(None) };
-    // One row per user: the mean over heads.
-    let w = w.mean_dim(1, false, w.kind());
-    let cols = w.size()[1] as usize;
-    let w = Vec::<f64>::try_from(w.to_kind(tch::Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
-    let mask = Vec::<i64>::try_from(batch.hist_mask.to_kind(tch::Kind::Int64).reshape([-1])).expect("an i64 tensor converts");
-    let weights = w.chunks(cols).zip(mask.chunks(cols)).map(|(w, m)| w.iter().zip(m).map(|(&w, &m)| (m == 1).then_some(w)).collect()).collect();
+    let Some(rows) = crate::models::attention_weights(run.model.as_ref(), &batch) else { return Ok(None) };
+    // One row per user: the mean over heads, right-aligned in the batch's width.
+    let cols = batch.hist_mask.size()[1] as usize;
+    let weights = rows
+        .iter()
+        .map(|r| {
+            let mean = r.mean();
+            std::iter::repeat_n(None, cols - mean.len()).chain(mean.into_iter().map(Some)).collect()
+        })
+        .collect();
     let rows = picked
         .iter()
         .map(|&k| format!("user {}, {}", enc.raw_user[k], if enc.label[k] > 0.5 { "clicked" } else { "not clicked" }))

@@ -93,14 +93,15 @@ class Mlp(nn.Module):
 
 class Embeddings(nn.Module):
     """attnrec's shared tables; with `feedback`, each history event's own label (0 = padding,
-    1 = no click, 2 = click) has an embedding as wide as an item, added to the event."""
+    1 = no click, 2 = click, 3 = the sample's own timestamp: not yet known) has an embedding as wide
+    as an item, added to the event."""
 
     def __init__(self, n_users, n_items, n_genres, dim, feedback=False):
         super().__init__()
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
         self.genre = nn.Embedding(n_genres, dim)
-        self.feedback = nn.Embedding(3, 2 * dim) if feedback else None
+        self.feedback = nn.Embedding(4, 2 * dim) if feedback else None
 
     def tables(self):
         return [self.user, self.item, self.genre] + ([self.feedback] if self.feedback is not None else [])
@@ -243,6 +244,7 @@ class Samples:
         self.label = col("label", np.float32)
         self.split = col("split", np.int32)
         self.raw_user = col("user_id", np.int64)
+        self.timestamp = col("timestamp", np.int64)
         self.user_start, self.history_end = col("user_start", np.int64), col("history_end", np.int64)
         fm = json.loads((pathlib.Path(cache) / "feature_map.json").read_text())
         self.history_len = fm.get("history_len", history_len)
@@ -263,7 +265,8 @@ class Samples:
         tt = torch.from_numpy
         x = (tt(self.user[idx]), tt(self.item[idx]), tt(self.genre[idx]), tt(hist_item), tt(hist_genre), tt(mask))
         if self.feedback:
-            x += (tt(np.where(mask, np.where(self.label[pos] > 0.5, 2, 1), 0).astype(np.int64)),)
+            known = self.timestamp[pos] < self.timestamp[idx, None]
+            x += (tt(np.where(mask, np.where(known, np.where(self.label[pos] > 0.5, 2, 1), 3), 0).astype(np.int64)),)
         return x, tt(self.label[idx])
 
 

@@ -21,7 +21,7 @@ pub struct Batch {
     /// padding
     pub hist_gap: Tensor,
     /// `[B, L]` i64: [`super::feedback_index`] of each history event's own label (1 = no click, 2 =
-    /// click), 0 = padding
+    /// click, 3 = the sample's own second: not yet known), 0 = padding
     pub hist_feedback: Tensor,
     /// `[B, L]` bool, true where a history event is present
     pub hist_mask: Tensor,
@@ -75,6 +75,7 @@ impl<'a> Batcher<'a> {
                 genre: d.genre[k],
                 history: d.history(k),
                 timestamp: d.timestamp[k],
+                known_before: d.timestamp[k],
                 user_side: d.user_side.get(k).copied().unwrap_or(0),
                 item_side: d.item_side.get(k).copied().unwrap_or(0),
                 label: d.label[k],
@@ -117,7 +118,7 @@ impl<'a> Batcher<'a> {
                 self.hist_item[off + c] = d.item[e];
                 self.hist_genre[off + c] = d.genre[e];
                 self.hist_gap[off + c] = super::gap_bucket(x.timestamp - d.timestamp[e]);
-                self.hist_feedback[off + c] = super::feedback_index(d.label[e]);
+                self.hist_feedback[off + c] = super::feedback_index(d.label[e], d.timestamp[e], x.known_before);
                 if sided {
                     self.hist_side[off + c] = d.item_side[e] as i64;
                 }
@@ -162,6 +163,10 @@ pub struct Row {
     pub genre: i64,
     pub history: std::ops::Range<usize>,
     pub timestamp: i64,
+    /// The labels of history events strictly before this time are known to the sample (see
+    /// [`super::feedback_index`]): its timestamp, or `i64::MAX` for a request without one, which
+    /// comes after every logged event.
+    pub known_before: i64,
     /// Rows in the feature map's side tables (0 without side features).
     pub user_side: u32,
     pub item_side: u32,

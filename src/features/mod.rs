@@ -90,13 +90,18 @@ pub fn gap_bucket(seconds: i64) -> i64 {
     1 + bits.min(32)
 }
 
-/// Rows of the history-feedback embedding: padding, no click, click.
-pub const FEEDBACK_ROWS: i64 = 3;
+/// Rows of the history-feedback embedding: padding, no click, click, not yet known.
+pub const FEEDBACK_ROWS: i64 = 4;
 
-/// The feedback input of a history event: its own label, which is known at the sample's time
-/// because the event is earlier (1 = no click, 2 = click; 0 is padding).
-pub fn feedback_index(label: f32) -> i64 {
-    if label > 0.5 {
+/// The feedback input of a history event at `event_ts` for a sample whose known labels end at
+/// `known_before` (its timestamp): the event's own label (1 = no click, 2 = click) when the event
+/// is strictly earlier, so the label is known by then; 3 when the event has the sample's very
+/// timestamp (the protocol lets earlier events of the same second into a history by file order,
+/// but their labels are not known before the sample). 0 is padding.
+pub fn feedback_index(label: f32, event_ts: i64, known_before: i64) -> i64 {
+    if event_ts >= known_before {
+        3
+    } else if label > 0.5 {
         2
     } else {
         1
@@ -462,5 +467,10 @@ pub(crate) mod tests {
         // 1); event 1's: event 0 alone (label 1), right-aligned after two padding columns.
         let got = Vec::<i64>::try_from(b.hist_feedback.flatten(0, -1)).unwrap();
         assert_eq!(got, vec![1, 2, 2, 1, 2, 2, 0, 0, 2]);
+        // An earlier event of the sample's very second is in the history, its label is not known.
+        let mut enc = toy_encoded();
+        enc.timestamp[3] = enc.timestamp[4];
+        let b = Batcher::new(&enc, tch::Device::Cpu).batch(&[4]);
+        assert_eq!(Vec::<i64>::try_from(b.hist_feedback.flatten(0, -1)).unwrap(), vec![1, 2, 3]);
     }
 }

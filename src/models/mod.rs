@@ -45,6 +45,41 @@ pub trait CtrModel: Send {
     }
 }
 
+/// One row's target-attention weights over its present history events, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowAttention {
+    /// `[H][n]`: each head's weight of each of the row's `n` events.
+    pub heads: Vec<Vec<f64>>,
+}
+
+impl RowAttention {
+    /// The mean over heads of each event's weight.
+    pub fn mean(&self) -> Vec<f64> {
+        let h = self.heads.len().max(1) as f64;
+        let n = self.heads.first().map_or(0, Vec::len);
+        (0..n).map(|i| self.heads.iter().map(|w| w[i]).sum::<f64>() / h).collect()
+    }
+}
+
+/// The target attention of `model` on `batch` read out per row (padding dropped, histories
+/// right-aligned in the batch), in evaluation mode; `None` for a model without target attention.
+/// `score --explain`, `explain` and the experiment report all read weights through here.
+pub fn attention_weights(model: &dyn CtrModel, batch: &Batch) -> Option<Vec<RowAttention>> {
+    let w = tch::no_grad(|| model.attention(batch))?;
+    // [B, H, W]
+    let (b, h, width) = (w.size()[0] as usize, w.size()[1] as usize, w.size()[2] as usize);
+    let w = Vec::<f64>::try_from(w.to_kind(tch::Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
+    let mask = Vec::<bool>::try_from(batch.hist_mask.reshape([-1])).expect("a bool tensor converts to Vec<bool>");
+    Some(
+        (0..b)
+            .map(|r| {
+                let present: Vec<usize> = (0..width).filter(|&c| mask[r * width + c]).collect();
+                RowAttention { heads: (0..h).map(|k| present.iter().map(|&c| w[(r * h + k) * width + c]).collect()).collect() }
+            })
+            .collect(),
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {

@@ -68,6 +68,7 @@ impl HistoryIndex {
             genre: self.item_genre.get(&item).copied().unwrap_or(OOV),
             history,
             timestamp,
+            known_before: at.unwrap_or(i64::MAX),
             user_side: fm.user_side.as_ref().map_or(0, |t| t.row(user)),
             item_side: fm.item_side.as_ref().map_or(0, |t| t.row(item)),
             label: 0.0,
@@ -431,24 +432,14 @@ struct Workers {
 fn score_batch(model: &dyn crate::models::CtrModel, batch: &Batch, explain: bool) -> Vec<Scored> {
     tch::no_grad(|| {
         let logits = Vec::<f64>::try_from(model.forward_t(batch, false).to_kind(Kind::Double)).expect("a 1-d double tensor converts to Vec<f64>");
-        let attended = explain.then(|| model.attention(batch)).flatten().map(|w| {
-            let w = w.mean_dim(1, false, w.kind());
-            let width = w.size()[1] as usize;
-            let w = Vec::<f64>::try_from(w.to_kind(Kind::Double).reshape([-1])).expect("a double tensor converts to Vec<f64>");
-            let mask = Vec::<bool>::try_from(batch.hist_mask.reshape([-1])).expect("a bool tensor converts to Vec<bool>");
-            (w, mask, width)
-        });
+        let attended = if explain { crate::models::attention_weights(model, batch) } else { None };
         logits
             .iter()
             .enumerate()
             .map(|(r, &logit)| Scored {
                 logit,
-                attended: attended.as_ref().map(|(w, mask, width)| {
-                    let row = r * width;
-                    let present: Vec<usize> = (0..*width).filter(|&c| mask[row + c]).collect();
-                    // Right-aligned: the row's history starts at its first present column.
-                    let first = present.first().copied().unwrap_or(0);
-                    let mut top: Vec<(usize, f64)> = present.iter().map(|&c| (c - first, w[row + c])).collect();
+                attended: attended.as_ref().map(|rows| {
+                    let mut top: Vec<(usize, f64)> = rows[r].mean().into_iter().enumerate().collect();
                     top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
                     top.truncate(TOP_ATTENDED);
                     top
@@ -574,29 +565,27 @@ pub fn explain(run: &LoadedRun, history: &HistoryIndex, user: i64, item: i64, at
     let row = history.row(&run.feature_map, user, item, at);
     let events: Vec<usize> = row.history.clone().map(|j| history.encoded.history_event(j)).collect();
     let b = Batcher::new(&history.encoded, Device::Cpu).batch_rows(std::slice::from_ref(&row));
-    let (logit, weights, self_w) = tch::no_grad(|| {
-        (run.model.forward_t(&b, false).double_value(&[0]), run.model.attention(&b), run.model.self_attention(&b))
-    });
+    let (logit, self_w) = tch::no_grad(|| (run.model.forward_t(&b, false).double_value(&[0]), run.model.self_attention(&b)));
     let model = run.config.model.name().to_string();
-    let weights = weights.ok_or_else(|| Error::run(&run.path, format!("the {model} model has no target attention to explain")))?;
-    // [1, H, W]; histories are right-aligned in the batch: the events fill its last columns.
-    let (heads, width) = (weights.size()[1] as usize, weights.size()[2] as usize);
-    let w = to_f64(&weights);
-    let off = width - events.len();
+    let row = crate::models::attention_weights(run.model.as_ref(), &b)
+        .and_then(|mut rows| rows.pop())
+        .ok_or_else(|| Error::run(&run.path, format!("the {model} model has no target attention to explain")))?;
+    let heads = row.heads.len();
+    let mean = row.mean();
     let history_rows = events
         .iter()
         .enumerate()
-        .map(|(c, &e)| {
-            let head_weights: Vec<f64> = (0..heads).map(|h| w[h * width + off + c]).collect();
-            Attended {
-                item: history.raw_item[e],
-                timestamp: history.encoded.timestamp[e],
-                clicked: history.encoded.label[e] > 0.5,
-                weight: head_weights.iter().sum::<f64>() / heads as f64,
-                head_weights,
-            }
+        .map(|(c, &e)| Attended {
+            item: history.raw_item[e],
+            timestamp: history.encoded.timestamp[e],
+            clicked: history.encoded.label[e] > 0.5,
+            weight: mean[c],
+            head_weights: row.heads.iter().map(|w| w[c]).collect(),
         })
         .collect();
+    // Histories are right-aligned in the batch: the events fill its last columns.
+    let width = b.hist_mask.size()[1] as usize;
+    let off = width - events.len();
     let (mut self_attention, mut positions) = (Vec::new(), Vec::new());
     if let Some(sw) = self_w {
         // [1, H, T, T] with T = W (history) or W + 1 (history, target): keep the present positions.

@@ -41,9 +41,12 @@ pub struct ProtocolConfig {
     /// Adds the time from each history event to the sample, bucketed on a log2 scale
     /// (see [`crate::features::gap_bucket`]), as an input of every model.
     pub time_gap: bool,
-    /// Adds each history event's own label (click or not; the event is earlier than the sample,
-    /// so its label is known then) as an input of every model: a movie rated 1 and one rated 5
-    /// are different events.
+    /// Adds each history event's own label (click or not) as an input of every model, where the
+    /// event is strictly earlier than the sample (an event of the sample's own second gets "not yet
+    /// known"): a movie rated 1 and one rated 5 are different events. On by default: on real
+    /// ml-100k (development copy, 3 seeds) it lifts din's test AUC from 0.7675 to 0.7842, base's
+    /// from 0.7845 to 0.7859, and leaves din's on the synthetic `small` preset where it was
+    /// (0.8053 → 0.8048); see README, *Results*.
     pub history_feedback: bool,
     /// Side features of the user, from the dataset's user table (see [`UserFeature`]).
     pub user_features: Vec<UserFeature>,
@@ -98,7 +101,7 @@ impl Default for ProtocolConfig {
             negative_seed: 1,
             history: HistoryRule::All,
             time_gap: false,
-            history_feedback: false,
+            history_feedback: true,
             user_features: Vec::new(),
             item_features: Vec::new(),
         }

@@ -230,7 +230,8 @@ pub struct ProtocolFlags {
     /// Add the log2-bucketed time from each history event to its sample as a model input.
     #[arg(long)]
     pub time_gap: bool,
-    /// Give each history event its own label (click or not) as a model input [default: false].
+    /// Give each history event its own label (click or not) as a model input; `false` turns it
+    /// off [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub history_feedback: Option<bool>,
     /// User side features, comma-separated: age, gender, occupation (needs a user table).

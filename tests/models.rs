@@ -24,7 +24,27 @@ fn all_models() -> Vec<(String, ModelConfig)> {
     }
     out.push(("din+dice+bn".into(), dice));
     out.push(("din+pooling".into(), din_pooled()));
+    out.push(("din+split".into(), din_split()));
+    out.push(("base+split".into(), base_split()));
     out
+}
+
+/// DIN with the history pooled apart by feedback, as a weighted mean, with the plain mean beside.
+fn din_split() -> ModelConfig {
+    use attnrec::models::attn_pool::{FeedbackIn, InterestScale, PoolingConfig};
+    let mut c = ModelConfig::by_name("din").unwrap();
+    if let ModelConfig::Din(d) = &mut c {
+        d.pooling = PoolingConfig { scale: InterestScale::Mean, with_mean: true, feedback: FeedbackIn::Split };
+    }
+    c
+}
+
+fn base_split() -> ModelConfig {
+    let mut c = ModelConfig::by_name("base").unwrap();
+    if let ModelConfig::Base(b) = &mut c {
+        b.feedback = attnrec::models::attn_pool::FeedbackIn::Split;
+    }
+    c
 }
 
 /// DIN with every pooling option off its default: the interest as a weighted mean, the history's
@@ -208,11 +228,50 @@ fn fused_din_unit_matches_libtorch() {
         configs.push((format!("din {act:?} {hidden:?}"), c));
     }
     configs.push(("din+pooling".into(), din_pooled()));
+    configs.push(("din+split".into(), din_split()));
     for (name, cfg) in configs {
         let (vs, model) = build(&cfg);
         let fused = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), true);
         assert!(fused.iter().any(|(k, g)| k.contains("score.mlp") && g.abs().max().double_value(&[]) > 0.0), "{name}: the unit gets gradients");
     }
+}
+
+/// Split pooling puts each event in the slot of its feedback: hand-written values.
+#[test]
+fn split_by_feedback_puts_each_event_in_its_slot() {
+    use attnrec::models::attn_pool::split_by_feedback;
+    // One row, 4 events of width 2: feedback no click, click, not yet known, padding.
+    let items = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).view([1, 4, 2]);
+    let feedback = Tensor::from_slice(&[1i64, 2, 3, 0]).view([1, 4]);
+    let got = Vec::<f32>::try_from(split_by_feedback(&items, &feedback).reshape([-1])).unwrap();
+    #[rustfmt::skip]
+    let want = [
+        // [click, no click, not yet known]
+        0.0, 0.0, 1.0, 2.0, 0.0, 0.0,
+        3.0, 4.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 5.0, 6.0,
+        0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+    ];
+    assert_eq!(got, want);
+}
+
+/// Split pooling without feedback in the data, or with an encoder, is a configuration error.
+#[test]
+fn split_pooling_needs_feedback_and_no_encoder() {
+    use attnrec::models::attn_pool::FeedbackIn;
+    let mut fm = feature_map();
+    fm.history_feedback = false;
+    for cfg in [din_split(), base_split()] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let err = cfg.build(vs.root(), &fm).err().expect("refused").to_string();
+        assert!(err.contains("history_feedback"), "{err}");
+    }
+    let mut sa = ModelConfig::by_name("din_sa").unwrap();
+    if let ModelConfig::DinSa(c) = &mut sa {
+        c.pooling.feedback = FeedbackIn::Split;
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    assert!(sa.build(vs.root(), &feature_map()).err().expect("refused").to_string().contains("encoder"));
 }
 
 /// The batch with 2 padded columns on the left of its histories.

@@ -56,6 +56,22 @@ pub enum FeedbackIn {
     /// Added to the values only: the weights match the target against the events alone, and the
     /// context pools what the user thought of the matching ones. Models without an encoder.
     Values,
+    /// Added to the events, and the values pooled apart by feedback: the context is `[liked,
+    /// disliked, not yet known]` (three times the event width), each the weighted events of that
+    /// feedback alone (their feedback embedding included, so each part also counts its events). Added, a feedback embedding only shifts the pooled vector, so a pooled
+    /// history cannot say *which* of its events the user liked; split, it can. Models without an
+    /// encoder.
+    Split,
+}
+
+impl FeedbackIn {
+    /// The width of the pooled values for events of width `d`.
+    pub fn value_dim(self, d: i64) -> i64 {
+        match self {
+            FeedbackIn::Split => 3 * d,
+            FeedbackIn::KeysAndValues | FeedbackIn::Values => d,
+        }
+    }
 }
 
 /// The scale of the attended interest against the history's length `n`. With DIN's raw weights
@@ -101,12 +117,14 @@ impl TargetPool {
         mlp.validate("mlp")?;
         let emb = Embeddings::new(&p / "emb", fm, embed_dim)?;
         let d = emb.item_dim();
-        if pooling.feedback == FeedbackIn::Values && encoder.is_some() {
-            return Err(crate::Error::config("pooling.feedback = \"values\" needs a model without a history encoder"));
+        if pooling.feedback != FeedbackIn::KeysAndValues && encoder.is_some() {
+            return Err(crate::Error::config("pooling.feedback = \"values\" or \"split\" needs a model without a history encoder"));
         }
+        check_split(pooling.feedback, fm)?;
         let encoder = encoder.map(|c| Encoder::new(&p / "encoder", c, d, fm.history_len as i64)).transpose()?;
-        let attn = Attention::new(&p / "target_attn", attention, d, d, d)?;
-        let mean_dim = if pooling.with_mean { d } else { 0 };
+        let dv = pooling.feedback.value_dim(d);
+        let attn = Attention::new(&p / "target_attn", attention, d, d, dv)?;
+        let mean_dim = if pooling.with_mean { dv } else { 0 };
         let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim() + mean_dim, mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
         Ok(TargetPool { emb, encoder, attn, pooling: pooling.clone(), mlp, out, cut: RefCell::new(None) })
@@ -115,10 +133,18 @@ impl TargetPool {
     /// The history as the attention sees it, keys and values: embeddings, or their encoding; the
     /// values differ from the keys only with `pooling.feedback = "values"`.
     fn keys_values(&self, b: &Batch, train: bool) -> (Tensor, Option<Tensor>) {
-        if self.pooling.feedback == FeedbackIn::Values {
-            let (items, feedback) = self.emb.history_and_feedback(b);
-            let values = feedback.map(|f| &items + f);
-            return (items, values);
+        match self.pooling.feedback {
+            FeedbackIn::Values => {
+                let (items, feedback) = self.emb.history_and_feedback(b);
+                let values = feedback.map(|f| &items + f);
+                return (items, values);
+            }
+            FeedbackIn::Split => {
+                let keys = self.emb.history(b);
+                let values = split_by_feedback(&keys, &b.hist_feedback);
+                return (keys, Some(values));
+            }
+            FeedbackIn::KeysAndValues => {}
         }
         let hist = self.emb.history(b);
         let keys = match &self.encoder {
@@ -129,6 +155,23 @@ impl TargetPool {
         };
         (keys, None)
     }
+}
+
+/// Split pooling needs each event's feedback: without it every slot would be zero.
+pub(super) fn check_split(feedback: FeedbackIn, fm: &FeatureMap) -> Result<()> {
+    if feedback == FeedbackIn::Split && !fm.history_feedback {
+        return Err(crate::Error::config("feedback = \"split\" needs protocol.history_feedback = true"));
+    }
+    Ok(())
+}
+
+/// `items: [B, L, D]` pooled apart by `feedback: [B, L]` ([`crate::features::feedback_index`]:
+/// 1 no click, 2 click, 3 not yet known, 0 padding) → `[B, L, 3·D]`: an event's row sits in the
+/// slot of its feedback, `[click, no click, not yet known]`, zeros elsewhere.
+pub fn split_by_feedback(items: &Tensor, feedback: &Tensor) -> Tensor {
+    let slots = Tensor::stack(&[feedback.eq(2), feedback.eq(1), feedback.eq(3)], -1).to_kind(items.kind());
+    // [B, L, 3, 1] * [B, L, 1, D] → [B, L, 3·D]
+    (slots.unsqueeze(-1) * items.unsqueeze(-2)).flatten(-2, -1)
 }
 
 impl CtrModel for TargetPool {

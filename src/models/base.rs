@@ -1,5 +1,6 @@
 //! BaseModel of the DIN paper (Zhou et al., KDD 2018, §4.2): embeddings, a fixed pooling of the
 //! behavior sequence (mean over the present events), and an MLP on `[user, target, pooled]`.
+use super::attn_pool::{check_split, split_by_feedback, FeedbackIn};
 use super::{CtrModel, Embeddings};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
@@ -12,18 +13,22 @@ use tch::Tensor;
 #[serde(deny_unknown_fields, default)]
 pub struct BaseConfig {
     pub embed_dim: i64,
+    /// How the history's feedback enters the mean: added to each event (`keys_and_values`, the
+    /// default) or `split`, the mean taken apart by feedback (see [`FeedbackIn::Split`]).
+    pub feedback: FeedbackIn,
     pub mlp: MlpConfig,
 }
 
 impl Default for BaseConfig {
     fn default() -> Self {
-        BaseConfig { embed_dim: 16, mlp: MlpConfig::default() }
+        BaseConfig { embed_dim: 16, feedback: FeedbackIn::KeysAndValues, mlp: MlpConfig::default() }
     }
 }
 
 #[derive(Debug)]
 pub struct Base {
     emb: Embeddings,
+    feedback: FeedbackIn,
     mlp: Mlp,
     out: nn::Linear,
 }
@@ -31,11 +36,15 @@ pub struct Base {
 impl Base {
     pub fn new(p: nn::Path, cfg: &BaseConfig, fm: &FeatureMap) -> Result<Self> {
         cfg.mlp.validate("mlp")?;
+        if cfg.feedback == FeedbackIn::Values {
+            return Err(crate::Error::config("base: feedback = \"values\" needs attention keys; use \"keys_and_values\" or \"split\""));
+        }
+        check_split(cfg.feedback, fm)?;
         let emb = Embeddings::new(&p / "emb", fm, cfg.embed_dim)?;
-        let in_dim = emb.user_dim() + 2 * emb.item_dim();
+        let in_dim = emb.user_dim() + emb.item_dim() + cfg.feedback.value_dim(emb.item_dim());
         let mlp = Mlp::new(&p / "mlp", in_dim, &cfg.mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
-        Ok(Base { emb, mlp, out })
+        Ok(Base { emb, feedback: cfg.feedback, mlp, out })
     }
 }
 
@@ -48,7 +57,11 @@ pub fn masked_mean(hist: &Tensor, mask: &Tensor) -> Tensor {
 
 impl CtrModel for Base {
     fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
-        let pooled = masked_mean(&self.emb.history(b), &b.mask_f32());
+        let hist = match self.feedback {
+            FeedbackIn::Split => split_by_feedback(&self.emb.history(b), &b.hist_feedback),
+            _ => self.emb.history(b),
+        };
+        let pooled = masked_mean(&hist, &b.mask_f32());
         let x = Tensor::cat(&[self.emb.user(b), self.emb.target(b), pooled], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }

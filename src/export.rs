@@ -14,6 +14,7 @@
 //! attnrec's probabilities (`expected`) and logits for them, the first the one traced, which
 //! `scripts/check_export.py` replays through `torch.jit.load` (and
 //! `benchmarks/reference/attnrec_ref.py parity` through the PyTorch reference models).
+use crate::nn::with_fused;
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
 use crate::features::{Batch, Batcher};
@@ -115,10 +116,9 @@ pub fn export(run: &mut LoadedRun, data: Option<&Path>, out: &Path, batch_size: 
         return Err(Error::run(out, "is a folder; --out names the module file to write (e.g. model.pt)"));
     }
     // Tracing stores parameters as constants, which must not require gradients; it records
-    // libtorch's operators, so the fused CPU kernel (whose output would be traced as a constant)
-    // is off.
+    // libtorch's operators, so the fused CPU kernels (whose outputs would be traced as constants)
+    // are off for it and for the expected outputs beside it.
     run.vs.freeze();
-    run.model.set_fused(false);
     let l = run.feature_map.history_len as i64;
     let prepared = prepare(&run.config, data.unwrap_or(run.config.data.path.as_path()), Some(run.feature_map.clone()))?;
     let mut idx = prepared.encoded.indices(Split::Test);
@@ -133,17 +133,17 @@ pub fn export(run: &mut LoadedRun, data: Option<&Path>, out: &Path, batch_size: 
     let mut batcher = Batcher::new(&prepared.encoded, Device::Cpu).with_min_width(l as usize);
     let (first, second) = (batcher.batch(&rows[..batch_size]), batcher.batch(&rows[batch_size..]));
     let model = run.model.as_ref();
-    let logits = |b: &Batch| tch::no_grad(|| model.forward_t(b, false));
+    let logits = |b: &Batch| with_fused(false, || tch::no_grad(|| model.forward_t(b, false)));
     let (logit1, logit2) = (logits(&first), logits(&second));
 
     let (sidecar_path, fm_path, example_path) = companions(out);
     let paths = [out.to_path_buf(), sidecar_path.clone(), fm_path.clone(), example_path.clone()];
     let partial: Vec<PathBuf> = paths.iter().map(|p| crate::util::partial_path(p)).collect();
     let result = (|| -> Result<Sidecar> {
-        let module = tch::no_grad(|| {
+        let module = with_fused(false, || tch::no_grad(|| {
             let mut forward = |t: &[Tensor]| vec![model.forward_t(&batch_of(t), false).sigmoid()];
             tch::CModule::create_by_tracing("AttnrecCtr", "forward", &inputs_of(&first), &mut forward)
-        })
+        }))
         .map_err(|e| Error::run(&run.path, format!("tracing the model failed: {e}")))?;
         module.save(&partial[0]).map_err(|e| Error::run(&partial[0], format!("saving the TorchScript module failed: {e}")))?;
         let src = run.path.join(FEATURE_MAP_FILE);

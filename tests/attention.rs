@@ -196,7 +196,6 @@ fn fused_din_pooling_matches_libtorch() {
     let w = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
     let leaves: Vec<(String, Tensor)> = [("q", &q), ("keys", &keys), ("values", &values)].into_iter().map(|(k, t)| (k.to_string(), t.shallow_clone())).chain(vs.variables()).collect();
     let run = |fused: bool, same: bool| {
-        attn.set_fused(fused);
         for (_, t) in &leaves {
             let mut g = t.grad();
             if g.defined() {
@@ -204,9 +203,13 @@ fn fused_din_pooling_matches_libtorch() {
             }
         }
         let v = if same { &keys } else { &values };
-        let ctx = attn.context_t(&q, &keys, v, &mask, true);
-        let wv = if same { w.narrow(1, 0, 4) } else { w.shallow_clone() };
-        attn.backward(&(&ctx * &wv).sum(Kind::Float));
+        let ctx = attnrec::nn::with_fused(fused, || {
+            let tape = attnrec::nn::Tape::record();
+            let ctx = attn.context_t(&q, &keys, v, &mask, true);
+            let wv = if same { w.narrow(1, 0, 4) } else { w.shallow_clone() };
+            tape.backward(&(&ctx * &wv).sum(Kind::Float));
+            ctx
+        });
         let grads: Vec<(String, Tensor)> = leaves.iter().filter(|(_, t)| t.grad().defined()).map(|(k, t)| (k.clone(), t.grad().copy())).collect();
         (ctx.detach(), grads)
     };

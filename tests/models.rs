@@ -5,7 +5,7 @@ use attnrec::data::protocol::Split;
 use attnrec::data::synth::{generate, Preset};
 use attnrec::features::{Batch, FeatureMap, FeatureSpec};
 use attnrec::models::{CtrModel, ModelConfig};
-use attnrec::nn::Activation;
+use attnrec::nn::{with_fused, Activation, Tape};
 use attnrec::run::prepare;
 use attnrec::train::{evaluate, fit, Silent};
 use tch::{nn, Device, Kind, Tensor};
@@ -154,10 +154,11 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn fully_padded_histories_give_finite_logits_and_gradients() {
     for (name, cfg) in all_models() {
         let (vs, model) = build(&cfg);
+        let tape = Tape::record();
         let logits = model.forward_t(&batch(), true);
         assert_eq!(logits.size(), vec![3], "{name}");
         assert!(bool::try_from(logits.isfinite().all()).unwrap(), "{name}: non-finite logits");
-        model.backward(&logits.sum(Kind::Float));
+        tape.backward(&logits.sum(Kind::Float));
         for (k, v) in vs.variables() {
             let g = v.grad();
             if g.defined() {
@@ -190,10 +191,11 @@ fn fully_padded_histories_give_finite_logits_and_gradients() {
     }
 }
 
-/// Logits and every parameter's gradient of one training step, through `model.backward`, in
+/// Logits and every parameter's gradient of one training step, as the trainer runs it (a tape
+/// records the forward pass, the step ends in its backward), with the fused kernels on or off, in
 /// training mode (libtorch reseeded first: the same dropout masks on every call) or not (no
 /// dropout; batch norm on its running statistics).
-fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch, train: bool) -> (Tensor, Vec<(String, Tensor)>) {
+fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch, train: bool, fused: bool) -> (Tensor, Vec<(String, Tensor)>) {
     tch::manual_seed(7);
     for (_, v) in vs.variables() {
         let mut g = v.grad();
@@ -201,8 +203,12 @@ fn step(vs: &nn::VarStore, model: &dyn CtrModel, b: &Batch, train: bool) -> (Ten
             let _ = g.zero_();
         }
     }
-    let logits = model.forward_t(b, train);
-    model.backward(&logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean));
+    let logits = with_fused(fused, || {
+        let tape = Tape::record();
+        let logits = model.forward_t(b, train);
+        tape.backward(&logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean));
+        logits
+    });
     let mut grads: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
     grads.sort_by(|a, b| a.0.cmp(&b.0));
     (logits.detach(), grads)
@@ -295,10 +301,8 @@ fn assert_fused_matches_libtorch(name: &str, vs: &nn::VarStore, model: &dyn CtrM
     let b = batch();
     let mut first = None;
     for (which, b) in [("batch", &b), ("left-padded", &left_padded(&b))] {
-        model.set_fused(true);
-        let (logits, fused) = step(vs, model, b, train);
-        model.set_fused(false);
-        let (want_logits, want) = step(vs, model, b, train);
+        let (logits, fused) = step(vs, model, b, train, true);
+        let (want_logits, want) = step(vs, model, b, train, false);
         let scale = want_logits.abs().max().double_value(&[]).max(1.0);
         assert!(max_diff(&logits, &want_logits) < 1e-5 * scale, "{name} {which}: logits differ by {}", max_diff(&logits, &want_logits));
         let names = |g: &[(String, Tensor)]| g.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
@@ -319,7 +323,6 @@ fn assert_fused_matches_libtorch(name: &str, vs: &nn::VarStore, model: &dyn CtrM
 fn fused_lookups_match_libtorch() {
     for (name, cfg) in all_models() {
         let (vs, model) = build(&cfg);
-        assert!(!model.lookups().is_empty(), "{name}: the embeddings' lookups are the model's");
         let grads = assert_fused_matches_libtorch(&name, &vs, model.as_ref(), false);
         for table in ["emb.item.weight", "emb.genre.weight", "emb.user.weight", "emb.gap.weight", "emb.feedback.weight", "emb.item_side.item_genres.weight"] {
             let g = grads.iter().find(|(k, _)| k == table).map(|(_, g)| g).unwrap_or_else(|| panic!("{name}: no gradient for {table}"));
@@ -380,6 +383,39 @@ fn saved_weights_reload_to_identical_logits() {
         vs2.load(&path).unwrap();
         let d = max_diff(&model.forward_t(&batch(), false), &again.forward_t(&batch(), false));
         assert_eq!(d, 0.0, "{name}");
+    }
+}
+
+/// A model knows nothing of the fused kernels: a forward pass with gradients but no tape (as any
+/// new model's own test would run it) takes libtorch's path and gives every parameter the same
+/// gradient as the trainer's step with its tape and kernels; nothing is left without one.
+#[test]
+fn without_a_tape_every_parameter_still_gets_its_gradient() {
+    for (name, cfg) in all_models() {
+        let (vs, model) = build(&cfg);
+        let b = batch();
+        let (_, taped) = step(&vs, model.as_ref(), &b, false, true);
+        for (_, v) in vs.variables() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let logits = model.forward_t(&b, false);
+        logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean).backward();
+        let trainable: Vec<String> = vs.variables().into_iter().filter(|(_, v)| v.requires_grad()).map(|(k, _)| k).collect();
+        let vars = vs.variables();
+        // Hard attention's score gets no gradient either way (its choice is not differentiable).
+        let mut plain_names: Vec<&String> = trainable.iter().filter(|k| vars[*k].grad().defined()).collect();
+        plain_names.sort();
+        assert_eq!(plain_names, taped.iter().map(|(k, _)| k).collect::<Vec<_>>(), "{name}: the same parameters get gradients");
+        assert!(plain_names.len() + 1 >= trainable.len(), "{name}: at most one parameter without a gradient");
+        for k in plain_names {
+            let plain = vars[k].grad();
+            let (_, want) = taped.iter().find(|(t, _)| t == k).expect("the same names");
+            let tol = 1e-5 + 1e-4 * want.abs().max().double_value(&[]);
+            assert!(max_diff(&plain, want) < tol, "{name}: gradient of {k} differs by {}", max_diff(&plain, want));
+        }
     }
 }
 

@@ -1,16 +1,15 @@
 //! DIN's activation unit through the fused CPU kernel of `attnrec-kernels` (see its `din` module):
 //! one pass per chunk of history positions, forward and backward, that skips padded positions.
 //!
-//! libtorch has no custom autograd functions in tch, so the kernel joins the graph in two steps:
+//! tch has no custom autograd functions, so the kernel joins the graph through the step's
+//! [`Tape`](crate::nn::Tape):
 //! 1. Forward: the kernel scores detached copies of `q` and the keys; the scores enter the graph as
-//!    a leaf that requires grad, and what the backward pass needs is kept ([`FusedDin`]'s pending
-//!    record).
-//! 2. Backward ([`FusedDin::backward`], called by the model's `backward`): libtorch computes
-//!    ∂L/∂scores alone (the graph between the loss and the scores: the MLP and the pooling), the
-//!    kernel's backward turns it into ∂L/∂q, ∂L/∂keys and the unit's parameter gradients, and one
-//!    libtorch pass over `L + Σ x ⊙ c(∂L/∂x)` (`c`: a constant; `x` = `q`, the keys and each
-//!    parameter of the unit), whose gradient is exactly ∂L/∂x for each `x`, does the rest. The
-//!    keys' embedding backward thus runs once, on the sum of both gradients.
+//!    a leaf that requires grad, and what the backward pass needs is recorded on the tape (a
+//!    [`Record`]).
+//! 2. Backward (the tape's, [`Record::backward`]): given ∂L/∂scores from libtorch (the graph
+//!    between the loss and the scores: the MLP and the pooling), the kernel's backward returns ∂L/∂q,
+//!    ∂L/∂keys and the unit's parameter gradients, which the tape adds to the graph's last pass.
+//!    The keys' embedding backward thus runs once, on the sum of both gradients.
 //!
 //! With DIN's own combination (one head, no normalization, soft context) the kernel also pools the
 //! values ([`FusedDin::forward_pooled`]): the context is then the leaf, and the backward turns
@@ -19,23 +18,28 @@
 //!
 //! Used on CPU for `f32` with one query per row, when the unit is plain `act(linear(x))` layers
 //! (ReLU, sigmoid or PReLU; no batch norm, dropout or Dice); anything else takes the libtorch path.
+use crate::nn::tape::{self, Node};
 use crate::nn::{grad_enabled, Act, Mlp};
 use attnrec_kernels::din;
-use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex};
 use tch::nn::Linear;
 use tch::{Device, Kind, Tensor};
 
-/// What the backward pass needs from the last forward pass with gradients enabled.
-struct Pending {
+/// What the backward pass of one forward pass with gradients needs.
+pub(crate) struct Record {
     /// `q` and the keys in the graph, for injecting their gradients.
     q: Tensor,
     keys: Tensor,
     /// Their contiguous detached data, read by the kernel.
     qc: Tensor,
     kc: Tensor,
-    /// The kernel's output as a leaf of the graph: the scores, or with pooling the context.
-    leaf: Tensor,
     pooled: Option<Pooled>,
+    /// The unit's parameters in the graph, and their data as the kernel read them.
+    graph: GraphParams,
+    params: Params,
+    /// The kernel's saved activations, handed back to `spare` once used.
+    saved: din::Saved,
+    spare: Arc<Mutex<Option<din::Saved>>>,
 }
 
 /// DIN's pooling done with the kernel ([`FusedDin::forward_pooled`]).
@@ -48,18 +52,34 @@ struct Pooled {
     mask: Tensor,
 }
 
-/// The fused path of a `din_mlp` score.
-pub struct FusedDin {
-    enabled: Cell<bool>,
-    pending: RefCell<Option<Pending>>,
-    /// The kernel's saved activations, reused from step to step.
-    saved: RefCell<din::Saved>,
+/// The unit's parameters in the graph: each layer's weight, bias and PReLU slope, then the output
+/// layer's weight and bias.
+struct GraphParams {
+    layers: Vec<(Tensor, Option<Tensor>, Option<Tensor>)>,
+    out: (Tensor, Option<Tensor>),
 }
 
-impl std::fmt::Debug for FusedDin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FusedDin").field("enabled", &self.enabled.get()).field("pending", &self.pending.borrow().is_some()).finish()
+impl GraphParams {
+    fn of(layers: &[(&Linear, &Act)], out: &Linear) -> GraphParams {
+        let layers = layers
+            .iter()
+            .map(|(lin, act)| {
+                let slope = match act {
+                    Act::Prelu(s) => Some(s.shallow_clone()),
+                    _ => None,
+                };
+                (lin.ws.shallow_clone(), lin.bs.as_ref().map(Tensor::shallow_clone), slope)
+            })
+            .collect();
+        GraphParams { layers, out: (out.ws.shallow_clone(), out.bs.as_ref().map(Tensor::shallow_clone)) }
     }
+}
+
+/// The fused path of a `din_mlp` score. Its only state is a spare buffer for the kernel's saved
+/// activations, reused from step to step.
+#[derive(Debug)]
+pub struct FusedDin {
+    spare: Arc<Mutex<Option<din::Saved>>>,
 }
 
 /// A contiguous CPU tensor's elements as `T`s.
@@ -88,19 +108,23 @@ unsafe fn bytes(t: &Tensor) -> &[u8] {
     elements(t, Kind::Uint8)
 }
 
-/// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized) and its elements, for the
-/// kernel to fill.
+/// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized), for a kernel to fill through
+/// [`floats_mut`].
+fn output(shape: &[i64]) -> Tensor {
+    Tensor::empty(shape, (Kind::Float, Device::Cpu))
+}
+
+/// The elements of a tensor made by [`output`], for as long as it is borrowed.
 ///
 /// # Safety
-/// The slice must not outlive the tensor, nor be used once the tensor is read or shared.
-unsafe fn output(shape: &[i64]) -> (Tensor, &'static mut [f32]) {
-    let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+/// `t` must come from [`output`] and not be shared (no view or shallow clone of it is read
+/// while the slice lives).
+unsafe fn floats_mut(t: &mut Tensor) -> &mut [f32] {
     let n = t.numel();
     if n == 0 {
-        return (t, &mut []);
+        return &mut [];
     }
-    let s = std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n);
-    (t, s)
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
 }
 
 /// The unit's parameters as the kernel reads them: detached contiguous views, kept alive while
@@ -153,38 +177,23 @@ impl FusedDin {
     pub fn new(mlp: &Mlp) -> Option<FusedDin> {
         mlp.plain_layers()?;
         crate::omp::install();
-        Some(FusedDin { enabled: Cell::new(true), pending: RefCell::new(None), saved: RefCell::new(din::Saved::default()) })
+        Some(FusedDin { spare: Arc::new(Mutex::new(None)) })
     }
 
-    pub fn set_enabled(&self, on: bool) {
-        self.enabled.set(on);
-        if !on {
-            self.pending.borrow_mut().take();
-        }
-    }
-
-    /// Whether the last forward pass with gradients awaits [`Self::backward`].
-    pub fn pending(&self) -> bool {
-        self.pending.borrow().is_some()
-    }
-
-    /// Whether the kernel takes these inputs.
+    /// Whether the kernel takes these inputs now (see [`tape::kernels_apply`]).
     /// (The unit itself was checked by [`Self::new`].)
     pub fn applies(&self, q: &Tensor, keys: &Tensor) -> bool {
-        self.enabled.get() && q.dim() == 2 && keys.dim() == 3 && [q, keys].iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float)
+        q.dim() == 2 && keys.dim() == 3 && [q, keys].iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float) && tape::kernels_apply()
     }
 
     /// Scores `[B, L]` of `keys: [B, L, D]` against `q: [B, D]` where `mask: [B, L]` is set (0
-    /// elsewhere). With gradients enabled, the scores are a leaf of the graph and the step must end
-    /// with the model's `backward`, which calls [`Self::backward`].
+    /// elsewhere). With gradients, the scores are a leaf of the graph recorded on the tape.
     pub fn forward(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> Tensor {
-        let (scores, qc, kc, _) = self.scores(mlp, out, q, keys, mask);
-        if !grad_enabled() {
-            return scores;
+        let (scores, run) = self.scores(mlp, out, q, keys, mask);
+        match run {
+            None => scores,
+            Some(run) => self.record(run, q, keys, None, scores),
         }
-        let scores = scores.set_requires_grad(true);
-        *self.pending.borrow_mut() = Some(Pending { q: q.shallow_clone(), keys: keys.shallow_clone(), qc, kc, leaf: scores.shallow_clone(), pooled: None });
-        scores
     }
 
     /// DIN's target attention whole: the scores, unnormalized, pool `values: [B, L, Dv]` into the
@@ -192,118 +201,126 @@ impl FusedDin {
     /// forward and backward. `same`: the values are the keys (one gradient to inject, not two).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_pooled(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, values: &Tensor, same: bool, mask: &Tensor) -> Tensor {
-        let (scores, qc, kc, mc) = self.scores(mlp, out, q, keys, mask);
-        let vc = if same { kc.shallow_clone() } else { values.detach().contiguous() };
-        let (rows, len, dv) = (vc.size()[0], vc.size()[1], vc.size()[2]);
-        // SAFETY: contiguous CPU tensors of the checked kinds and shapes, alive for the call; the
-        // output's slice is done with before the tensor is used.
-        let ctx = unsafe {
-            let (ctx, out_s) = output(&[rows, dv]);
-            din::pool(floats(&scores), floats(&vc), bytes(&mc), rows as usize, len as usize, dv as usize, threads(), out_s);
-            ctx
+        let (scores, run) = self.scores(mlp, out, q, keys, mask);
+        let vc = match &run {
+            Some(r) if same => r.kc.shallow_clone(),
+            _ => values.detach().contiguous(),
         };
-        if !grad_enabled() {
-            return ctx;
-        }
-        let ctx = ctx.set_requires_grad(true);
+        let (rows, len, dv) = (vc.size()[0], vc.size()[1], vc.size()[2]);
+        let mc = mask.to_kind(Kind::Uint8).contiguous();
+        let mut ctx = output(&[rows, dv]);
+        // SAFETY: contiguous CPU tensors of the checked kinds and shapes, alive for the call; `ctx`
+        // is fresh and not shared.
+        unsafe { din::pool(floats(&scores), floats(&vc), bytes(&mc), rows as usize, len as usize, dv as usize, threads(), floats_mut(&mut ctx)) };
+        let Some(run) = run else { return ctx };
         let pooled = Pooled { values: (!same).then(|| values.shallow_clone()), vc, scores, mask: mc };
-        *self.pending.borrow_mut() = Some(Pending { q: q.shallow_clone(), keys: keys.shallow_clone(), qc, kc, leaf: ctx.shallow_clone(), pooled: Some(pooled) });
-        ctx
+        self.record(run, q, keys, Some(pooled), ctx)
     }
 
-    /// The kernel's scores, with the contiguous data of `q`, the keys and the mask (`u8`).
-    fn scores(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
+    /// Puts `leaf` (the scores, or the pooled context) in the graph and records its backward.
+    fn record(&self, run: Run, q: &Tensor, keys: &Tensor, pooled: Option<Pooled>, leaf: Tensor) -> Tensor {
+        let leaf = leaf.set_requires_grad(true);
+        let rec = Record {
+            q: q.shallow_clone(),
+            keys: keys.shallow_clone(),
+            qc: run.qc,
+            kc: run.kc,
+            pooled,
+            graph: run.graph,
+            params: run.params,
+            saved: run.saved,
+            spare: Arc::clone(&self.spare),
+        };
+        tape::push(Node::Kernel { leaf: leaf.shallow_clone(), backward: Box::new(move |g| rec.backward(g)) });
+        leaf
+    }
+
+    /// The kernel's scores `[B, L]`; with gradients, also what [`Record`] keeps of the run.
+    fn scores(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> (Tensor, Option<Run>) {
         let (rows, len, d) = (keys.size()[0], keys.size()[1], keys.size()[2]);
-        let layers = mlp.plain_layers().expect("checked by applies");
+        let layers = mlp.plain_layers().expect("checked by FusedDin::new");
         let params = Params::of(&layers, out);
         let (qc, kc) = (q.detach().contiguous(), keys.detach().contiguous());
         let mc = mask.to_kind(Kind::Uint8).contiguous();
         let keep = grad_enabled();
-        let mut saved = self.saved.borrow_mut();
-        // SAFETY: contiguous CPU tensors of the checked kinds, alive for the call; the output's
-        // slice is done with before the tensor is used.
-        let scores = unsafe {
-            let (scores, out_s) = output(&[rows, len]);
-            let saved = keep.then_some(&mut *saved);
-            din::forward(&params.unit(d as usize), floats(&qc), floats(&kc), bytes(&mc), rows as usize, len as usize, threads(), out_s, saved);
-            scores
-        };
-        (scores, qc, kc, mc)
-    }
-
-    /// The model's backward pass when the last forward pass used the kernel (module docs, step 2).
-    /// Returns `false`, having done nothing, when there is no such pass to finish.
-    pub fn backward(&self, mlp: &Mlp, out: &Linear, loss: &Tensor) -> bool {
-        let Some(p) = self.pending.borrow_mut().take() else { return false };
-        let g = Tensor::run_backward(&[loss], &[&p.leaf], true, false).pop().expect("one input, one gradient");
-        if !g.defined() {
-            loss.backward();
-            return true;
+        let mut saved = if keep { self.spare.lock().map(|mut s| s.take()).ok().flatten().unwrap_or_default() } else { din::Saved::default() };
+        let mut scores = output(&[rows, len]);
+        // SAFETY: contiguous CPU tensors of the checked kinds, alive for the call; `scores` is
+        // fresh and not shared.
+        unsafe {
+            din::forward(&params.unit(d as usize), floats(&qc), floats(&kc), bytes(&mc), rows as usize, len as usize, threads(), floats_mut(&mut scores), keep.then_some(&mut saved));
         }
+        let run = keep.then(|| Run { qc, kc, graph: GraphParams::of(&layers, out), params, saved });
+        (scores, run)
+    }
+}
+
+/// What a forward pass with gradients hands to its [`Record`].
+struct Run {
+    qc: Tensor,
+    kc: Tensor,
+    graph: GraphParams,
+    params: Params,
+    saved: din::Saved,
+}
+
+impl Record {
+    /// ∂L/∂leaf (the scores, or the pooled context) → every input's gradient: `q`, the keys, the
+    /// values (when they are not the keys) and the unit's parameters.
+    fn backward(self, g: &Tensor) -> Vec<(Tensor, Tensor)> {
         let g = g.contiguous();
         // With pooling, ∂L/∂context gives ∂L/∂scores (before the unit's backward) and the values'
         // own gradient (after it: added to the keys' when the values are the keys).
-        let pool_shape = p.pooled.as_ref().map(|pl| (pl.vc.size()[0] as usize, pl.vc.size()[1] as usize, pl.vc.size()[2] as usize));
-        let dscores = match (&p.pooled, pool_shape) {
+        let pool_shape = self.pooled.as_ref().map(|pl| (pl.vc.size()[0] as usize, pl.vc.size()[1] as usize, pl.vc.size()[2] as usize));
+        let dscores = match (&self.pooled, pool_shape) {
             (Some(pl), Some((rows, len, dv))) => {
+                let mut ds = output(&[rows as i64, len as i64]);
                 // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the
-                // gradient; the output's slice is done with before the tensor is used.
-                unsafe {
-                    let (ds, ds_s) = output(&[rows as i64, len as i64]);
-                    din::pool_dscores(floats(&pl.vc), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), ds_s);
-                    ds
-                }
+                // gradient; `ds` is fresh and not shared.
+                unsafe { din::pool_dscores(floats(&pl.vc), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), floats_mut(&mut ds)) };
+                ds
             }
             _ => g.shallow_clone(),
         };
-        let layers = mlp.plain_layers().expect("checked by applies");
-        let params = Params::of(&layers, out);
-        let d = p.kc.size()[2] as usize;
+        let d = self.kc.size()[2] as usize;
+        let (mut dq, mut dkeys) = (output(&self.qc.size()), output(&self.kc.size()));
+        let mut dvalues = None;
         // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the gradients;
-        // the outputs' slices are done with before the tensors are used.
-        let (grads, dq, dkeys, dvalues) = unsafe {
-            let (dq, dq_s) = output(&p.qc.size());
-            let (dkeys, dkeys_s) = output(&p.kc.size());
-            let grads = din::backward(&params.unit(d), &self.saved.borrow(), floats(&p.qc), floats(&p.kc), floats(&dscores), threads(), dq_s, dkeys_s);
-            let dvalues = match (&p.pooled, pool_shape) {
+        // `dq`, `dkeys` and `dvals` are fresh and not shared.
+        let grads = unsafe {
+            let grads = din::backward(&self.params.unit(d), &self.saved, floats(&self.qc), floats(&self.kc), floats(&dscores), threads(), floats_mut(&mut dq), floats_mut(&mut dkeys));
+            match (&self.pooled, pool_shape) {
                 (Some(pl), Some((rows, len, dv))) if pl.values.is_none() => {
-                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), dkeys_s, true);
-                    None
+                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), floats_mut(&mut dkeys), true);
                 }
                 (Some(pl), Some((rows, len, dv))) => {
-                    let (dvals, dv_s) = output(&pl.vc.size());
-                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), dv_s, false);
-                    pl.values.as_ref().map(|v| (v.shallow_clone(), dvals))
+                    let mut dvals = output(&pl.vc.size());
+                    din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), floats_mut(&mut dvals), false);
+                    dvalues = pl.values.as_ref().map(|v| (v.shallow_clone(), dvals));
                 }
-                _ => None,
-            };
-            (grads, dq, dkeys, dvalues)
+                _ => {}
+            }
+            grads
         };
-        let mut total = loss.shallow_clone();
-        let mut inject = |x: &Tensor, g: Tensor| {
-            if x.requires_grad() {
-                total = &total + (x * g.view(x.size().as_slice())).sum(Kind::Float);
-            }
-        };
-        inject(&p.q, dq);
-        inject(&p.keys, dkeys);
-        if let Some((values, dvalues)) = dvalues {
-            inject(&values, dvalues);
+        if let Ok(mut spare) = self.spare.lock() {
+            *spare = Some(self.saved);
         }
-        for ((lin, act), lg) in layers.iter().zip(&grads.layers) {
-            inject(&lin.ws, Tensor::from_slice(&lg.w));
-            if let Some(b) = &lin.bs {
-                inject(b, Tensor::from_slice(&lg.b));
+        let mut out = vec![(self.q, dq), (self.keys, dkeys)];
+        out.extend(dvalues);
+        for ((w, b, slope), lg) in self.graph.layers.into_iter().zip(grads.layers) {
+            out.push((w, Tensor::from_slice(&lg.w)));
+            if let Some(b) = b {
+                out.push((b, Tensor::from_slice(&lg.b)));
             }
-            if let (Act::Prelu(s), Some(ds)) = (act, &lg.slope) {
-                inject(s, Tensor::from_slice(ds));
+            if let (Some(s), Some(ds)) = (slope, lg.slope) {
+                out.push((s, Tensor::from_slice(&ds)));
             }
         }
-        inject(&out.ws, Tensor::from_slice(&grads.out_w));
-        if let Some(b) = &out.bs {
-            inject(b, Tensor::from_slice(&[grads.out_b]));
+        let (ow, ob) = self.graph.out;
+        out.push((ow, Tensor::from_slice(&grads.out_w)));
+        if let Some(b) = ob {
+            out.push((b, Tensor::from_slice(&[grads.out_b])));
         }
-        total.backward();
-        true
+        out
     }
 }

@@ -136,22 +136,6 @@ impl Attention {
         }
     }
 
-    /// Turns the fused DIN kernel on or off (see [`Score::set_fused`]).
-    pub fn set_fused(&self, on: bool) {
-        self.score.set_fused(on);
-    }
-
-    /// `loss.backward()`, plus the fused kernel's backward when the last forward pass used it.
-    pub fn backward(&self, loss: &Tensor) {
-        self.score.backward(loss);
-    }
-
-    /// Whether the last forward pass with gradients went through the fused kernel (and the
-    /// step's backward must therefore come through [`Self::backward`]).
-    pub fn fused_pending(&self) -> bool {
-        self.score.fused_pending()
-    }
-
     fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
         let scores = self.score.forward_masked_t(q, keys, mask, train);
         let weights = self.align.forward(&scores, mask, q);

@@ -221,29 +221,6 @@ impl Score {
         }
     }
 
-    /// Turns the fused DIN kernel on or off (on by default where it applies).
-    pub fn set_fused(&self, on: bool) {
-        if let Score::DinMlp { fused: Some(f), .. } = self {
-            f.set_enabled(on);
-        }
-    }
-
-    /// See [`super::Attention::fused_pending`].
-    pub fn fused_pending(&self) -> bool {
-        matches!(self, Score::DinMlp { fused: Some(f), .. } if f.pending())
-    }
-
-    /// `loss.backward()`, through the fused kernel's backward when the last forward pass used it.
-    pub fn backward(&self, loss: &Tensor) {
-        let done = match self {
-            Score::DinMlp { mlp, out, fused: Some(f) } => f.backward(mlp, out, loss),
-            _ => false,
-        };
-        if !done {
-            loss.backward();
-        }
-    }
-
     /// `q: [B, (T,) Dq]`, `keys: [B, L, Dk]` → `[B, (T,) L]`.
     pub fn forward_t(&self, q: &Tensor, keys: &Tensor, train: bool) -> Tensor {
         match self {

@@ -6,10 +6,9 @@ use super::{CtrModel, Embeddings};
 use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Encoder, Lookups, Mlp, MlpConfig, TransformerConfig};
+use crate::nn::{tape, Encoder, Mlp, MlpConfig, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
-use std::cell::RefCell;
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,9 +98,6 @@ pub struct TargetPool {
     pooling: PoolingConfig,
     mlp: Mlp,
     out: nn::Linear,
-    /// With the fused attention, the head's input in the graph and the leaf the head ran on
-    /// (see [`CtrModel::backward`] here).
-    cut: RefCell<Option<(Tensor, Tensor)>>,
 }
 
 impl TargetPool {
@@ -118,7 +114,8 @@ impl TargetPool {
         let emb = Embeddings::new(&p / "emb", fm, embed_dim)?;
         let d = emb.item_dim();
         if pooling.feedback != FeedbackIn::KeysAndValues && encoder.is_some() {
-            return Err(crate::Error::config("pooling.feedback = \"values\" or \"split\" needs a model without a history encoder"));
+            let v = if pooling.feedback == FeedbackIn::Values { "values" } else { "split" };
+            return Err(crate::Error::config(format!("pooling.feedback = \"{v}\" needs a model without a history encoder")));
         }
         check_split(pooling.feedback, fm)?;
         let encoder = encoder.map(|c| Encoder::new(&p / "encoder", c, d, fm.history_len as i64)).transpose()?;
@@ -127,7 +124,7 @@ impl TargetPool {
         let mean_dim = if pooling.with_mean { dv } else { 0 };
         let mlp = Mlp::new(&p / "mlp", emb.user_dim() + d + attn.out_dim() + mean_dim, mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
-        Ok(TargetPool { emb, encoder, attn, pooling: pooling.clone(), mlp, out, cut: RefCell::new(None) })
+        Ok(TargetPool { emb, encoder, attn, pooling: pooling.clone(), mlp, out })
     }
 
     /// The history as the attention sees it, keys and values: embeddings, or their encoding; the
@@ -190,44 +187,9 @@ impl CtrModel for TargetPool {
         if self.pooling.with_mean {
             parts.push(super::base::masked_mean(values, &b.mask_f32()));
         }
-        let x = Tensor::cat(&parts, -1);
-        let x = if self.attn.fused_pending() {
-            let leaf = x.detach().set_requires_grad(true);
-            *self.cut.borrow_mut() = Some((x, leaf.shallow_clone()));
-            leaf
-        } else {
-            self.cut.borrow_mut().take();
-            x
-        };
+        // With the fused attention on the tape, the head's backward then runs once.
+        let x = tape::cut(Tensor::cat(&parts, -1));
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
-    }
-
-    /// With the fused attention the head's graph is cut at its input `x`: `loss.backward()` runs
-    /// the head once, and the rest of the graph gets ∂L/∂x through `Σ x ⊙ c(∂L/∂x)`. The fused
-    /// kernel's backward, which asks libtorch for the gradient of its output before it adds its
-    /// own, then goes over the concatenation alone instead of the whole head twice.
-    fn backward(&self, loss: &Tensor) {
-        match self.cut.borrow_mut().take() {
-            Some((x, leaf)) => {
-                loss.backward();
-                let g = leaf.grad();
-                let rest = if g.defined() { (x * g).sum(tch::Kind::Float) } else { x.sum(tch::Kind::Float) * 0.0 };
-                self.attn.backward(&rest);
-            }
-            None => self.attn.backward(loss),
-        }
-        self.lookups().iter().for_each(|l| l.backward());
-    }
-
-    fn set_fused(&self, on: bool) {
-        self.attn.set_fused(on);
-        self.lookups().iter().for_each(|l| l.set_on(on));
-    }
-
-    fn lookups(&self) -> Vec<&Lookups> {
-        let mut all = vec![&self.emb.lookups];
-        all.extend(self.encoder.as_ref().map(|e| e.lookups()));
-        all
     }
 
     /// `[B, H, L]`.

@@ -4,7 +4,7 @@ use super::attn_pool::{check_split, split_by_feedback, FeedbackIn};
 use super::{CtrModel, Embeddings};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Lookups, Mlp, MlpConfig};
+use crate::nn::{Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -64,9 +64,5 @@ impl CtrModel for Base {
         let pooled = masked_mean(&hist, &b.mask_f32());
         let x = Tensor::cat(&[self.emb.user(b), self.emb.target(b), pooled], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
-    }
-
-    fn lookups(&self) -> Vec<&Lookups> {
-        vec![&self.emb.lookups]
     }
 }

@@ -7,7 +7,7 @@ use super::base::masked_mean;
 use super::{CtrModel, Embeddings};
 use crate::error::Result;
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Encoder, Lookups, Mlp, MlpConfig, TransformerConfig};
+use crate::nn::{Encoder, Mlp, MlpConfig, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
@@ -72,10 +72,6 @@ impl CtrModel for Bst {
         let encoded_hist = masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()));
         let x = Tensor::cat(&[self.emb.user(b), target, encoded_target, encoded_hist], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
-    }
-
-    fn lookups(&self) -> Vec<&Lookups> {
-        vec![&self.emb.lookups, self.encoder.lookups()]
     }
 
     /// The target's attention over the history in the last block, per head: `[B, H, L]`.

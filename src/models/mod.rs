@@ -8,30 +8,16 @@ pub mod din_sa;
 
 use crate::error::{Error, Result};
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{embedding, Lookups, PADDING};
+use crate::nn::{embedding, lookup, PADDING};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 /// `Send` so that scoring can run one copy of a model per thread.
 pub trait CtrModel: Send {
-    /// Logits `[B]`.
+    /// Logits `[B]`. A training step runs this while a [`crate::nn::Tape`] records and ends in
+    /// its `backward`, so that the layers' fused CPU kernels can join autograd; the model itself
+    /// knows nothing of them.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
-    /// The training step's backward pass. attnrec's fused CPU kernels (DIN's activation unit, the
-    /// embedding lookups) add their gradients after libtorch's pass; a step that ran `forward_t`
-    /// with gradients must end here, not in `loss.backward()`.
-    fn backward(&self, loss: &Tensor) {
-        loss.backward();
-        self.lookups().iter().for_each(|l| l.backward());
-    }
-    /// Turns fused CPU kernels on or off (on by default where they apply; results agree with the
-    /// libtorch path to float rounding).
-    fn set_fused(&self, on: bool) {
-        self.lookups().iter().for_each(|l| l.set_on(on));
-    }
-    /// The model's embedding lookups, whose backward [`Self::backward`] finishes.
-    fn lookups(&self) -> Vec<&Lookups> {
-        Vec::new()
-    }
     /// The target's attention weights over the history, per head: `[B, H, L]` (`H` = 1 for a
     /// single head), for models that have them.
     fn attention(&self, _batch: &Batch) -> Option<Tensor> {
@@ -204,8 +190,6 @@ pub struct Embeddings {
     pub user_side: Option<SideEmbeddings>,
     pub item_side: Option<SideEmbeddings>,
     pub dim: i64,
-    /// Every lookup goes through here, for the fused backward of [`Lookups`].
-    pub lookups: Lookups,
 }
 
 impl Embeddings {
@@ -226,7 +210,6 @@ impl Embeddings {
             user_side,
             item_side,
             dim,
-            lookups: Lookups::default(),
         })
     }
     /// Width of an item representation.
@@ -240,7 +223,7 @@ impl Embeddings {
     /// Target item `[B, item_dim]`.
     pub fn target(&self, b: &Batch) -> Tensor {
         let mut parts = vec![self.embed(&self.item, &b.item), self.embed(&self.genre, &b.genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.item_side)));
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.item_side)));
         Tensor::cat(&parts, -1)
     }
     /// History items `[B, L, item_dim]` (padding rows are zero), plus the embeddings of their time
@@ -258,7 +241,7 @@ impl Embeddings {
     /// and pools what the user thought of them.
     pub fn history_and_feedback(&self, b: &Batch) -> (Tensor, Option<Tensor>) {
         let mut parts = vec![self.embed(&self.item, &b.hist_item), self.embed(&self.genre, &b.hist_genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&self.lookups, &b.hist_item_side)));
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.hist_item_side)));
         let mut items = Tensor::cat(&parts, -1);
         if let Some(gap) = &self.gap {
             items = items + self.embed(gap, &b.hist_gap);
@@ -269,12 +252,12 @@ impl Embeddings {
     pub fn user(&self, b: &Batch) -> Tensor {
         let u = self.embed(&self.user, &b.user);
         match &self.user_side {
-            Some(s) => Tensor::cat(&[u, s.forward(&self.lookups, &b.user_side)], -1),
+            Some(s) => Tensor::cat(&[u, s.forward(&b.user_side)], -1),
             None => u,
         }
     }
     fn embed(&self, table: &nn::Embedding, idx: &Tensor) -> Tensor {
-        self.lookups.embed(table, Some(PADDING), idx)
+        lookup::embed(table, Some(PADDING), idx)
     }
 }
 
@@ -310,7 +293,7 @@ impl SideEmbeddings {
         self.fields.len() as i64 * self.dim
     }
     /// Side-table rows `[...]` → `[..., dim()]` (zeros for row 0, padding).
-    pub fn forward(&self, lookups: &Lookups, rows: &Tensor) -> Tensor {
+    pub fn forward(&self, rows: &Tensor) -> Tensor {
         let mut shape = rows.size();
         let ids = self.table.index_select(0, &rows.reshape([-1]));
         let parts: Vec<Tensor> = self
@@ -318,7 +301,7 @@ impl SideEmbeddings {
             .iter()
             .map(|(emb, off, width)| {
                 let v = ids.narrow(1, *off, *width);
-                let e = lookups.embed(emb, Some(PADDING), &v);
+                let e = lookup::embed(emb, Some(PADDING), &v);
                 if *width == 1 {
                     e.squeeze_dim(1)
                 } else {

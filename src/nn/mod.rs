@@ -1,12 +1,14 @@
 //! Layers shared by the models: embeddings with a zero, frozen padding row; an MLP with dropout and
-//! optional batch norm; activations (ReLU, sigmoid, PReLU, Dice).
+//! optional batch norm; activations (ReLU, sigmoid, PReLU, Dice); and the [`Tape`] through which
+//! the fused CPU kernels join libtorch's autograd.
 pub mod activation;
 pub mod lookup;
 pub mod mlp;
+pub mod tape;
 pub mod transformer;
 
 pub use activation::{Act, Activation, Dice};
-pub use lookup::Lookups;
+pub use tape::{with_fused, Tape};
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Encoder, FfnActivation, TransformerBlock, TransformerConfig};
 

@@ -2,7 +2,6 @@
 //! residual multi-head self-attention and a position-wise feed-forward network, with dropout.
 //! One block equals `torch.nn.TransformerEncoderLayer(norm_first=False, batch_first=True)`.
 use crate::attention::{Attention, AttentionConfig};
-use super::Lookups;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -118,7 +117,6 @@ impl TransformerBlock {
 pub struct Encoder {
     positions: Option<nn::Embedding>,
     blocks: Vec<TransformerBlock>,
-    lookups: Lookups,
 }
 
 impl Encoder {
@@ -129,7 +127,7 @@ impl Encoder {
             nn::embedding(&p / "positions", max_position + 1, d, init)
         });
         let blocks = (0..cfg.blocks).map(|i| TransformerBlock::new(&p / format!("block{i}"), cfg, d)).collect::<Result<_>>()?;
-        Ok(Encoder { positions, blocks, lookups: Lookups::default() })
+        Ok(Encoder { positions, blocks })
     }
 
     /// The position index of each history event: its recency + 1 (1 = the most recent, leaving
@@ -140,14 +138,9 @@ impl Encoder {
 
     fn embed(&self, x: &Tensor, position: &Tensor) -> Tensor {
         match &self.positions {
-            Some(e) => x + self.lookups.embed(e, None, position),
+            Some(e) => x + super::lookup::embed(e, None, position),
             None => x.shallow_clone(),
         }
-    }
-
-    /// The position embedding's lookups, which the model's backward finishes.
-    pub fn lookups(&self) -> &Lookups {
-        &self.lookups
     }
 
     /// `x: [B, T, D]`, `mask: [B, T]`, `position: [B, T]` i64 → `[B, T, D]`.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::features::{Batch, Batcher, Encoded};
 use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
+use crate::nn::Tape;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -399,7 +400,6 @@ impl<'a> Stepper<'a> {
         };
         let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, train, cfg.mba_lambda)).transpose()?;
         let total_steps = cfg.epochs * train.len().div_ceil(cfg.batch_size);
-        model.set_fused(cfg.fused);
         Ok(Stepper { model, cfg, opt: Optimizer::new(vs, spec), mba, total_steps })
     }
 
@@ -408,15 +408,20 @@ impl<'a> Stepper<'a> {
     pub fn step(&mut self, b: &Batch, step: usize) -> f64 {
         let cfg = self.cfg;
         tch::manual_seed(step_seed(cfg.seed, step));
-        let logits = self.model.forward_t(b, true);
-        let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
-        let bce = bce_loss.double_value(&[]);
-        let loss = match &self.mba {
-            Some(m) => bce_loss + m.penalty(b),
-            None => bce_loss,
-        };
-        self.opt.zero_grad();
-        self.model.backward(&loss);
+        let bce = crate::nn::with_fused(cfg.fused, || {
+            // The fused kernels record their backward passes on the tape (see crate::nn::tape).
+            let tape = Tape::record();
+            let logits = self.model.forward_t(b, true);
+            let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
+            let bce = bce_loss.double_value(&[]);
+            let loss = match &self.mba {
+                Some(m) => bce_loss + m.penalty(b),
+                None => bce_loss,
+            };
+            self.opt.zero_grad();
+            tape.backward(&loss);
+            bce
+        });
         if cfg.clip_grad_norm > 0.0 {
             self.opt.clip_grad_norm(cfg.clip_grad_norm);
         }

@@ -199,6 +199,38 @@ fn leave_last_out_and_global_time_splits_by_hand() {
     assert_eq!(global, expect(u1_global, [Train; 3], [Train; 2]));
 }
 
+/// Ratios are exact decimals: 0.7 + 0.1 is 0.8, so a user with 10 events has 7 train, 1 valid
+/// and 2 test events, and 15 events in global time order split 10 / 2 / 3. In floating point,
+/// 10 · (0.7 + 0.1) = 7.999… and 15 · 0.8 = 11.999… would each lose the last valid event.
+#[test]
+fn ratios_are_exact_decimals() {
+    use attnrec::data::protocol::SplitRule;
+    use Split::*;
+    let u1 = [12, 10, 11, 15, 13, 14, 16, 17, 18, 19];
+    let expect = |u1_splits: [Split; 10], u2: [Split; 3], u3: [Split; 2]| {
+        let mut v: Vec<(i64, i64, Split)> = u1.iter().zip(u1_splits).map(|(&i, s)| (1, i, s)).collect();
+        v.extend([21, 20, 22].iter().zip(u2).map(|(&i, s)| (2, i, s)));
+        v.extend([10, 11].iter().zip(u3).map(|(&i, s)| (3, i, s)));
+        v
+    };
+    let cfg = ProtocolConfig { train_ratio: 0.7, valid_ratio: 0.1, ..Default::default() };
+    let per_user = splits_of(cfg.clone());
+    // floor(7) = 7, floor(8) = 8; floor(2.1) = 2, floor(2.4) = 2; floor(1.4) = 1, floor(1.6) = 1.
+    let u1_ratio = [Train, Train, Train, Train, Train, Train, Train, Valid, Test, Test];
+    assert_eq!(per_user, expect(u1_ratio, [Train, Train, Test], [Train, Test]));
+    // Global order: user 3 (2 events), user 2 (3), user 1 (10); floor(10.5) = 10, floor(12) = 12.
+    let global = splits_of(ProtocolConfig { split: SplitRule::GlobalTime, ..cfg });
+    let u1_global = [Train, Train, Train, Train, Train, Valid, Valid, Test, Test, Test];
+    assert_eq!(global, expect(u1_global, [Train; 3], [Train; 2]));
+}
+
+/// A ratio with more decimals than the exact arithmetic keeps is refused, naming the key.
+#[test]
+fn ratios_with_too_many_decimals_are_refused() {
+    let err = ProtocolConfig { train_ratio: 0.1234567891, ..Default::default() }.validate().unwrap_err().to_string();
+    assert!(err.contains("protocol.train_ratio") && err.contains("decimal"), "{err}");
+}
+
 #[test]
 fn k_core_filter_is_applied_before_splitting() {
     use Split::*;

@@ -81,6 +81,12 @@ fn global_time_split_after_k_core_matches_pandas() {
     check("global_time_kcore_L3.csv", p);
 }
 
+/// Ratios whose float sum falls short (0.7 + 0.1 = 0.7999…): exact decimals on both sides.
+#[test]
+fn exact_decimal_ratios_match_pandas() {
+    check("ratio_07_01_L3.csv", ProtocolConfig { history_len: 3, train_ratio: 0.7, valid_ratio: 0.1, ..Default::default() });
+}
+
 #[test]
 fn positives_only_histories_match_pandas() {
     check("positives_L4.csv", ProtocolConfig { history_len: 4, history: HistoryRule::Positives, ..Default::default() });

@@ -18,7 +18,8 @@ use std::ops::Range;
 pub struct ProtocolConfig {
     /// `rating >= label_threshold` is a click.
     pub label_threshold: f64,
-    /// A user with `n` events puts the first `floor(train_ratio * n)` in train ...
+    /// A user with `n` events puts the first `floor(train_ratio * n)` in train (exact decimals,
+    /// integer arithmetic: at most 9 decimal places) ...
     pub train_ratio: f64,
     /// ... and the events up to `floor((train_ratio + valid_ratio) * n)` in valid; the rest is test.
     pub valid_ratio: f64,
@@ -127,6 +128,38 @@ pub enum SplitRule {
     GlobalTime,
 }
 
+/// A ratio in [0, 1] read as the exact decimal it was written as (the shortest decimal that reads
+/// back to the same `f64`, so `0.7` is 7/10, not 0.6999…): `num / 10^9`. Bounds are then integer
+/// arithmetic, as the protocol asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Decimal {
+    num: i64,
+}
+
+impl Decimal {
+    /// The denominator: 9 decimal places, so `n · num` fits an `i64` for any `n` below 9 · 10^9.
+    const ONE: i64 = 1_000_000_000;
+
+    fn of(r: f64, key: &str) -> Result<Decimal> {
+        let text = format!("{r}");
+        let bad = || Error::config(format!("{key} must be a decimal in [0, 1] with at most 9 decimal places, got {text}"));
+        if !(0.0..=1.0).contains(&r) {
+            return Err(bad());
+        }
+        let (int, frac) = text.split_once('.').unwrap_or((text.as_str(), ""));
+        if frac.len() > 9 || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let int: i64 = int.parse().map_err(|_| bad())?;
+        let frac: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+        Ok(Decimal { num: int * Decimal::ONE + frac })
+    }
+
+    fn plus(self, other: Decimal) -> Decimal {
+        Decimal { num: self.num + other.num }
+    }
+}
+
 impl ProtocolConfig {
     pub fn validate(&self) -> Result<()> {
         if !self.label_threshold.is_finite() {
@@ -135,7 +168,8 @@ impl ProtocolConfig {
         if !(self.train_ratio > 0.0 && self.train_ratio < 1.0) {
             return Err(Error::config(format!("protocol.train_ratio must be in (0, 1), got {}", self.train_ratio)));
         }
-        if !(self.valid_ratio >= 0.0 && self.train_ratio + self.valid_ratio <= 1.0) {
+        let (t, v) = (Decimal::of(self.train_ratio, "protocol.train_ratio")?, Decimal::of(self.valid_ratio, "protocol.valid_ratio")?);
+        if !(self.valid_ratio >= 0.0 && t.plus(v).num <= Decimal::ONE) {
             return Err(Error::config(format!(
                 "protocol.valid_ratio must be >= 0 with train_ratio + valid_ratio <= 1, got {}",
                 self.valid_ratio
@@ -262,11 +296,11 @@ pub fn build_events(ds: &Dataset, cfg: &ProtocolConfig) -> Result<Events> {
     if rows.height() == 0 {
         return Err(Error::dataset(&ds.root, "no events left after the k-core filter (protocol.min_user_events / min_item_events)"));
     }
+    // Exact decimals, integer arithmetic: floor(n · num / 10^9) (0.7 of 90 is 63, 0.7 + 0.1 is 0.8).
+    let (train, valid) = (Decimal::of(cfg.train_ratio, "protocol.train_ratio")?, Decimal::of(cfg.valid_ratio, "protocol.valid_ratio")?);
     let ratio_split = |n: Expr| {
-        let n_f = n.cast(DataType::Float64);
-        let train_end = (n_f.clone() * lit(cfg.train_ratio)).floor().cast(DataType::Int64);
-        let valid_end = (n_f * lit(cfg.train_ratio + cfg.valid_ratio)).floor().cast(DataType::Int64);
-        (train_end, valid_end)
+        let bound = |r: Decimal| (n.clone() * lit(r.num)).floor_div(lit(Decimal::ONE));
+        (bound(train), bound(train.plus(valid)))
     };
     // A log with a 0/1 label column (generic logs) is labeled by it; a rating log by the threshold.
     let label = if rows.get_column_names().iter().any(|c| c.as_str() == "label") {

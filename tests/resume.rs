@@ -133,3 +133,36 @@ fn resume_refuses_a_dataset_that_changed() {
     assert!(err.contains("changed since this run started (ratings.dat)"), "{err}");
     assert!(partial.is_dir() && !run.exists(), "the interrupted run is left as it was");
 }
+
+/// A run that stopped early saved its last checkpoint at the evaluation that decided the stop. A
+/// kill after that save (during the final evaluation, the weight save or the rename) followed by
+/// `--resume` must not train past the stop: the restored evaluations already spend the patience.
+#[test]
+fn resumed_after_the_early_stop_trains_no_further() {
+    use attnrec::config::RunConfig;
+    use attnrec::data::synth::{generate, Preset};
+    use attnrec::models::ModelConfig;
+    use attnrec::run::prepare;
+    use attnrec::train::checkpoint::Checkpoint;
+    use attnrec::train::{fit, Checkpointing, Silent};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name("base").unwrap());
+    // A high learning rate on tiny overfits within a few epochs, so patience 1 stops well before 30.
+    (cfg.train.epochs, cfg.train.patience, cfg.train.lr, cfg.train.batch_size, cfg.train.threads) = (30, 1, 0.02, 64, 1);
+    let prepared = prepare(&cfg, &data, None).unwrap();
+    let ckpt = dir.path().join("checkpoints");
+    let (vs, model) = cfg.model.fresh(&prepared.feature_map, tch::Device::Cpu, cfg.train.seed).unwrap();
+    let first = fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, Some(Checkpointing { dir: &ckpt, resume: None }), &mut Silent).unwrap();
+    assert!(first.epochs_run < 30, "the run must stop early: {} epochs", first.epochs_run);
+
+    let resume = Checkpoint::latest(&ckpt).unwrap().expect("a checkpoint at the stop");
+    let (vs2, model2) = cfg.model.fresh(&prepared.feature_map, tch::Device::Cpu, cfg.train.seed).unwrap();
+    let again = fit(model2.as_ref(), &vs2, &prepared.encoded, &cfg.train, Some(Checkpointing { dir: &ckpt, resume: Some(resume) }), &mut Silent).unwrap();
+    assert_eq!(again.evals.len(), first.evals.len(), "the resumed run evaluated again");
+    assert_eq!((again.best_epoch, again.epochs_run), (first.best_epoch, first.epochs_run));
+    for ((k, a), (_, b)) in vs.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>().iter().zip(vs2.variables().into_iter().collect::<std::collections::BTreeMap<_, _>>().iter()) {
+        assert!(a.equal(b), "{k} differs after the resume");
+    }
+}

@@ -295,7 +295,10 @@ pub fn fit(
     // Since the previous evaluation; and totals over the run.
     let mut interval = Interval::start();
     let (mut run_samples, mut run_seconds, mut run_wait) = (0usize, 0.0f64, 0.0f64);
-    let mut stop = false;
+    // Patience spent: the last `patience` evaluations did not improve. Rebuilt from a resumed
+    // checkpoint's evaluations, which include the one that decided an early stop.
+    let patience_spent = |evals: &[EvalReport]| evals.iter().rev().take_while(|r| !r.improved).count() >= cfg.patience.max(1);
+    let mut stop = patience_spent(&st.evals);
     while st.epoch <= cfg.epochs && !stop {
         next_order(&mut order, &mut rng, st.epoch);
         let epoch = st.epoch;
@@ -347,7 +350,7 @@ pub fn fit(
                 (st.loss_sum, st.loss_samples) = (0.0, 0);
                 observer.evaluated(&report);
                 st.evals.push(report);
-                stop = st.evals.iter().rev().take_while(|r| !r.improved).count() >= cfg.patience.max(1);
+                stop = patience_spent(&st.evals);
             }
             if let Some(s) = saver.as_mut() {
                 if eval_now || s.due(st.step) {

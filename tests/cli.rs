@@ -146,3 +146,20 @@ fn synth_train_eval_through_the_binary() {
         .code(1)
         .stderr(predicate::str::contains("training diverged"));
 }
+
+/// An empty valid split (nothing to select the epoch by) or test split (nothing to report) is a
+/// one-line error before any training, not a run with `null` metrics.
+#[test]
+fn empty_valid_or_test_splits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("tiny");
+    attnrec().args(["synth", "--preset", "tiny", "--out", data.to_str().unwrap()]).assert().success();
+    let out = d.join("run");
+    for (ratios, needle) in [("train_ratio = 0.8\nvalid_ratio = 0.0", "the valid split is empty"), ("train_ratio = 0.8\nvalid_ratio = 0.2", "the test split is empty")] {
+        let cfg = d.join("cfg.toml");
+        fs::write(&cfg, format!("[data]\npath = {:?}\n[model]\nkind = \"base\"\n[protocol]\n{ratios}\n", data.to_str().unwrap())).unwrap();
+        fails_with(&["train", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"], needle);
+        assert!(!out.exists() && !d.join("run.partial").exists(), "a refused run left files behind");
+    }
+}

@@ -262,6 +262,9 @@ pub fn fit(
     if train_idx.is_empty() {
         return Err(Error::config("the train split is empty: the dataset has too few events per user"));
     }
+    if data.indices(Split::Valid).is_empty() {
+        return Err(Error::config("the valid split is empty: model selection and early stopping need it (raise protocol.valid_ratio)"));
+    }
     let mut stepper = Stepper::new(model, vs, data, &train_idx, cfg)?;
     let n_batches = train_idx.len().div_ceil(cfg.batch_size);
     let (ckpt_dir, resume) = match ckpt {

@@ -65,3 +65,29 @@ mod tests {
         assert_eq!(final_path(Path::new(".partial")), None);
     }
 }
+
+/// A closed set of named values (a split rule, a dataset layout, a preset...) that configs and any
+/// front end offer by name. The name is the value's serde name, so a config file, a command line
+/// and a message always spell it the same way; the library knows no command line.
+pub trait Choice: Copy + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Every value, in the order a help text lists them.
+    const ALL: &'static [Self];
+
+    /// One line on what the value means, for help texts ("" when the name says it all).
+    fn help(self) -> &'static str {
+        ""
+    }
+
+    /// The value's name, as configs and command lines write it.
+    fn name_of(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            other => panic!("a Choice serializes to a string, got {other:?}"),
+        }
+    }
+
+    /// The value called `name` (or one of its aliases); `None` for an unknown name.
+    fn parse_name(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+}

@@ -56,27 +56,37 @@ impl Format {
 }
 
 /// On-disk layouts the loaders understand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// ml-100k: `u.data` (tab-separated user, item, rating, timestamp), `u.item` (`|`, latin-1,
     /// 5 fields and 19 genre flags), optional `u.user`.
     Ml100k,
     /// ml-1m / ml-10m: `ratings.dat`, `movies.dat`, optional `users.dat`, `::`-separated.
-    #[value(alias = "ml10m")]
     #[serde(alias = "ml10m")]
     Ml1m,
     /// ml-20m / ml-25m / ml-32m / ml-latest(-small): `ratings.csv`, `movies.csv` with headers.
-    #[value(alias = "ml20m", alias = "ml25m", alias = "ml32m", alias = "ml-latest")]
     #[serde(alias = "ml20m", alias = "ml25m", alias = "ml32m", alias = "ml-latest")]
     MlCsv,
     /// RecBole atomic files: `NAME.inter`, optional `NAME.item` and `NAME.user`, tab-separated
     /// with `field:type` headers.
-    #[value(alias = "recbole")]
     #[serde(alias = "recbole")]
     Atomic,
     /// A generic CSV/TSV/Parquet interaction log whose columns `[data.log]` names.
     Log,
+}
+
+impl crate::util::Choice for Format {
+    const ALL: &'static [Self] = &[Format::Ml100k, Format::Ml1m, Format::MlCsv, Format::Atomic, Format::Log];
+    fn help(self) -> &'static str {
+        match self {
+            Format::Ml100k => "ml-100k: u.data, u.item, optional u.user",
+            Format::Ml1m => "ml-1m / ml-10m: ratings.dat, movies.dat, optional users.dat",
+            Format::MlCsv => "ml-20m / ml-25m / ml-32m / ml-latest: ratings.csv, movies.csv",
+            Format::Atomic => "RecBole atomic files: NAME.inter, optional NAME.item and NAME.user",
+            Format::Log => "a generic CSV/TSV/Parquet interaction log whose columns [data.log] names",
+        }
+    }
 }
 
 impl Format {
@@ -346,16 +356,38 @@ impl UsersBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum;
+    use crate::util::Choice;
+
+    /// Every closed set of names that configs and the command line share reads its own names
+    /// back, and refuses others.
+    #[test]
+    fn every_choice_reads_its_names_back() {
+        fn check<T: Choice + PartialEq + std::fmt::Debug>() {
+            for &v in T::ALL {
+                assert_eq!(T::parse_name(&v.name_of()), Some(v));
+            }
+            assert_eq!(T::parse_name("no_such_value"), None);
+        }
+        use crate::data::protocol::{HistoryRule, ItemFeature, Split, SplitRule, UserFeature};
+        check::<Format>();
+        check::<Split>();
+        check::<SplitRule>();
+        check::<HistoryRule>();
+        check::<UserFeature>();
+        check::<ItemFeature>();
+        check::<crate::data::synth::Preset>();
+        check::<crate::train::Monitor>();
+        assert_eq!(SplitRule::LeaveLastOut.name_of(), "leave_last_out");
+    }
 
     #[test]
     fn format_names_agree_across_cli_config_and_messages() {
-        for f in Format::value_variants() {
-            assert_eq!(f.to_possible_value().unwrap().get_name(), f.name());
-            assert_eq!(serde_json::to_string(f).unwrap(), format!("\"{}\"", f.name()));
+        for &f in Format::ALL {
+            assert_eq!(f.name_of(), f.name());
+            assert_eq!(Format::parse_name(f.name()), Some(f));
         }
         for alias in ["ml10m", "ml25m", "recbole"] {
-            assert!(Format::from_str(alias, false).is_ok(), "{alias}");
+            assert!(Format::parse_name(alias).is_some(), "{alias}");
         }
         let f: Format = serde_json::from_str("\"ml25m\"").unwrap();
         assert_eq!(f, Format::MlCsv);

@@ -56,7 +56,7 @@ pub struct ProtocolConfig {
 }
 
 /// User side features (ml-100k's `u.user`, ml-1m's `users.dat`, RecBole's `.user`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserFeature {
     /// ml-1m's age groups (1, 18, 25, 35, 45, 50, 56); other datasets' ages are mapped to them.
@@ -66,7 +66,7 @@ pub enum UserFeature {
 }
 
 /// Item side features, from the item table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemFeature {
     /// Release year, the last `(YYYY)` of the title.
@@ -76,9 +76,8 @@ pub enum ItemFeature {
 }
 
 /// Which of the user's earlier events a history holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum HistoryRule {
     /// Every earlier event, of any label (shared/PROTOCOL.md).
     #[default]
@@ -111,9 +110,8 @@ impl Default for ProtocolConfig {
 
 /// The split rules. All keep each user's events in time order, so no split sees the future of an
 /// earlier one within a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum SplitRule {
     /// Per user: the first `floor(train_ratio n)` events train, up to `floor((train_ratio +
     /// valid_ratio) n)` valid, the rest test (the default).
@@ -126,6 +124,53 @@ pub enum SplitRule {
     /// `floor(train_ratio N)` train, up to `floor((train_ratio + valid_ratio) N)` valid, the rest
     /// test. Every test event is at or after every train event.
     GlobalTime,
+}
+
+use crate::util::Choice;
+
+impl Choice for UserFeature {
+    const ALL: &'static [Self] = &[UserFeature::Age, UserFeature::Gender, UserFeature::Occupation];
+    fn help(self) -> &'static str {
+        match self {
+            UserFeature::Age => "ml-1m's age groups (1, 18, 25, 35, 45, 50, 56); other datasets' ages are mapped to them",
+            UserFeature::Gender | UserFeature::Occupation => "",
+        }
+    }
+}
+
+impl Choice for ItemFeature {
+    const ALL: &'static [Self] = &[ItemFeature::Year, ItemFeature::Genres];
+    fn help(self) -> &'static str {
+        match self {
+            ItemFeature::Year => "release year, the last (YYYY) of the title",
+            ItemFeature::Genres => "all of the item's genres, a multi-valued feature (mean of their embeddings)",
+        }
+    }
+}
+
+impl Choice for HistoryRule {
+    const ALL: &'static [Self] = &[HistoryRule::All, HistoryRule::Positives];
+    fn help(self) -> &'static str {
+        match self {
+            HistoryRule::All => "every earlier event, of any label (shared/PROTOCOL.md)",
+            HistoryRule::Positives => "the earlier clicks only, the last L of them (DIN's behavior sequence)",
+        }
+    }
+}
+
+impl Choice for SplitRule {
+    const ALL: &'static [Self] = &[SplitRule::Ratio, SplitRule::LeaveLastOut, SplitRule::GlobalTime];
+    fn help(self) -> &'static str {
+        match self {
+            SplitRule::Ratio => "per user: the first floor(train_ratio n) events train, up to floor((train_ratio + valid_ratio) n) valid, the rest test (the default)",
+            SplitRule::LeaveLastOut => "per user: the last event test, the one before it valid, the rest train",
+            SplitRule::GlobalTime => "over all events in time order: the first floor(train_ratio N) train, then valid, then test",
+        }
+    }
+}
+
+impl Choice for Split {
+    const ALL: &'static [Self] = &Split::ALL;
 }
 
 /// A ratio in [0, 1] read as the exact decimal it was written as (the shortest decimal that reads
@@ -192,7 +237,7 @@ impl ProtocolConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Split {

@@ -21,7 +21,7 @@ pub const GENRES: [&str; 18] = [
     "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// ~4k ratings, for tests.
@@ -32,6 +32,18 @@ pub enum Preset {
     Ml1m,
     /// ~25M ratings, for scale benchmarks.
     Ml25m,
+}
+
+impl crate::util::Choice for Preset {
+    const ALL: &'static [Self] = &[Preset::Tiny, Preset::Small, Preset::Ml1m, Preset::Ml25m];
+    fn help(self) -> &'static str {
+        match self {
+            Preset::Tiny => "~4k ratings, for tests",
+            Preset::Small => "~100k ratings, the demo default",
+            Preset::Ml1m => "~1M ratings, ml-1m sized",
+            Preset::Ml25m => "~25M ratings, for scale benchmarks",
+        }
+    }
 }
 
 /// Sizes and strengths of the planted structure.

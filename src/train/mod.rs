@@ -76,12 +76,16 @@ pub struct TrainConfig {
 }
 
 /// A valid metric to select on; AUC and GAUC are maximized, LogLoss minimized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Monitor {
     Auc,
     Gauc,
     Logloss,
+}
+
+impl crate::util::Choice for Monitor {
+    const ALL: &'static [Self] = &[Monitor::Auc, Monitor::Gauc, Monitor::Logloss];
 }
 
 impl Monitor {

@@ -3,6 +3,8 @@ use attnrec::data::protocol::{HistoryRule, ItemFeature, ProtocolConfig, Split, S
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
 use attnrec::train::Monitor;
+use attnrec::util::Choice;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -79,7 +81,7 @@ pub struct PrepareArgs {
     #[arg(long, required_unless_present = "config")]
     pub data: Option<PathBuf>,
     /// Layout, when detection is not wanted.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Format>())]
     pub format: Option<Format>,
     #[command(flatten)]
     pub protocol: ProtocolFlags,
@@ -100,7 +102,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Layout, when detection is not wanted.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Format>())]
     pub format: Option<Format>,
     #[command(flatten)]
     pub protocol: ProtocolFlags,
@@ -134,7 +136,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Size preset.
-    #[arg(long, value_enum, default_value_t = Preset::Small)]
+    #[arg(long, value_parser = choice::<Preset>(), default_value = "small")]
     pub preset: Preset,
     /// Seed of the generator: the same preset and seed give byte-identical files.
     #[arg(long, default_value_t = 42)]
@@ -157,7 +159,7 @@ pub struct TrainFlags {
     #[arg(long)]
     pub patience: Option<usize>,
     /// Valid metric that picks the best weights and drives early stopping [default: auc].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Monitor>())]
     pub monitor: Option<Monitor>,
     /// Evaluate every N steps instead of at the end of every epoch [default: 0 = per epoch].
     #[arg(long)]
@@ -210,7 +212,7 @@ pub struct ProtocolFlags {
     #[arg(long, allow_negative_numbers = true)]
     pub label_threshold: Option<f64>,
     /// Split rule: ratio (per user, 80/10/10), leave_last_out, global_time [default: ratio].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<SplitRule>())]
     pub split: Option<SplitRule>,
     /// k-core filter before splitting: drop users with fewer events, repeatedly [default: 0 = off].
     #[arg(long)]
@@ -225,7 +227,7 @@ pub struct ProtocolFlags {
     #[arg(long)]
     pub negative_seed: Option<u64>,
     /// Which earlier events make up a history: all, or positives (clicks only) [default: all].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<HistoryRule>())]
     pub history: Option<HistoryRule>,
     /// Add the log2-bucketed time from each history event to its sample as a model input.
     #[arg(long)]
@@ -235,10 +237,10 @@ pub struct ProtocolFlags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub history_feedback: Option<bool>,
     /// User side features, comma-separated: age, gender, occupation (needs a user table).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_parser = choice::<UserFeature>(), value_delimiter = ',')]
     pub user_features: Option<Vec<UserFeature>>,
     /// Item side features, comma-separated: year (from the title), genres (all of them).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_parser = choice::<ItemFeature>(), value_delimiter = ',')]
     pub item_features: Option<Vec<ItemFeature>>,
 }
 
@@ -290,7 +292,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Dataset layout, when detection is not wanted.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Format>())]
     pub format: Option<Format>,
     /// Model: base, din, bst, din_sa, attn_pool or attn_pool:PRESET (din, luong_dot, luong_general,
     /// luong_concat, bahdanau, local_m, local_p, hard, transformer). Overrides [model] of --config
@@ -322,7 +324,7 @@ pub struct EvalArgs {
     /// Run folder written by `attnrec train`.
     pub run: PathBuf,
     /// Split to evaluate.
-    #[arg(long, value_enum, default_value_t = Split::Test)]
+    #[arg(long, value_parser = choice::<Split>(), default_value = "test")]
     pub split: Split,
     /// Evaluate on another dataset folder (same layout) instead of the run's own.
     #[arg(long)]
@@ -338,7 +340,7 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Synthetic preset to generate when --data has no dataset yet.
-    #[arg(long, value_enum, default_value_t = Preset::Small)]
+    #[arg(long, value_parser = choice::<Preset>(), default_value = "small")]
     pub preset: Preset,
     /// Dataset folder; generated from --preset if it holds no ratings.dat [default: data/synth-PRESET].
     #[arg(long)]
@@ -362,7 +364,7 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Synthetic presets to measure on (generated under data/synth-PRESET when missing).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "small,ml1m")]
+    #[arg(long, value_parser = choice::<Preset>(), value_delimiter = ',', default_value = "small,ml1m")]
     pub presets: Vec<Preset>,
     /// Models, comma-separated (names as for `train --model`).
     #[arg(long, value_delimiter = ',', default_value = "din,bst")]
@@ -512,4 +514,49 @@ pub struct ScoreArgs {
     /// No progress bar or closing summary.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Parses a flag's value into a library [`Choice`] by its name (or an alias), and lists the names
+/// with their help in `--help`: the library's types know no command line.
+pub struct ChoiceParser<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Clone for ChoiceParser<T> {
+    fn clone(&self) -> Self {
+        ChoiceParser(std::marker::PhantomData)
+    }
+}
+
+pub fn choice<T: Choice>() -> ChoiceParser<T> {
+    ChoiceParser(std::marker::PhantomData)
+}
+
+impl<T: Choice> ChoiceParser<T> {
+    fn values() -> impl Iterator<Item = PossibleValue> {
+        T::ALL.iter().map(|v| {
+            let help = v.help();
+            let value = PossibleValue::new(v.name_of());
+            if help.is_empty() {
+                value
+            } else {
+                value.help(help)
+            }
+        })
+    }
+}
+
+impl<T: Choice> TypedValueParser for ChoiceParser<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<T, clap::Error> {
+        if let Some(v) = value.to_str().and_then(T::parse_name) {
+            return Ok(v);
+        }
+        // Not a name: clap's own message, which lists the possible values.
+        PossibleValuesParser::new(Self::values()).parse_ref(cmd, arg, value)?;
+        Err(clap::Error::new(clap::error::ErrorKind::InvalidValue).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Self::values()))
+    }
 }

@@ -8,7 +8,7 @@ use attnrec::config::{DataConfig, RunConfig};
 use attnrec::data::fetch::{fetch, Manifest};
 use attnrec::data::protocol::ProtocolConfig;
 use attnrec::data::Dataset;
-use clap::ValueEnum;
+use attnrec::util::Choice;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub fn run(c: DataCommand) -> anyhow::Result<()> {
@@ -95,7 +95,7 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
         },
         s.history_len,
         if cfg.history == attnrec::data::protocol::HistoryRule::Positives { "the clicked" } else { "all" },
-        cfg.split.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+        cfg.split.name_of()
     );
     println!(
         "handled by rule: {} duplicate (user, item, timestamp) rows kept; {} users with one event (test only, empty history); \

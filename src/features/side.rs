@@ -9,6 +9,7 @@ use super::{FastSet, Vocab, OOV, PAD};
 use crate::data::protocol::{ItemFeature, UserFeature};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::util::Choice;
 use serde::{Deserialize, Serialize};
 
 /// Most genres kept per item for the multi-valued `genres` feature (ml-25m's items have up to 10).
@@ -117,7 +118,7 @@ pub fn user_table(ds: &Dataset, features: &[UserFeature], train_users: &FastSet<
             UserFeature::Gender => users.column("gender")?.str()?.iter().map(|g| g.map(str::to_string)).collect(),
             UserFeature::Occupation => users.column("occupation")?.str()?.iter().map(|o| o.map(str::to_string)).collect(),
         };
-        names.push((format!("user_{}", format!("{f:?}").to_lowercase()), 1));
+        names.push((format!("user_{}", f.name_of()), 1));
         for (r, v) in raw.iter_mut().zip(column) {
             r.push(v.filter(|s| !s.trim().is_empty()).into_iter().collect());
         }
@@ -148,7 +149,7 @@ pub fn item_table(ds: &Dataset, features: &[ItemFeature], train_items: &FastSet<
             ItemFeature::Year => 1,
             ItemFeature::Genres => column.iter().map(Vec::len).max().unwrap_or(1).clamp(1, MAX_GENRES),
         };
-        names.push((format!("item_{}", format!("{f:?}").to_lowercase()), width));
+        names.push((format!("item_{}", f.name_of()), width));
         for (r, v) in raw.iter_mut().zip(column) {
             r.push(v);
         }

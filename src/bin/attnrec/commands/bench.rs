@@ -8,6 +8,7 @@ use attnrec::bench::{sgemm_gflops, train_throughput};
 use attnrec::config::RunConfig;
 use attnrec::data::synth::{self, Preset};
 use attnrec::models::ModelConfig;
+use attnrec::util::Choice;
 use attnrec::run::prepare;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -250,7 +251,7 @@ fn run_reference(a: &BenchArgs, command: &str, paths: &[&std::ffi::OsStr], flags
 
 /// The preset's name and folder `data/synth-NAME`, generated (seed 42) when missing.
 fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
-    let name = format!("{preset:?}").to_lowercase();
+    let name = preset.name_of();
     let data = PathBuf::from(format!("data/synth-{name}"));
     if !data.join("ratings.dat").is_file() {
         let t = Instant::now();

@@ -10,6 +10,7 @@ use attnrec::run::{train_run, RunSummary};
 use std::path::PathBuf;
 
 use attnrec::experiment::mean_std;
+use attnrec::util::Choice;
 
 fn cell(runs: &[RunSummary], f: impl Fn(&RunSummary) -> Option<f64>, digits: usize) -> String {
     let xs: Vec<f64> = runs.iter().filter_map(&f).collect();
@@ -24,7 +25,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     if a.seeds == 0 {
         anyhow::bail!("--seeds must be at least 1");
     }
-    let preset_name = format!("{:?}", a.preset).to_lowercase();
+    let preset_name = a.preset.name_of();
     let data = a.data.clone().unwrap_or_else(|| PathBuf::from(format!("data/synth-{preset_name}")));
     if !data.join("ratings.dat").is_file() {
         let s = synth::generate(&a.preset.spec(), 42, &data)?;

@@ -154,7 +154,13 @@ pub fn write_untrained_run(cfg: &RunConfig, out: &Path) -> Result<()> {
 /// the run, would silently differ from the uninterrupted one.
 fn check_source_unchanged(tmp: &Path, cfg: &RunConfig) -> Result<()> {
     let path = tmp.join(SOURCE_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    // A run from before source.json existed has nothing to compare; any other failure to read
+    // it is an error, never a skipped check.
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
     let then: Vec<cache::SourceFile> = serde_json::from_str(&text).map_err(|e| Error::parse(&path, e.line(), e.to_string()))?;
     let now = cache::source_files(&cfg.data.path)?;
     let changed = then

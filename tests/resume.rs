@@ -132,6 +132,14 @@ fn resume_refuses_a_dataset_that_changed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("changed since this run started (ratings.dat)"), "{err}");
     assert!(partial.is_dir() && !run.exists(), "the interrupted run is left as it was");
+    // An unreadable record of the source (here a folder in its place) is refused too, not taken
+    // as "nothing to check".
+    std::fs::remove_file(partial.join("source.json")).unwrap();
+    std::fs::create_dir(partial.join("source.json")).unwrap();
+    let out = Command::new(bin()).args(["train", "--quiet", "--resume"]).arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("source.json"), "{err}");
 }
 
 /// A run that stopped early saved its last checkpoint at the evaluation that decided the stop. A

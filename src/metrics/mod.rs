@@ -19,7 +19,9 @@ pub fn auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
     let n = scores.len();
     let n_pos = labels.iter().filter(|&&l| l > 0.5).count();
     let n_neg = n - n_pos;
-    if n_pos == 0 || n_neg == 0 {
+    // Without both classes there is no pair to rank; a NaN score has no rank at all (sorting
+    // would put it at one end and report a made-up AUC).
+    if n_pos == 0 || n_neg == 0 || scores.iter().any(|s| s.is_nan()) {
         return None;
     }
     let mut order: Vec<usize> = (0..n).collect();
@@ -45,6 +47,9 @@ pub fn auc(scores: &[f64], labels: &[f32]) -> Option<f64> {
 /// both classes. Returns `None` when no group has both classes.
 pub fn gauc<G: std::hash::Hash + Eq + Copy>(scores: &[f64], labels: &[f32], groups: &[G]) -> Option<f64> {
     assert_eq!(scores.len(), groups.len(), "gauc: scores and groups differ in length");
+    if scores.iter().any(|s| s.is_nan()) {
+        return None;
+    }
     // Groups in order of first appearance: a HashMap's iteration order changes from process to
     // process, and so would the last bits of the floating-point sum.
     let mut slot: HashMap<G, usize> = HashMap::new();
@@ -160,6 +165,13 @@ mod tests {
         let labels = [0.0, 0.0, 1.0, 1.0];
         assert!((auc(&scores, &labels).unwrap() - 0.875).abs() < 1e-12);
         assert_eq!(auc(&[0.3, 0.2], &[1.0, 1.0]), None);
+    }
+
+    /// A NaN prediction has no rank: no AUC or GAUC rather than a made-up one.
+    #[test]
+    fn nan_scores_have_no_auc() {
+        assert_eq!(auc(&[0.1, f64::NAN, 0.8], &[0.0, 1.0, 1.0]), None);
+        assert_eq!(gauc(&[0.1, f64::NAN, 0.2, 0.9], &[0.0, 1.0, 0.0, 1.0], &[1, 1, 2, 2]), None);
     }
 
     #[test]

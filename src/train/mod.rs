@@ -338,6 +338,9 @@ pub fn fit(
                 (run_samples, run_seconds, run_wait) =
                     (run_samples + interval.samples, run_seconds + secs, run_wait + interval.waited);
                 let valid = evaluate(model, data, Split::Valid, cfg.eval_batch_size, device);
+                if !valid.mean_prediction.is_finite() {
+                    return Err(Error::internal(format!("the valid predictions are not finite after epoch {epoch}'s training (the model diverged); lower train.lr")));
+                }
                 let score = cfg.monitor.score(&valid).unwrap_or(f64::NEG_INFINITY);
                 let improved = st.best.as_ref().is_none_or(|b| score > b.score);
                 if improved {

@@ -269,6 +269,11 @@ fn generic_logs_are_checked() {
     ParquetWriter::new(std::fs::File::create(dir.path().join("bad.parquet")).unwrap()).finish(&mut df).unwrap();
     let e = open("x\n", log_spec("bad.parquet"));
     assert!(e.ends_with("bad.parquet: column 'uid' is null in row 2"), "{e}");
+    // A string id column with an empty (or blank) token, which CSV refuses too.
+    let mut df = df!("uid" => ["u1", " "], "iid" => [1i64, 2], "ts" => [1i64, 2], "clicked" => [1i32, 0], "cat" => ["A", "B"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("blank.parquet")).unwrap()).finish(&mut df).unwrap();
+    let e = open("x\n", log_spec("blank.parquet"));
+    assert!(e.ends_with("blank.parquet: row 2: uid is empty"), "{e}");
 }
 
 #[test]

@@ -164,7 +164,12 @@ fn load_parquet(path: &Path, spec: &LogSpec) -> Result<Tables> {
         match df.column(name).map(|c| c.dtype().clone()) {
             Ok(DataType::String) => {
                 let s = column(name, DataType::String)?;
-                let v: Vec<i64> = s.str()?.iter().map(|t| super::token_id(t.unwrap_or(""))).collect();
+                let tokens = s.str()?;
+                // An empty token is no id, as in CSV (nulls were refused by `column`).
+                if let Some(row) = tokens.iter().position(|t| t.is_none_or(|t| t.trim().is_empty())) {
+                    return Err(Error::parse(path, 0, format!("row {}: {name} is empty", row + 1)));
+                }
+                let v: Vec<i64> = tokens.iter().map(|t| super::token_id(t.unwrap_or(""))).collect();
                 Ok(Series::new(name.into(), v))
             }
             _ => column(name, DataType::Int64),

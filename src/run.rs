@@ -268,13 +268,22 @@ fn finish(
     let lines: Vec<String> = fit.evals.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect();
     write_atomic(&tmp.join(METRICS_FILE), (lines.join("\n") + "\n").as_bytes())?;
     write_json(&tmp.join(SUMMARY_FILE), &summary)?;
-    if ckpt_dir.exists() {
-        std::fs::remove_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
-    }
+    // Nothing is deleted before the finished run is in place: a crash at any point leaves either
+    // the interrupted run (with its checkpoints, for --resume) or the finished one. A run that
+    // --force replaces is moved aside first and deleted last.
+    let replaced = crate::util::partial_path(&out.with_extension("replaced"));
     if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
+        if replaced.exists() {
+            std::fs::remove_dir_all(&replaced).map_err(|e| Error::io(&replaced, e))?;
+        }
+        std::fs::rename(out, &replaced).map_err(|e| Error::io(out, e))?;
     }
     std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
+    crate::util::sync_dir(out.parent().unwrap_or(Path::new(".")));
+    let leftovers = [out.join(CHECKPOINT_DIR), replaced];
+    for dir in leftovers.iter().filter(|d| d.exists()) {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     Ok(summary)
 }
 

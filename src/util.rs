@@ -39,11 +39,37 @@ pub fn final_path(path: &Path) -> Option<PathBuf> {
     path.to_str().and_then(|s| s.strip_suffix(PARTIAL)).filter(|s| !s.is_empty()).map(PathBuf::from)
 }
 
-/// Writes `bytes` to `path` through a temp file and a rename, so readers never see half a file.
+/// Writes `bytes` to `path` through a temp file and a rename, so readers never see half a file;
+/// the data reaches the disk before the rename, and the rename before this returns.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let tmp = partial_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+/// Flushes the regular files directly in `dir` to disk, then the folder itself.
+pub fn sync_files_in(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Flushes a folder's entries (a rename in it) to disk, where the platform allows; best effort,
+/// since some filesystems refuse to sync a directory.
+pub fn sync_dir(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Lower-case hex of a digest (MD5s in manifests, cache keys and fixtures).

@@ -25,8 +25,8 @@
 //!   output, plus what earlier passes left on the leaf), computes its inputs' gradients itself and
 //!   adds `Σ x ⊙ c(∂L/∂x)` for each input `x` to what is owed (`c`: a constant), so that one final
 //!   pass carries every gradient into the rest of the graph;
-//! - a [`Node::Lookup`] (an embedding's rows) is finished last, adding its leaf's gradient into its
-//!   table's.
+//! - a [`Node::Lookup`] (an embedding's rows) is finished last, in forward order, adding its leaf's
+//!   gradient into its table's.
 use super::grad_enabled;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -100,7 +100,9 @@ impl Tape {
         if owed.requires_grad() {
             owed.backward();
         }
-        for r in lookups {
+        // In the order of the forward pass: two lookups of one table add into its gradient in
+        // that order, as they always have.
+        for r in lookups.into_iter().rev() {
             r.finish();
         }
     }

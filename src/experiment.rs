@@ -430,7 +430,7 @@ pub fn tabulate(e: &Experiment, outcomes: &[Outcome]) -> Vec<VariantResult> {
                 test_auc,
                 test_gauc: stat(&runs, &|r| r.test.gauc),
                 test_logloss: stat(&runs, &|r| Some(r.test.logloss)),
-                rela_impr: base_auc.filter(|b| b.is_finite() && *b != 0.5).map(|b| ((test_auc.0 - 0.5) / (b - 0.5) - 1.0) * 100.0),
+                rela_impr: base_auc.filter(|b| b.is_finite() && *b != 0.5).map(|b| crate::metrics::rela_impr(test_auc.0, b)),
                 delong_p: None,
                 samples_per_sec: stat(&runs, &|r| Some(r.train_samples_per_sec)).0,
                 parameters: runs.first().map_or(0, |r| r.parameters),

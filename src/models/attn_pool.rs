@@ -177,7 +177,8 @@ impl CtrModel for TargetPool {
         let (keys, values) = self.keys_values(b, train);
         let values = values.as_ref().unwrap_or(&keys);
         let interest = self.attn.context_t(&target, &keys, values, &b.hist_mask, train);
-        let n = || b.mask_f32().sum_dim_intlist(1, true, tch::Kind::Float).clamp_min(1.0);
+        let mask = b.mask_f32();
+        let n = || mask.sum_dim_intlist(1, true, tch::Kind::Float).clamp_min(1.0);
         let interest = match self.pooling.scale {
             InterestScale::None => interest,
             InterestScale::Mean => interest / n(),
@@ -185,7 +186,7 @@ impl CtrModel for TargetPool {
         };
         let mut parts = vec![self.emb.user(b), target, interest];
         if self.pooling.with_mean {
-            parts.push(super::base::masked_mean(values, &b.mask_f32()));
+            parts.push(super::base::masked_mean(values, &mask));
         }
         // With the fused attention on the tape, the head's backward then runs once.
         let x = tape::cut(Tensor::cat(&parts, -1));

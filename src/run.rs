@@ -110,27 +110,13 @@ pub fn train_run(cfg: &RunConfig, out: &Path, force: bool, observer: &mut dyn Ob
     }
     let device = crate::device::setup(&cfg.train.device, cfg.train.threads)?;
     let prepared = prepare(cfg, &cfg.data.path, None)?;
-    check_splits(&prepared)?;
+    // Before the run folder exists, so a refused run leaves nothing behind.
+    train::require_splits(&prepared.encoded, &Split::ALL)?;
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     write_atomic(&tmp.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
     write_json(&tmp.join(FEATURE_MAP_FILE), &prepared.feature_map)?;
     write_json(&tmp.join(SOURCE_FILE), &cache::source_files(&cfg.data.path)?)?;
     finish(cfg, &prepared, device, &tmp, out, None, observer, wall)
-}
-
-/// A run needs every split: train to learn, valid to pick the epoch, test to report. Checked
-/// before the run folder exists, so a refused run leaves nothing behind.
-fn check_splits(prepared: &Prepared) -> Result<()> {
-    for (split, why) in [
-        (Split::Train, "the dataset has too few events per user"),
-        (Split::Valid, "model selection and early stopping need it (raise protocol.valid_ratio)"),
-        (Split::Test, "there would be nothing to report (keep protocol.train_ratio + valid_ratio below 1)"),
-    ] {
-        if prepared.encoded.indices(split).is_empty() {
-            return Err(Error::config(format!("the {} split is empty: {why}", split.name())));
-        }
-    }
-    Ok(())
 }
 
 /// Writes an untrained run of `cfg` to `out` (replacing it): the prepared features and the model's

@@ -57,9 +57,9 @@ pub enum FeedbackIn {
     Values,
     /// Added to the events, and the values pooled apart by feedback: the context is `[liked,
     /// disliked, not yet known]` (three times the event width), each the weighted events of that
-    /// feedback alone (their feedback embedding included, so each part also counts its events). Added, a feedback embedding only shifts the pooled vector, so a pooled
-    /// history cannot say *which* of its events the user liked; split, it can. Models without an
-    /// encoder.
+    /// feedback alone (their feedback embedding included, so each part also counts its events).
+    /// Added, a feedback embedding only shifts the pooled vector, so a pooled history cannot say
+    /// *which* of its events the user liked; split, it can. Models without an encoder.
     Split,
 }
 

@@ -243,6 +243,22 @@ pub fn evaluate(model: &dyn CtrModel, data: &Encoded, split: Split, batch_size: 
     SplitMetrics::compute(&probs, &labels, &users)
 }
 
+/// Refuses `data` when any of `splits` is empty, saying why that split is needed: training needs
+/// train and valid ([`fit`]), a run also test (checked before its folder exists).
+pub fn require_splits(data: &Encoded, splits: &[Split]) -> Result<()> {
+    for &split in splits {
+        if data.indices(split).is_empty() {
+            let why = match split {
+                Split::Train => "the dataset has too few events per user",
+                Split::Valid => "model selection and early stopping need it (raise protocol.valid_ratio)",
+                Split::Test => "there would be nothing to report (keep protocol.train_ratio + valid_ratio below 1)",
+            };
+            return Err(Error::config(format!("the {} split is empty: {why}", split.name())));
+        }
+    }
+    Ok(())
+}
+
 /// Where [`fit`] saves resumable checkpoints, and the one to resume from.
 pub struct Checkpointing<'a> {
     pub dir: &'a std::path::Path,
@@ -262,13 +278,8 @@ pub fn fit(
 ) -> Result<FitOutcome> {
     cfg.validate()?;
     let device = vs.device();
+    require_splits(data, &[Split::Train, Split::Valid])?;
     let train_idx = data.indices(Split::Train);
-    if train_idx.is_empty() {
-        return Err(Error::config("the train split is empty: the dataset has too few events per user"));
-    }
-    if data.indices(Split::Valid).is_empty() {
-        return Err(Error::config("the valid split is empty: model selection and early stopping need it (raise protocol.valid_ratio)"));
-    }
     let mut stepper = Stepper::new(model, vs, data, &train_idx, cfg)?;
     let n_batches = train_idx.len().div_ceil(cfg.batch_size);
     let (ckpt_dir, resume) = match ckpt {

@@ -30,15 +30,10 @@ pub(crate) struct Record {
     /// `q` and the keys in the graph, for injecting their gradients.
     q: Tensor,
     keys: Tensor,
-    /// Their contiguous detached data, read by the kernel.
-    qc: Tensor,
-    kc: Tensor,
+    /// What the forward pass kept for the backward.
+    run: Run,
     pooled: Option<Pooled>,
-    /// The unit's parameters in the graph, and their data as the kernel read them.
-    graph: GraphParams,
-    params: Params,
-    /// The kernel's saved activations, handed back to `spare` once used.
-    saved: din::Saved,
+    /// Where `run.saved` goes back once used.
     spare: Arc<Mutex<Option<din::Saved>>>,
 }
 
@@ -189,7 +184,7 @@ impl FusedDin {
     /// Scores `[B, L]` of `keys: [B, L, D]` against `q: [B, D]` where `mask: [B, L]` is set (0
     /// elsewhere). With gradients, the scores are a leaf of the graph recorded on the tape.
     pub fn forward(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> Tensor {
-        let (scores, run) = self.scores(mlp, out, q, keys, mask);
+        let (scores, _, run) = self.scores(mlp, out, q, keys, mask);
         match run {
             None => scores,
             Some(run) => self.record(run, q, keys, None, scores),
@@ -201,13 +196,12 @@ impl FusedDin {
     /// forward and backward. `same`: the values are the keys (one gradient to inject, not two).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_pooled(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, values: &Tensor, same: bool, mask: &Tensor) -> Tensor {
-        let (scores, run) = self.scores(mlp, out, q, keys, mask);
+        let (scores, mc, run) = self.scores(mlp, out, q, keys, mask);
         let vc = match &run {
             Some(r) if same => r.kc.shallow_clone(),
             _ => values.detach().contiguous(),
         };
         let (rows, len, dv) = (vc.size()[0], vc.size()[1], vc.size()[2]);
-        let mc = mask.to_kind(Kind::Uint8).contiguous();
         let mut ctx = output(&[rows, dv]);
         // SAFETY: contiguous CPU tensors of the checked kinds and shapes, alive for the call; `ctx`
         // is fresh and not shared.
@@ -220,23 +214,14 @@ impl FusedDin {
     /// Puts `leaf` (the scores, or the pooled context) in the graph and records its backward.
     fn record(&self, run: Run, q: &Tensor, keys: &Tensor, pooled: Option<Pooled>, leaf: Tensor) -> Tensor {
         let leaf = leaf.set_requires_grad(true);
-        let rec = Record {
-            q: q.shallow_clone(),
-            keys: keys.shallow_clone(),
-            qc: run.qc,
-            kc: run.kc,
-            pooled,
-            graph: run.graph,
-            params: run.params,
-            saved: run.saved,
-            spare: Arc::clone(&self.spare),
-        };
+        let rec = Record { q: q.shallow_clone(), keys: keys.shallow_clone(), run, pooled, spare: Arc::clone(&self.spare) };
         tape::push(Node::Kernel { leaf: leaf.shallow_clone(), backward: Box::new(move |g| rec.backward(g)) });
         leaf
     }
 
-    /// The kernel's scores `[B, L]`; with gradients, also what [`Record`] keeps of the run.
-    fn scores(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> (Tensor, Option<Run>) {
+    /// The kernel's scores `[B, L]` and the mask as it read it (`u8`); with gradients, also what
+    /// [`Record`] keeps of the run.
+    fn scores(&self, mlp: &Mlp, out: &Linear, q: &Tensor, keys: &Tensor, mask: &Tensor) -> (Tensor, Tensor, Option<Run>) {
         let (rows, len, d) = (keys.size()[0], keys.size()[1], keys.size()[2]);
         let layers = mlp.plain_layers().expect("checked by FusedDin::new");
         let params = Params::of(&layers, out);
@@ -251,7 +236,7 @@ impl FusedDin {
             din::forward(&params.unit(d as usize), floats(&qc), floats(&kc), bytes(&mc), rows as usize, len as usize, threads(), floats_mut(&mut scores), keep.then_some(&mut saved));
         }
         let run = keep.then(|| Run { qc, kc, graph: GraphParams::of(&layers, out), params, saved });
-        (scores, run)
+        (scores, mc, run)
     }
 }
 
@@ -282,13 +267,13 @@ impl Record {
             }
             _ => g.shallow_clone(),
         };
-        let d = self.kc.size()[2] as usize;
-        let (mut dq, mut dkeys) = (output(&self.qc.size()), output(&self.kc.size()));
+        let d = self.run.kc.size()[2] as usize;
+        let (mut dq, mut dkeys) = (output(&self.run.qc.size()), output(&self.run.kc.size()));
         let mut dvalues = None;
         // SAFETY: contiguous CPU f32 / u8 tensors kept from the forward pass, and the gradients;
         // `dq`, `dkeys` and `dvals` are fresh and not shared.
         let grads = unsafe {
-            let grads = din::backward(&self.params.unit(d), &self.saved, floats(&self.qc), floats(&self.kc), floats(&dscores), threads(), floats_mut(&mut dq), floats_mut(&mut dkeys));
+            let grads = din::backward(&self.run.params.unit(d), &self.run.saved, floats(&self.run.qc), floats(&self.run.kc), floats(&dscores), threads(), floats_mut(&mut dq), floats_mut(&mut dkeys));
             match (&self.pooled, pool_shape) {
                 (Some(pl), Some((rows, len, dv))) if pl.values.is_none() => {
                     din::pool_dvalues(floats(&pl.scores), bytes(&pl.mask), rows, len, dv, floats(&g), threads(), floats_mut(&mut dkeys), true);
@@ -303,11 +288,11 @@ impl Record {
             grads
         };
         if let Ok(mut spare) = self.spare.lock() {
-            *spare = Some(self.saved);
+            *spare = Some(self.run.saved);
         }
         let mut out = vec![(self.q, dq), (self.keys, dkeys)];
         out.extend(dvalues);
-        for ((w, b, slope), lg) in self.graph.layers.into_iter().zip(grads.layers) {
+        for ((w, b, slope), lg) in self.run.graph.layers.into_iter().zip(grads.layers) {
             out.push((w, Tensor::from_slice(&lg.w)));
             if let Some(b) = b {
                 out.push((b, Tensor::from_slice(&lg.b)));
@@ -316,7 +301,7 @@ impl Record {
                 out.push((s, Tensor::from_slice(&ds)));
             }
         }
-        let (ow, ob) = self.graph.out;
+        let (ow, ob) = self.run.graph.out;
         out.push((ow, Tensor::from_slice(&grads.out_w)));
         if let Some(b) = ob {
             out.push((b, Tensor::from_slice(&[grads.out_b])));

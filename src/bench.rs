@@ -59,6 +59,7 @@ pub fn train_throughput(
         return Err(Error::config("bench: the train split is empty"));
     }
     let mut stepper = Stepper::new(net.as_ref(), &vs, data, &order, cfg)?;
+    let negatives = net.wants_negatives().then(|| crate::features::NegativePool::new(&order));
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     order.shuffle(&mut rng);
     if cfg.length_buckets > 0 {
@@ -70,7 +71,7 @@ pub fn train_throughput(
     let mean_history = timed.iter().map(|&k| data.history(k).len().min(l)).sum::<usize>() as f64 / timed.len().max(1) as f64;
     let (mut k, mut samples, mut waited_total) = (0usize, 0usize, 0.0f64);
     let mut start = Instant::now();
-    loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
+    loader::for_each_batch(data, device, &chunks, cfg.prefetch, negatives.as_ref(), |b, waited| {
         if k == warmup {
             start = Instant::now();
             waited_total = 0.0;
@@ -217,6 +218,19 @@ pub fn forward_macs_with(model: &ModelConfig, item_fields: i64, user_fields: i64
             let block = 4 * t * d * d + 2 * t * t * d + 2 * t * d * ffn;
             Some(c.transformer.blocks * block + mlp(du + 3 * d, &c.mlp.hidden))
         }
+        ModelConfig::Dien(c) => {
+            let (d, du) = widths(c.embed_dim);
+            let a = &c.attention;
+            let ScoreConfig::DinMlp { hidden, .. } = &a.score else { return None };
+            if a.heads != 1 || a.dim.is_some() {
+                return None;
+            }
+            // Two recurrences of width d (each step: three gates' input and hidden projections,
+            // 6·d²), the activation unit over [q, k, q − k, q ⊙ k] per position (unfused), the
+            // head. The auxiliary net runs in training only.
+            let unit = 4 * d * hidden[0] + mlp(hidden[0], &hidden[1..]);
+            Some(2 * l * 6 * d * d + l * unit + mlp(du + 2 * d, &c.mlp.hidden))
+        }
         ModelConfig::DinSa(_) | ModelConfig::AttnPool(_) => None,
     }
 }
@@ -244,6 +258,8 @@ mod tests {
         // T = 51: 4·51·32·32 + 2·51·51·32 + 2·51·32·128, then MLP 112 → 200 → 80 → 1.
         assert_eq!(by("bst"), Some(208_896 + 166_464 + 417_792 + 22_400 + 16_000 + 80));
         assert_eq!(by("din_sa"), None);
+        // Two GRUs: 2·50·6·32·32; the unit: 50 × (128·80 + 80·40 + 40); MLP 80 → 200 → 80 → 1.
+        assert_eq!(by("dien"), Some(614_400 + 674_000 + 32_080));
         // Two item side fields widen items to 64, one user field users to 32: base's MLP input is
         // 32 + 2·64 = 160.
         let base = forward_macs_with(&ModelConfig::by_name("base").unwrap(), 2, 1, 50);

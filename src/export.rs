@@ -61,6 +61,7 @@ pub fn batch_of(t: &[Tensor]) -> Batch {
         hist_item_side: t[9].shallow_clone(),
         hist_feedback: t[10].shallow_clone(),
         label: t[0].zeros_like().to_kind(Kind::Float),
+        negatives: None,
     }
 }
 

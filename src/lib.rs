@@ -13,10 +13,11 @@
 //! - [`data`]: loaders (one per format), the `ml-ctr-v1` protocol, the synthetic generator;
 //! - [`features`]: vocabularies, the [`features::FeatureMap`], batching;
 //! - [`attention`]: score × align × context, composable;
-//! - [`nn`]: embeddings, MLP, activations;
+//! - [`nn`]: embeddings, MLP, activations, GRU and AUGRU;
 //! - [`models`]: `base` (mean pooling), `din` (target attention), `bst` (self-attention over the
-//!   history and the target), `din_sa` (self-attention, then DIN's unit) and `attn_pool` (any
-//!   attention of [`attention`]);
+//!   history and the target), `din_sa` (self-attention, then DIN's unit), `dien` (a GRU over the
+//!   history evolved toward the target by an attention-gated GRU) and `attn_pool` (any attention
+//!   of [`attention`]);
 //! - [`train`], [`metrics`], [`run`]: training, evaluation and run folders;
 //! - [`util`]: the leaf every layer may use (atomic writes, id maps, seeds); [`device`]: CPU or
 //!   CUDA;

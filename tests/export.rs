@@ -48,9 +48,10 @@ fn exported_modules_match_attnrec_in_pytorch() {
     let d = dir.path();
     let data = d.join("tiny");
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
-    let cases: [(&str, &str, &[&str]); 4] = [
+    let cases: [(&str, &str, &[&str]); 5] = [
         ("din", "din", &[]),
         ("bst", "bst", &[]),
+        ("dien", "dien", &[]),
         ("din_gap_side", "din", &["--time-gap", "--history-feedback", "--user-features", "age,gender,occupation", "--item-features", "year,genres"]),
         ("local_p", "attn_pool:local_p", &[]),
     ];

@@ -3,7 +3,7 @@
 use attnrec::config::RunConfig;
 use attnrec::data::protocol::Split;
 use attnrec::data::synth::{generate, Preset};
-use attnrec::features::{Batch, FeatureMap, FeatureSpec};
+use attnrec::features::{Batch, FeatureMap, FeatureSpec, Negatives};
 use attnrec::models::{CtrModel, ModelConfig};
 use attnrec::nn::{with_fused, Activation, Tape};
 use attnrec::run::prepare;
@@ -104,6 +104,7 @@ fn batch() -> Batch {
         item_side: i(&[2, 3, 1]),
         hist_item_side: i(&[3, 2, 1, 2, 0, 0, 2, 3, 0, 0, 0, 0]).view([3, 4]),
         label: Tensor::from_slice(&[1.0f32, 0.0, 1.0]),
+        negatives: None,
     }
 }
 
@@ -393,16 +394,31 @@ fn saved_weights_reload_to_identical_logits() {
 fn without_a_tape_every_parameter_still_gets_its_gradient() {
     for (name, cfg) in all_models() {
         let (vs, model) = build(&cfg);
-        let b = batch();
-        let (_, taped) = step(&vs, model.as_ref(), &b, false, true);
-        for (_, v) in vs.variables() {
-            let mut g = v.grad();
-            if g.defined() {
-                let _ = g.zero_();
+        // The trainer's loss: with an auxiliary loss (DIEN's), the training forward on a batch
+        // with negatives, so that the auxiliary net's parameters are covered too.
+        let aux = model.wants_negatives();
+        let b = if aux { with_negatives(batch()) } else { batch() };
+        let loss = || {
+            let (logits, extra) = if aux { model.forward_train(&b) } else { (model.forward_t(&b, false), None) };
+            let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean);
+            extra.map_or_else(|| bce.shallow_clone(), |x| &bce + x)
+        };
+        let zero_grads = || {
+            for (_, v) in vs.variables() {
+                let mut g = v.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
             }
-        }
-        let logits = model.forward_t(&b, false);
-        logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, tch::Reduction::Mean).backward();
+        };
+        with_fused(true, || {
+            let tape = Tape::record();
+            tape.backward(&loss());
+        });
+        let mut taped: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, v)| v.grad().defined()).map(|(k, v)| (k, v.grad().copy())).collect();
+        taped.sort_by(|a, b| a.0.cmp(&b.0));
+        zero_grads();
+        loss().backward();
         let trainable: Vec<String> = vs.variables().into_iter().filter(|(_, v)| v.requires_grad()).map(|(k, _)| k).collect();
         let vars = vs.variables();
         // Hard attention's score gets no gradient either way (its choice is not differentiable).
@@ -419,6 +435,75 @@ fn without_a_tape_every_parameter_still_gets_its_gradient() {
     }
 }
 
+/// [`batch`] with a negative for each history event (0 at padding).
+fn with_negatives(b: Batch) -> Batch {
+    let i = |v: &[i64]| Tensor::from_slice(v).view([3, 4]);
+    let negatives = Negatives {
+        item: i(&[5, 4, 5, 2, 0, 0, 5, 2, 0, 0, 0, 0]),
+        genre: i(&[3, 3, 3, 2, 0, 0, 3, 2, 0, 0, 0, 0]),
+        side: i(&[1, 3, 1, 3, 0, 0, 1, 1, 0, 0, 0, 0]),
+    };
+    Batch { negatives: Some(negatives), ..b }
+}
+
+/// DIEN's auxiliary loss reads only pairs of present consecutive events: junk behind the mask
+/// (in the history and its negatives) and extra padded columns change neither it nor the logits;
+/// it is a positive number that reaches the extractor; switched off, no negatives are asked for.
+#[test]
+fn dien_aux_loss_reads_only_present_pairs() {
+    let cfg = ModelConfig::by_name("dien").unwrap();
+    let (vs, model) = build(&cfg);
+    assert!(model.wants_negatives());
+    let b = with_negatives(batch());
+    let off = b.hist_mask.logical_not();
+    let n = b.negatives.as_ref().unwrap();
+    let junk = |t: &Tensor| t.masked_fill(&off, 3);
+    let widen = |t: &Tensor| Tensor::cat(&[Tensor::full([3, 2], 2, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
+    let variants = [
+        Batch {
+            hist_item: junk(&b.hist_item),
+            hist_genre: junk(&b.hist_genre),
+            hist_item_side: junk(&b.hist_item_side),
+            negatives: Some(Negatives { item: junk(&n.item), genre: junk(&n.genre), side: junk(&n.side) }),
+            ..with_negatives(batch())
+        },
+        Batch {
+            hist_item: widen(&b.hist_item),
+            hist_genre: widen(&b.hist_genre),
+            hist_gap: widen(&b.hist_gap),
+            hist_feedback: widen(&b.hist_feedback),
+            hist_item_side: widen(&b.hist_item_side),
+            hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
+            negatives: Some(Negatives { item: widen(&n.item), genre: widen(&n.genre), side: widen(&n.side) }),
+            ..with_negatives(batch())
+        },
+    ];
+    let (logits, aux) = model.forward_train(&b);
+    let aux = aux.expect("an auxiliary loss");
+    let value = aux.double_value(&[]);
+    assert!(value.is_finite() && value > 0.0, "aux loss {value}");
+    for (i, v) in variants.iter().enumerate() {
+        let (l2, a2) = model.forward_train(v);
+        assert!(max_diff(&logits, &l2) < 1e-5, "variant {i} moved the logits by {}", max_diff(&logits, &l2));
+        let d = (a2.unwrap().double_value(&[]) - value).abs();
+        assert!(d < 1e-6 * value.max(1.0), "variant {i} moved the aux loss by {d}");
+    }
+    aux.backward();
+    let vars = vs.variables();
+    for k in ["extractor.weight_ih", "extractor.weight_hh", "aux_mlp.layer0.linear.weight", "emb.item.weight"] {
+        assert!(vars[k].grad().abs().max().double_value(&[]) > 0.0, "the aux loss reaches {k}");
+    }
+    // The evolution GRU and the head do not take part in the auxiliary loss.
+    assert!(!vars["evolution.weight_ih"].grad().defined() || vars["evolution.weight_ih"].grad().abs().max().double_value(&[]) == 0.0);
+    let mut off_cfg = cfg.clone();
+    if let ModelConfig::Dien(c) = &mut off_cfg {
+        c.aux_weight = 0.0;
+    }
+    let (_vs, plain) = build(&off_cfg);
+    assert!(!plain.wants_negatives());
+    assert!(plain.forward_train(&batch()).1.is_none());
+}
+
 /// libtorch's generator and thread count are process-wide: the training test runs alone.
 #[test]
 fn every_model_learns_on_the_tiny_preset() {
@@ -426,7 +511,7 @@ fn every_model_learns_on_the_tiny_preset() {
     let data = dir.path().join("tiny");
     generate(&Preset::Tiny.spec(), 42, &data).unwrap();
     tch::set_num_threads(1);
-    for name in ["base", "din", "bst", "din_sa", "attn_pool", "attn_pool:local_p", "attn_pool:hard", "attn_pool:bahdanau"] {
+    for name in ["base", "din", "bst", "din_sa", "dien", "attn_pool", "attn_pool:local_p", "attn_pool:hard", "attn_pool:bahdanau"] {
         let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name(name).unwrap());
         // 10 epochs: with each history event's label as an input (the default), din_sa starts
         // at a valid AUC of 0.565 on tiny and needs more than 6 epochs to gain 0.03 on it.

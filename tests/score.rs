@@ -345,6 +345,20 @@ fn explain_shows_the_scored_history_with_its_weights() {
         assert!((x["weight"].as_f64().unwrap() - hw.iter().sum::<f64>() / heads as f64).abs() < 1e-12, "weight = mean over heads");
     }
 
+    // DIEN: the weights that gate its AUGRU, a softmax over the present history; `explain`
+    // scores the request as `score` does.
+    let dien = dir.path().join("dien");
+    attnrec().args(["train", "--model", "dien", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&dien).assert().success();
+    let e = explain_json(&dien, &[u, i, t], &out);
+    let hist = e["history"].as_array().unwrap();
+    assert_eq!(hist.len(), want.len());
+    let sum: f64 = hist.iter().map(|x| x["weight"].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-5, "dien's weights sum to {sum}");
+    let scored = dir.path().join("one-dien.csv");
+    assert!(score(&dien, &cands, &scored, &[]).status.success());
+    let s: f64 = read_csv(&scored)[1][3].parse().unwrap();
+    assert!((s - e["score"].as_f64().unwrap()).abs() < 1e-9, "dien: {s} vs {}", e["score"]);
+
     // A model without attention, and an id that is not one, are one-line errors.
     let base = dir.path().join("base");
     attnrec().args(["train", "--model", "base", "--epochs", "1", "--threads", "1", "-q", "--data"]).arg(&data).arg("--out").arg(&base).assert().success();

@@ -32,6 +32,67 @@ pub struct Batch {
     pub hist_item_side: Tensor,
     /// `[B]` f32 in {0, 1}
     pub label: Tensor,
+    /// A negative event for each history event, for an auxiliary loss (DIEN's): training batches
+    /// of a model that asks for them ([`crate::models::CtrModel::wants_negatives`]), else `None`.
+    pub negatives: Option<Negatives>,
+}
+
+/// Each history event's negative: another event's item, genre and side-table row (`[B, L]` i64,
+/// 0 at padding), drawn by [`NegativePool::draw`].
+#[derive(Debug)]
+pub struct Negatives {
+    pub item: Tensor,
+    pub genre: Tensor,
+    pub side: Tensor,
+}
+
+/// The events an auxiliary loss draws negative behaviors from: the training samples, so that a
+/// draw sees nothing of a later split, and an item is drawn as often as it was rated (by
+/// popularity, as DIEN's reference code samples). The negative of history event `e` is a function
+/// of `e` alone (a hash), so it is drawn once: the same in every epoch, batch and sample whose
+/// history holds `e`, and after a resume. It is never `e`'s own item, unless the pool holds no
+/// other.
+#[derive(Debug, Clone)]
+pub struct NegativePool {
+    events: Vec<u32>,
+}
+
+impl NegativePool {
+    /// A pool of the events `train` (indices into the encoded arrays).
+    pub fn new(train: &[usize]) -> Self {
+        let mut events: Vec<u32> = train.iter().map(|&k| k as u32).collect();
+        // The draw must not depend on the order the caller happened to list them in.
+        events.sort_unstable();
+        NegativePool { events }
+    }
+
+    /// The event whose item is history event `e`'s negative; `None` for an empty pool.
+    pub fn draw(&self, data: &Encoded, e: usize) -> Option<usize> {
+        let n = self.events.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        let mut state = e as u64;
+        let mut pick = 0;
+        // Redraw while the draw is `e`'s own item: with popular items ~1 % of draws; 16 tries
+        // leave a repeat only when almost every pooled event is that item.
+        for _ in 0..16 {
+            state = splitmix64(state);
+            pick = self.events[(state % n) as usize] as usize;
+            if data.item[pick] != data.item[e] {
+                break;
+            }
+        }
+        Some(pick)
+    }
+}
+
+/// SplitMix64's output function (Steele et al. 2014): a well-mixed 64-bit hash of `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Batch {
@@ -51,11 +112,18 @@ pub struct Batcher<'a> {
     hist_feedback: Vec<i64>,
     mask: Vec<bool>,
     min_width: usize,
+    negatives: Option<(&'a NegativePool, [Vec<i64>; 3])>,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(data: &'a Encoded, device: Device) -> Self {
-        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), hist_feedback: Vec::new(), mask: Vec::new(), min_width: 1 }
+        Batcher { data, device, hist_item: Vec::new(), hist_genre: Vec::new(), hist_gap: Vec::new(), hist_side: Vec::new(), hist_feedback: Vec::new(), mask: Vec::new(), min_width: 1, negatives: None }
+    }
+
+    /// Gives every batch [`Negatives`] drawn from `pool`.
+    pub fn with_negatives(mut self, pool: Option<&'a NegativePool>) -> Self {
+        self.negatives = pool.map(|p| (p, Default::default()));
+        self
     }
 
     /// Pads every batch's histories to at least `w` columns (a fixed-shape export traces `L`).
@@ -106,6 +174,12 @@ impl<'a> Batcher<'a> {
         let sided = !d.item_side.is_empty();
         self.mask.clear();
         self.mask.resize(b * width, false);
+        if let Some((_, bufs)) = &mut self.negatives {
+            for v in bufs.iter_mut() {
+                v.clear();
+                v.resize(b * width, 0);
+            }
+        }
         let (mut user, mut item, mut genre, mut label) =
             (Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b));
         let (mut user_side, mut item_side) = (Vec::with_capacity(b), Vec::with_capacity(b));
@@ -121,6 +195,13 @@ impl<'a> Batcher<'a> {
                 self.hist_feedback[off + c] = super::feedback_index(d.label[e], d.timestamp[e], x.known_before);
                 if sided {
                     self.hist_side[off + c] = d.item_side[e] as i64;
+                }
+                if let Some((pool, [item, genre, side])) = &mut self.negatives {
+                    if let Some(n) = pool.draw(d, e) {
+                        item[off + c] = d.item[n];
+                        genre[off + c] = d.genre[n];
+                        side[off + c] = d.item_side.get(n).map_or(0, |&s| s as i64);
+                    }
                 }
             }
             self.mask[off..off + h.len()].fill(true);
@@ -145,6 +226,11 @@ impl<'a> Batcher<'a> {
             item_side: Tensor::from_slice(&item_side),
             hist_item_side: Tensor::from_slice(&self.hist_side).view(shape),
             label: Tensor::from_slice(&label),
+            negatives: self.negatives.as_ref().map(|(_, [item, genre, side])| Negatives {
+                item: Tensor::from_slice(item).view(shape),
+                genre: Tensor::from_slice(genre).view(shape),
+                side: Tensor::from_slice(side).view(shape),
+            }),
         };
         if self.device == Device::Cpu {
             batch
@@ -188,6 +274,11 @@ impl Batch {
             item_side: self.item_side.to_device(device),
             hist_item_side: self.hist_item_side.to_device(device),
             label: self.label.to_device(device),
+            negatives: self.negatives.as_ref().map(|n| Negatives {
+                item: n.item.to_device(device),
+                genre: n.genre.to_device(device),
+                side: n.side.to_device(device),
+            }),
         }
     }
     /// `[B, L]` f32 mask (1 where present).

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 pub use crate::util::{FastMap, FastSet};
 use std::hash::Hash;
 
-pub use batch::{Batch, Batcher, Row};
+pub use batch::{Batch, Batcher, NegativePool, Negatives, Row};
 
 pub const PAD: i64 = 0;
 pub const OOV: i64 = 1;
@@ -472,5 +472,36 @@ pub(crate) mod tests {
         enc.timestamp[3] = enc.timestamp[4];
         let b = Batcher::new(&enc, tch::Device::Cpu).batch(&[4]);
         assert_eq!(Vec::<i64>::try_from(b.hist_feedback.flatten(0, -1)).unwrap(), vec![1, 2, 3]);
+    }
+
+    /// Negatives come from the pool's events only (the train split), never repeat the event's own
+    /// item, and depend on the event alone: the same whatever batch, or whatever order of the
+    /// pool, they are drawn in.
+    #[test]
+    fn negative_history_events_are_drawn_once_from_the_pool() {
+        let enc = toy_encoded();
+        let train = enc.indices(Split::Train);
+        let pool = NegativePool::new(&train);
+        for e in 0..enc.len() {
+            let n = pool.draw(&enc, e).unwrap();
+            assert!(train.contains(&n), "event {e}: negative {n} is not a training event");
+            assert_ne!(enc.item[n], enc.item[e], "event {e}: the negative repeats its item");
+            let mut reversed = train.clone();
+            reversed.reverse();
+            assert_eq!(NegativePool::new(&reversed).draw(&enc, e), Some(n), "event {e}: order of the pool");
+        }
+        assert_eq!(NegativePool::new(&[]).draw(&enc, 0), None);
+        // Event 4's history (events 1, 2, 3) in two different batches: the same negatives.
+        let negs = |idx: &[usize], row: i64| {
+            let b = Batcher::new(&enc, tch::Device::Cpu).with_negatives(Some(&pool)).batch(idx);
+            let n = b.negatives.expect("negatives asked for");
+            Vec::<i64>::try_from(n.item.get(row)).unwrap()
+        };
+        let want: Vec<i64> = [1, 2, 3].iter().map(|&e| enc.item[pool.draw(&enc, e).unwrap()]).collect();
+        assert_eq!(negs(&[4], 0), want);
+        assert_eq!(negs(&[1, 4], 1), want);
+        // Padding stays 0; a batch without a pool carries none.
+        assert_eq!(negs(&[1, 4], 0)[..2], [0, 0]);
+        assert!(Batcher::new(&enc, tch::Device::Cpu).batch(&[4]).negatives.is_none());
     }
 }

@@ -3,6 +3,7 @@
 pub mod attn_pool;
 pub mod base;
 pub mod bst;
+pub mod dien;
 pub mod din;
 pub mod din_sa;
 
@@ -18,6 +19,16 @@ pub trait CtrModel: Send {
     /// its `backward`, so that the layers' fused CPU kernels can join autograd; the model itself
     /// knows nothing of them.
     fn forward_t(&self, batch: &Batch, train: bool) -> Tensor;
+    /// A training step's forward: the logits, and the model's own auxiliary loss (already
+    /// weighted) when it has one; the trainer adds it to the cross-entropy.
+    fn forward_train(&self, batch: &Batch) -> (Tensor, Option<Tensor>) {
+        (self.forward_t(batch, true), None)
+    }
+    /// Whether training batches must carry [`crate::features::Negatives`] (for an auxiliary
+    /// loss over negative history events, as DIEN's).
+    fn wants_negatives(&self) -> bool {
+        false
+    }
     /// The target's attention weights over the history, per head: `[B, H, L]` (`H` = 1 for a
     /// single head), for models that have them.
     fn attention(&self, _batch: &Batch) -> Option<Tensor> {
@@ -79,10 +90,13 @@ pub enum ModelConfig {
     DinSa(din_sa::DinSaConfig),
     /// History pooled by any attention of the library.
     AttnPool(attn_pool::AttnPoolConfig),
+    /// Deep Interest Evolution Network: a GRU over the history, evolved toward the target by an
+    /// attention-gated GRU, with an auxiliary next-behavior loss.
+    Dien(dien::DienConfig),
 }
 
 /// The names [`ModelConfig::by_name`] knows, besides `attn_pool:<attention preset>`.
-pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool"];
+pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool", "dien"];
 
 impl ModelConfig {
     pub fn name(&self) -> &'static str {
@@ -92,6 +106,7 @@ impl ModelConfig {
             ModelConfig::Bst(_) => "bst",
             ModelConfig::DinSa(_) => "din_sa",
             ModelConfig::AttnPool(_) => "attn_pool",
+            ModelConfig::Dien(_) => "dien",
         }
     }
 
@@ -102,6 +117,7 @@ impl ModelConfig {
             ModelConfig::Bst(m) => &mut m.embed_dim,
             ModelConfig::DinSa(m) => &mut m.embed_dim,
             ModelConfig::AttnPool(m) => &mut m.embed_dim,
+            ModelConfig::Dien(m) => &mut m.embed_dim,
         }
     }
 
@@ -118,6 +134,7 @@ impl ModelConfig {
             "bst" => Ok(ModelConfig::Bst(Default::default())),
             "din_sa" => Ok(ModelConfig::DinSa(Default::default())),
             "attn_pool" => Ok(ModelConfig::AttnPool(Default::default())),
+            "dien" => Ok(ModelConfig::Dien(Default::default())),
             other => Err(Error::config(format!(
                 "unknown model '{other}' (known: {}, attn_pool:PRESET with PRESET one of {})",
                 MODELS.join(", "),
@@ -170,6 +187,7 @@ impl ModelConfig {
             ModelConfig::Bst(c) => Box::new(bst::Bst::new(p, c, fm)?),
             ModelConfig::DinSa(c) => Box::new(din_sa::build(p, c, fm)?),
             ModelConfig::AttnPool(c) => Box::new(attn_pool::TargetPool::new(p, fm, c.embed_dim, None, &c.attention, &c.pooling, &c.mlp)?),
+            ModelConfig::Dien(c) => Box::new(dien::Dien::new(p, c, fm)?),
         })
     }
 }
@@ -222,8 +240,13 @@ impl Embeddings {
     }
     /// Target item `[B, item_dim]`.
     pub fn target(&self, b: &Batch) -> Tensor {
-        let mut parts = vec![self.embed(&self.item, &b.item), self.embed(&self.genre, &b.genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.item_side)));
+        self.items(&b.item, &b.genre, &b.item_side)
+    }
+    /// Items `[..., item_dim]` from their item, genre and side-table indices `[...]`: the
+    /// representation targets and history events share.
+    pub fn items(&self, item: &Tensor, genre: &Tensor, side: &Tensor) -> Tensor {
+        let mut parts = vec![self.embed(&self.item, item), self.embed(&self.genre, genre)];
+        parts.extend(self.item_side.as_ref().map(|s| s.forward(side)));
         Tensor::cat(&parts, -1)
     }
     /// History items `[B, L, item_dim]` (padding rows are zero), plus the embeddings of their time
@@ -240,9 +263,7 @@ impl Embeddings {
     /// item_dim]`, when the feature map has it): for attention that matches on the events alone
     /// and pools what the user thought of them.
     pub fn history_and_feedback(&self, b: &Batch) -> (Tensor, Option<Tensor>) {
-        let mut parts = vec![self.embed(&self.item, &b.hist_item), self.embed(&self.genre, &b.hist_genre)];
-        parts.extend(self.item_side.as_ref().map(|s| s.forward(&b.hist_item_side)));
-        let mut items = Tensor::cat(&parts, -1);
+        let mut items = self.items(&b.hist_item, &b.hist_genre, &b.hist_item_side);
         if let Some(gap) = &self.gap {
             items = items + self.embed(gap, &b.hist_gap);
         }

@@ -5,10 +5,12 @@ pub mod activation;
 pub mod lookup;
 pub mod mlp;
 pub mod tape;
+pub mod gru;
 pub mod transformer;
 
 pub use activation::{Act, Activation, Dice};
 pub use tape::{with_fused, Tape};
+pub use gru::{Cell, Gru};
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Encoder, FfnActivation, TransformerBlock, TransformerConfig};
 

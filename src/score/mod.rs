@@ -670,6 +670,7 @@ mod tests {
             item_side: ids(),
             hist_item_side: hist(),
             label: Tensor::zeros([rows], (Kind::Float, Device::Cpu)),
+            negatives: None,
         }
     }
 

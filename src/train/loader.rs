@@ -1,7 +1,7 @@
 //! Feeding the training step: batches are built from the encoded columns (reusing the
 //! [`Batcher`]'s buffers) on a second thread, `prefetch` batches ahead, while the step computes.
 use crate::error::Result;
-use crate::features::{Batch, Batcher, Encoded};
+use crate::features::{Batch, Batcher, Encoded, NegativePool};
 use std::ops::ControlFlow;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -9,12 +9,20 @@ use tch::Device;
 
 /// Calls `step(batch, seconds_waited_for_it)` for the batch of every chunk, in order, until it
 /// breaks or fails. With `prefetch` 0 the batches are built inline and the wait is the build time.
-pub fn for_each_batch<F>(data: &Encoded, device: Device, chunks: &[&[usize]], prefetch: usize, mut step: F) -> Result<()>
+/// With `negatives`, every batch carries negative history events drawn from that pool.
+pub fn for_each_batch<F>(
+    data: &Encoded,
+    device: Device,
+    chunks: &[&[usize]],
+    prefetch: usize,
+    negatives: Option<&NegativePool>,
+    mut step: F,
+) -> Result<()>
 where
     F: FnMut(Batch, f64) -> Result<ControlFlow<()>>,
 {
     if prefetch == 0 {
-        let mut batcher = Batcher::new(data, device);
+        let mut batcher = Batcher::new(data, device).with_negatives(negatives);
         for chunk in chunks {
             let t = Instant::now();
             let b = batcher.batch(chunk);
@@ -27,7 +35,7 @@ where
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Batch>(prefetch);
         scope.spawn(move || {
-            let mut batcher = Batcher::new(data, device);
+            let mut batcher = Batcher::new(data, device).with_negatives(negatives);
             for chunk in chunks {
                 // The receiver is gone when the step broke or failed: stop building.
                 if tx.send(batcher.batch(chunk)).is_err() {
@@ -112,7 +120,7 @@ mod tests {
         let chunks: Vec<&[usize]> = idx.chunks(2).collect();
         let collect = |prefetch, limit: usize| {
             let mut seen = Vec::new();
-            for_each_batch(&data, Device::Cpu, &chunks, prefetch, |b, waited| {
+            for_each_batch(&data, Device::Cpu, &chunks, prefetch, None, |b, waited| {
                 assert!(waited >= 0.0);
                 seen.push(Vec::<i64>::try_from(b.hist_item.flatten(0, -1)).unwrap());
                 Ok(if seen.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })

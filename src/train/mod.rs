@@ -10,7 +10,7 @@ pub mod optim;
 
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
-use crate::features::{Batch, Batcher, Encoded};
+use crate::features::{Batch, Batcher, Encoded, NegativePool};
 use crate::metrics::SplitMetrics;
 use crate::models::CtrModel;
 use crate::nn::Tape;
@@ -281,6 +281,7 @@ pub fn fit(
     require_splits(data, &[Split::Train, Split::Valid])?;
     let train_idx = data.indices(Split::Train);
     let mut stepper = Stepper::new(model, vs, data, &train_idx, cfg)?;
+    let negatives = model.wants_negatives().then(|| NegativePool::new(&train_idx));
     let n_batches = train_idx.len().div_ceil(cfg.batch_size);
     let (ckpt_dir, resume) = match ckpt {
         Some(c) => (Some(c.dir), c.resume),
@@ -322,7 +323,7 @@ pub fn fit(
         let epoch = st.epoch;
         observer.epoch_start(epoch, n_batches, st.batch);
         let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).skip(st.batch).collect();
-        loader::for_each_batch(data, device, &chunks, cfg.prefetch, |b, waited| {
+        loader::for_each_batch(data, device, &chunks, cfg.prefetch, negatives.as_ref(), |b, waited| {
             let bce = stepper.step(&b, st.step);
             if !bce.is_finite() {
                 return Err(Error::internal(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
@@ -435,12 +436,16 @@ impl<'a> Stepper<'a> {
         let bce = crate::nn::with_fused(cfg.fused, || {
             // The fused kernels record their backward passes on the tape (see crate::nn::tape).
             let tape = Tape::record();
-            let logits = self.model.forward_t(b, true);
+            let (logits, aux) = self.model.forward_train(b);
             let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
             let bce = bce_loss.double_value(&[]);
-            let loss = match &self.mba {
-                Some(m) => bce_loss + m.penalty(b),
+            let loss = match aux {
+                Some(aux) => bce_loss + aux,
                 None => bce_loss,
+            };
+            let loss = match &self.mba {
+                Some(m) => loss + m.penalty(b),
+                None => loss,
             };
             self.opt.zero_grad();
             tape.backward(&loss);

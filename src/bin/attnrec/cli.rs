@@ -294,7 +294,7 @@ pub struct TrainArgs {
     /// Dataset layout, when detection is not wanted.
     #[arg(long, value_parser = choice::<Format>())]
     pub format: Option<Format>,
-    /// Model: base, din, bst, din_sa, attn_pool or attn_pool:PRESET (din, luong_dot, luong_general,
+    /// Model: base, din, bst, din_sa, dien, attn_pool or attn_pool:PRESET (din, luong_dot, luong_general,
     /// luong_concat, bahdanau, local_m, local_p, hard, transformer). Overrides [model] of --config
     /// with that model's defaults.
     #[arg(long)]

@@ -1,0 +1,155 @@
+//! Deep Interest Evolution Network (Zhou et al., AAAI 2019): a GRU extracts an interest state
+//! after every history event; an auxiliary loss makes each state predict the user's next behavior
+//! (against a negative event drawn once per event, see [`crate::features::NegativePool`]); the
+//! target attends over the states, and an AUGRU (a GRU whose update gate is scaled by that
+//! attention) evolves them toward the target. An MLP scores `[user, target, final evolved state]`.
+//!
+//! The states have the width of an item representation, so that DIN's activation unit can match
+//! the target against them, as in the paper and DeepCTR-Torch. The recurrences run left to right
+//! over the right-aligned history; padded steps carry the state unchanged ([`Gru`]).
+use super::{CtrModel, Embeddings};
+use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
+use crate::error::{Error, Result};
+use crate::features::{Batch, FeatureMap};
+use crate::nn::{Activation, Cell, Gru, Mlp, MlpConfig};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Reduction, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DienConfig {
+    pub embed_dim: i64,
+    /// The target attention whose weights scale the AUGRU's update gate. Default: DIN's
+    /// activation unit with softmax over the present events (DeepCTR-Torch's choice), so that a
+    /// weight is a share of the history. With several heads, their mean weight.
+    pub attention: AttentionConfig,
+    /// Weight of the auxiliary next-behavior loss against the click loss (the paper's α = 1);
+    /// 0 switches it off, and no negatives are drawn.
+    pub aux_weight: f64,
+    /// The auxiliary net over `[state, behavior]`: the paper's 100 → 50 with sigmoid.
+    pub aux_mlp: MlpConfig,
+    /// Default: 200 → 80 with PReLU, as every model here.
+    pub mlp: MlpConfig,
+}
+
+impl Default for DienConfig {
+    fn default() -> Self {
+        DienConfig {
+            embed_dim: 16,
+            attention: AttentionConfig::new(ScoreConfig::din_default(), AlignConfig::Softmax, ContextConfig::Soft),
+            aux_weight: 1.0,
+            aux_mlp: MlpConfig { hidden: vec![100, 50], activation: Activation::Sigmoid, dropout: 0.0, batch_norm: false },
+            mlp: MlpConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Dien {
+    emb: Embeddings,
+    extractor: Gru,
+    attn: Attention,
+    evolution: Gru,
+    /// The auxiliary net and its output layer, with the loss weight; `None` with `aux_weight` 0.
+    aux: Option<(Mlp, nn::Linear, f64)>,
+    mlp: Mlp,
+    out: nn::Linear,
+}
+
+impl Dien {
+    pub fn new(p: nn::Path, cfg: &DienConfig, fm: &FeatureMap) -> Result<Self> {
+        cfg.mlp.validate("mlp")?;
+        cfg.aux_mlp.validate("aux_mlp")?;
+        if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
+            return Err(Error::config(format!("aux_weight must be a finite number ≥ 0, got {}", cfg.aux_weight)));
+        }
+        let emb = Embeddings::new(&p / "emb", fm, cfg.embed_dim)?;
+        let d = emb.item_dim();
+        let extractor = Gru::new(&p / "extractor", d, d, Cell::Gru);
+        let attn = Attention::new(&p / "target_attn", &cfg.attention, d, d, d)?;
+        let evolution = Gru::new(&p / "evolution", d, d, Cell::Augru);
+        let aux = (cfg.aux_weight > 0.0).then(|| {
+            let mlp = Mlp::new(&p / "aux_mlp", 2 * d, &cfg.aux_mlp);
+            let out = nn::linear(&p / "aux_out", mlp.out_dim(), 1, Default::default());
+            (mlp, out, cfg.aux_weight)
+        });
+        let mlp = Mlp::new(&p / "mlp", emb.user_dim() + 2 * d, &cfg.mlp);
+        let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
+        Ok(Dien { emb, extractor, attn, evolution, aux, mlp, out })
+    }
+
+    /// The extracted interest states `[B, L, D]` and the target's attention over them `[B, L]`.
+    fn states_and_weights(&self, b: &Batch, target: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let states = self.extractor.forward(&self.emb.history(b), &b.hist_mask, None);
+        let w = self.attn.forward_t(target, &states, &states, &b.hist_mask, train).1;
+        // [B, H, L] → the heads' mean.
+        let w = if w.dim() == 3 { w.mean_dim(1, false, w.kind()) } else { w };
+        (states, w)
+    }
+
+    fn logits(&self, b: &Batch, train: bool) -> (Tensor, Tensor) {
+        let target = self.emb.target(b);
+        let (states, w) = self.states_and_weights(b, &target, train);
+        let evolved = self.evolution.last(&states, &b.hist_mask, Some(&w));
+        let x = Tensor::cat(&[self.emb.user(b), target, evolved], -1);
+        (self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1), states)
+    }
+
+    /// The auxiliary loss: each state `h_t` tells the next behavior `e_{t+1}` (label 1) from its
+    /// negative (label 0), over the pairs of present consecutive events only: the mean
+    /// cross-entropy over those pairs (0 for a batch without any), times `aux_weight`; `None`
+    /// with the loss switched off. The pairs are gathered first, so padding costs nothing, and
+    /// the positive and negative rows go through the net as one batch.
+    pub fn aux_loss(&self, b: &Batch, states: &Tensor) -> Option<Tensor> {
+        let (mlp, out, weight) = self.aux.as_ref()?;
+        // The trainer batches with a negative pool whenever `wants_negatives`: a batch without
+        // one here is a bug of the caller, which would otherwise train without the loss unseen.
+        let neg = b.negatives.as_ref().expect("DIEN's training batches carry negatives (Batcher::with_negatives)");
+        let (l, d) = (b.hist_mask.size()[1], states.size()[2]);
+        let zero = || states.sum(Kind::Float) * 0.0;
+        if l < 2 {
+            return Some(zero());
+        }
+        let next = |t: &Tensor| t.narrow(1, 1, l - 1);
+        let pair = b.hist_mask.narrow(1, 0, l - 1).logical_and(&next(&b.hist_mask));
+        // [P]: the flat indices of the present pairs in [B, L − 1].
+        let at = pair.reshape([-1]).nonzero().squeeze_dim(1);
+        let p = at.size()[0];
+        if p == 0 {
+            return Some(zero());
+        }
+        let pick = |t: &Tensor| next(t).reshape([-1]).index_select(0, &at);
+        let h = states.narrow(1, 0, l - 1).reshape([-1, d]).index_select(0, &at);
+        let pos = self.emb.items(&pick(&b.hist_item), &pick(&b.hist_genre), &pick(&b.hist_item_side));
+        let negs = self.emb.items(&pick(&neg.item), &pick(&neg.genre), &pick(&neg.side));
+        let x = Tensor::cat(&[Tensor::cat(&[&h, &pos], -1), Tensor::cat(&[&h, &negs], -1)], 0);
+        let logits = out.forward(&mlp.forward_t(&x, true)).squeeze_dim(-1);
+        let labels = Tensor::cat(&[Tensor::ones([p], (Kind::Float, h.device())), Tensor::zeros([p], (Kind::Float, h.device()))], 0);
+        // Mean over the 2P rows is half the mean over pairs of the two terms' sum.
+        let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Mean) * 2.0;
+        Some(bce * *weight)
+    }
+}
+
+impl CtrModel for Dien {
+    fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
+        self.logits(b, train).0
+    }
+
+    fn forward_train(&self, b: &Batch) -> (Tensor, Option<Tensor>) {
+        let (logits, states) = self.logits(b, true);
+        let aux = self.aux_loss(b, &states);
+        (logits, aux)
+    }
+
+    fn wants_negatives(&self) -> bool {
+        self.aux.is_some()
+    }
+
+    /// The weights that scale the AUGRU's update gate: `[B, 1, L]`.
+    fn attention(&self, b: &Batch) -> Option<Tensor> {
+        let target = self.emb.target(b);
+        Some(self.states_and_weights(b, &target, false).1.unsqueeze(1))
+    }
+}

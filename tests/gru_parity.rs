@@ -3,7 +3,7 @@
 //! padded, with holes). States and every gradient to 1e-5.
 mod common;
 
-use attnrec::nn::{Cell, Gru};
+use attnrec::nn::{Cell, Gru, Tape};
 use common::{fixture_text, T};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,7 +35,9 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-fn check(case: &Case, cell: Cell) {
+/// With `fused`, the step runs as the trainer's does (a tape records, so the fused CPU kernel
+/// computes the recurrence and its backward); otherwise through libtorch's operators.
+fn check(case: &Case, cell: Cell, fused: bool) {
     let f: Fixture = serde_json::from_str(&fixture_text("gru_torch.json")).unwrap();
     let mask = Tensor::from_slice(&f.mask).view(f.mask_shape.as_slice()).ne(0);
     let x = case.x.tensor().set_requires_grad(true);
@@ -51,36 +53,43 @@ fn check(case: &Case, cell: Cell) {
     });
     assert_eq!(vs.variables().len(), case.params.len(), "parameter count");
     let att = case.att.as_ref().map(|a| a.tensor().set_requires_grad(true));
+    let last = gru.last(&x, &mask, att.as_ref());
+    let tape = fused.then(Tape::record);
     let states = gru.forward(&x, &mask, att.as_ref());
     let diff = max_diff(&states, &case.states.tensor());
-    assert!(diff < 1e-5, "{cell:?} states differ by {diff}");
-    let last = gru.last(&x, &mask, att.as_ref());
+    assert!(diff < 1e-5, "{cell:?} (fused {fused}) states differ by {diff}");
     let l = states.size()[1];
-    assert!(max_diff(&last, &states.select(1, l - 1)) == 0.0, "last() is the last state");
-    (&states * case.g.tensor()).sum(Kind::Float).backward();
+    assert!(max_diff(&last, &states.select(1, l - 1)) < 1e-6, "last() is the last state");
+    let loss = (&states * case.g.tensor()).sum(Kind::Float);
+    match tape {
+        Some(t) => t.backward(&loss),
+        None => loss.backward(),
+    }
     let diff = max_diff(&x.grad(), &case.grad_x.tensor());
-    assert!(diff < 1e-5, "{cell:?} input gradient differs by {diff}");
+    assert!(diff < 1e-5, "{cell:?} (fused {fused}) input gradient differs by {diff}");
     if let (Some(a), Some(want)) = (&att, &case.grad_att) {
         let diff = max_diff(&a.grad(), &want.tensor());
-        assert!(diff < 1e-5, "{cell:?} attention gradient differs by {diff}");
+        assert!(diff < 1e-5, "{cell:?} (fused {fused}) attention gradient differs by {diff}");
     }
     for (name, var) in vs.variables() {
         let key = name.strip_prefix("rnn.").unwrap();
         let diff = max_diff(&var.grad(), &case.grad_params[key].tensor());
-        assert!(diff < 1e-5, "{cell:?} gradient of {key} differs by {diff}");
+        assert!(diff < 1e-5, "{cell:?} (fused {fused}) gradient of {key} differs by {diff}");
     }
 }
 
 #[test]
 fn gru_matches_torch_nn_gru_on_masked_histories() {
     let f: Fixture = serde_json::from_str(&fixture_text("gru_torch.json")).unwrap();
-    check(&f.gru, Cell::Gru);
+    check(&f.gru, Cell::Gru, false);
+    check(&f.gru, Cell::Gru, true);
 }
 
 #[test]
 fn augru_matches_the_papers_equations_in_pytorch() {
     let f: Fixture = serde_json::from_str(&fixture_text("gru_torch.json")).unwrap();
-    check(&f.augru, Cell::Augru);
+    check(&f.augru, Cell::Augru, false);
+    check(&f.augru, Cell::Augru, true);
 }
 
 /// Garbage at padded positions, and how many there are, changes no state of the present events.

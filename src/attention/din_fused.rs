@@ -18,6 +18,7 @@
 //!
 //! Used on CPU for `f32` with one query per row, when the unit is plain `act(linear(x))` layers
 //! (ReLU, sigmoid or PReLU; no batch norm, dropout or Dice); anything else takes the libtorch path.
+use crate::nn::kernel_io::{bytes, floats, floats_mut, output, threads};
 use crate::nn::tape::{self, Node};
 use crate::nn::{grad_enabled, Act, Mlp};
 use attnrec_kernels::din;
@@ -77,51 +78,6 @@ pub struct FusedDin {
     spare: Arc<Mutex<Option<din::Saved>>>,
 }
 
-/// A contiguous CPU tensor's elements as `T`s.
-///
-/// # Safety
-/// `t` must be a contiguous CPU tensor of `kind`, whose elements are `T`s, that no one writes
-/// while the slice lives.
-unsafe fn elements<T>(t: &Tensor, kind: Kind) -> &[T] {
-    debug_assert!(t.kind() == kind && t.is_contiguous() && t.device() == Device::Cpu);
-    let n = t.numel();
-    if n == 0 {
-        return &[];
-    }
-    std::slice::from_raw_parts(t.data_ptr() as *const T, n)
-}
-
-/// # Safety
-/// As for [`elements`], of a `Float` tensor.
-unsafe fn floats(t: &Tensor) -> &[f32] {
-    elements(t, Kind::Float)
-}
-
-/// # Safety
-/// As for [`elements`], of a `Uint8` tensor.
-unsafe fn bytes(t: &Tensor) -> &[u8] {
-    elements(t, Kind::Uint8)
-}
-
-/// A fresh contiguous CPU `f32` tensor of `shape` (uninitialized), for a kernel to fill through
-/// [`floats_mut`].
-fn output(shape: &[i64]) -> Tensor {
-    Tensor::empty(shape, (Kind::Float, Device::Cpu))
-}
-
-/// The elements of a tensor made by [`output`], for as long as it is borrowed.
-///
-/// # Safety
-/// `t` must come from [`output`] and not be shared (no view or shallow clone of it is read
-/// while the slice lives).
-unsafe fn floats_mut(t: &mut Tensor) -> &mut [f32] {
-    let n = t.numel();
-    if n == 0 {
-        return &mut [];
-    }
-    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
-}
-
 /// The unit's parameters as the kernel reads them: detached contiguous views, kept alive while
 /// the kernel's [`din::Unit`] borrows them.
 struct Params {
@@ -161,10 +117,6 @@ impl Params {
             }
         }
     }
-}
-
-fn threads() -> usize {
-    tch::get_num_threads().max(1) as usize
 }
 
 impl FusedDin {

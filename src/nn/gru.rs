@@ -11,8 +11,16 @@
 //!
 //! A masked step (a padded position) carries the state through unchanged, so a history's states
 //! do not depend on how much padding surrounds it; the state starts at zero.
+//!
+//! On CPU in `f32`, while a [`super::Tape`] records or gradients are off, the recurrence runs
+//! through the fused kernel of `attnrec-kernels` (its `gru` module: every step in one call,
+//! forward and backward); elsewhere (CUDA, no tape, `train.fused = false`, export's tracing) as
+//! libtorch operators. Both give the same states and gradients (tests/models.rs).
+use super::kernel_io::{bytes, floats, floats_mut, output, threads};
+use super::tape::{self, Node};
+use attnrec_kernels::gru as kernel;
 use tch::nn;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// Which update a [`Gru`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +64,9 @@ impl Gru {
     /// masked step: the state carried through it). `att: [B, L]` are the AUGRU's weights; a GRU
     /// takes none.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Tensor {
+        if let Some(states) = self.fused(x, mask, att) {
+            return states;
+        }
         let mut states = Vec::with_capacity(x.size()[1] as usize);
         let _ = self.run(x, mask, att, |h| states.push(h.shallow_clone()));
         match states.is_empty() {
@@ -66,7 +77,60 @@ impl Gru {
 
     /// The state after the last step, `[B, H]` (zeros for a row without a present step).
     pub fn last(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Tensor {
+        if let Some(states) = self.fused(x, mask, att) {
+            return states.select(1, states.size()[1] - 1);
+        }
         self.run(x, mask, att, |_| {})
+    }
+
+    /// Every step's state through the fused kernel, when it applies: the states enter the graph
+    /// as a leaf, and the tape's backward turns their gradient into those of the gates' input
+    /// share (and through it `x` and `W_ih`), `W_hh`, `b_hh` and the attention weights.
+    fn fused(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Option<Tensor> {
+        let (b, l) = (x.size()[0], x.size()[1]);
+        if !tape::kernels_apply() || x.device() != Device::Cpu || x.kind() != Kind::Float || l == 0 {
+            return None;
+        }
+        assert_eq!(att.is_some(), self.cell == Cell::Augru, "an AUGRU takes attention weights and a GRU none");
+        let hd = self.hidden;
+        let gi_graph = x.matmul(&self.weight_ih.tr()) + &self.bias_ih;
+        let gi = gi_graph.detach().contiguous();
+        let w = self.weight_hh.detach().contiguous();
+        let bh = self.bias_hh.detach().contiguous();
+        let keep = mask.to_kind(Kind::Uint8).contiguous();
+        let a = att.map(|a| a.detach().to_kind(Kind::Float).contiguous());
+        let shape = kernel::Shape { rows: b as usize, len: l as usize, hidden: hd as usize };
+        let mut states = output(&[b, l, hd]);
+        let record = tape::recording();
+        let mut saved = record.then(kernel::Saved::default);
+        // SAFETY: every tensor read is a contiguous CPU tensor of the kind read, alive and unwritten
+        // for the call; `states` comes from `output` and is not shared yet.
+        unsafe {
+            kernel::forward(shape, floats(&gi), floats(&w), floats(&bh), bytes(&keep), a.as_ref().map(|a| floats(a)), threads(), floats_mut(&mut states), saved.as_mut());
+        }
+        let Some(saved) = saved else { return Some(states) };
+        let leaf = states.set_requires_grad(true);
+        let kept = leaf.detach();
+        let (w_graph, b_graph) = (self.weight_hh.shallow_clone(), self.bias_hh.shallow_clone());
+        let att_graph = att.map(Tensor::shallow_clone);
+        tape::push(Node::Kernel {
+            leaf: leaf.shallow_clone(),
+            backward: Box::new(move |g: &Tensor| {
+                let g = g.to_kind(Kind::Float).contiguous();
+                // SAFETY: as in the forward pass; `kept` holds the states the forward pass wrote.
+                let grads = unsafe { kernel::backward(shape, floats(&w), bytes(&keep), a.as_ref().map(|a| floats(a)), floats(&kept), &saved, floats(&g), threads()) };
+                let mut out = vec![
+                    (gi_graph, Tensor::from_slice(&grads.gi)),
+                    (w_graph, Tensor::from_slice(&grads.w_hh)),
+                    (b_graph, Tensor::from_slice(&grads.b_hh)),
+                ];
+                if let (Some(x), Some(d)) = (att_graph, grads.att) {
+                    out.push((x, Tensor::from_slice(&d)));
+                }
+                out
+            }),
+        });
+        Some(leaf)
     }
 
     fn run(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>, mut each: impl FnMut(&Tensor)) -> Tensor {

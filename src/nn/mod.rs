@@ -6,6 +6,7 @@ pub mod lookup;
 pub mod mlp;
 pub mod tape;
 pub mod gru;
+pub(crate) mod kernel_io;
 pub mod transformer;
 
 pub use activation::{Act, Activation, Dice};

@@ -421,7 +421,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Splits `s` into consecutive parts of the given lengths.
-fn split_mut<T>(mut s: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+pub(crate) fn split_mut<T>(mut s: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
     let mut parts = Vec::new();
     for n in lens {
         let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
@@ -673,7 +673,7 @@ pub fn backward(unit: &Unit, saved: &Saved, q: &[f32], keys: &[f32], dscores: &[
 }
 
 /// `rows` split into up to `threads` consecutive ranges of about equal size (one below 64 rows).
-fn row_parts(rows: usize, threads: usize) -> Vec<Range<usize>> {
+pub(crate) fn row_parts(rows: usize, threads: usize) -> Vec<Range<usize>> {
     let t = if rows < 64 { 1 } else { threads.clamp(1, rows) };
     (0..t).map(|i| rows * i / t..rows * (i + 1) / t).collect()
 }

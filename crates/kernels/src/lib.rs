@@ -6,6 +6,7 @@
 pub mod din;
 pub mod embedding;
 pub mod gemm;
+pub mod gru;
 pub mod optim;
 pub mod parallel;
 #[cfg(test)]

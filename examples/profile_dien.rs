@@ -1,19 +1,24 @@
-//! Where a DIEN step's time goes on this machine: the GRU extractor, the target attention over
-//! its states, the AUGRU and the auxiliary net, forward and forward + backward, for a batch of
-//! 1,024 histories of 50 events 32 wide (DIEN at embed 16 on the synthetic presets).
+//! Where a DIEN training step's time goes on this machine, each piece as the trainer runs it (a
+//! tape records, so the fused kernels run): the GRU extractor, the target attention over its
+//! states, the AUGRU, the auxiliary score, for a batch of 1,024 histories of 50 events 32 wide
+//! (DIEN at embed 16 on the synthetic presets), forward and backward.
 //!
 //!     source scripts/env.sh && cargo run --example profile_dien -- [THREADS]
-use attnrec::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
-use attnrec::nn::{Activation, Cell, Gru, Mlp, MlpConfig};
+use attnrec::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, Score, ScoreConfig};
+use attnrec::nn::{Activation, Cell, Gru, Tape};
 use std::time::Instant;
-use tch::nn::{self, Module, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
-fn time(name: &str, f: impl Fn()) {
-    f();
+fn time(name: &str, f: impl Fn() -> Tensor) {
+    let run = || {
+        let tape = Tape::record();
+        let loss = f().sum(Kind::Float);
+        tape.backward(&loss);
+    };
+    run();
     let t = Instant::now();
     for _ in 0..5 {
-        f();
+        run();
     }
     println!("{name:40} {:8.2} ms", t.elapsed().as_secs_f64() * 1000.0 / 5.0);
 }
@@ -23,21 +28,28 @@ fn main() {
     tch::set_num_threads(threads);
     let (b, l, d) = (1024, 50, 32);
     let x = Tensor::randn([b, l, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    let q = Tensor::randn([b, d], (Kind::Float, Device::Cpu));
+    let q = Tensor::randn([b, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let mask = Tensor::ones([b, l], (Kind::Bool, Device::Cpu));
     let vs = nn::VarStore::new(Device::Cpu);
     let gru = Gru::new(vs.root() / "g", d, d, Cell::Gru);
     let augru = Gru::new(vs.root() / "a", d, d, Cell::Augru);
     let acfg = AttentionConfig::new(ScoreConfig::din_default(), AlignConfig::Softmax, ContextConfig::Soft);
     let attn = Attention::new(vs.root() / "t", &acfg, d, d, d).unwrap();
-    let aux = Mlp::new(vs.root() / "x", 2 * d, &MlpConfig { hidden: vec![100, 50], activation: Activation::Sigmoid, dropout: 0.0, batch_norm: false });
-    let out = nn::linear(vs.root() / "o", 50, 1, Default::default());
+    let aux = Score::new(vs.root() / "x", &ScoreConfig::DinMlp { hidden: vec![100, 50], activation: Activation::Sigmoid }, d, d).unwrap();
     let w = Tensor::rand([b, l], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    time("gru fwd", || { let _ = gru.forward(&x, &mask, None); });
-    time("gru fwd+bwd", || { gru.forward(&x, &mask, None).sum(Kind::Float).backward(); });
-    time("gru last fwd+bwd", || { gru.last(&x, &mask, None).sum(Kind::Float).backward(); });
-    time("augru last fwd+bwd", || { augru.last(&x, &mask, Some(&w)).sum(Kind::Float).backward(); });
-    time("attention weights fwd+bwd", || { attn.forward_t(&q, &x, &x, &mask, true).1.sum(Kind::Float).backward(); });
-    let pairs = Tensor::randn([2 * b * (l - 1), 2 * d], (Kind::Float, Device::Cpu));
-    time("aux net fwd+bwd", || { out.forward(&aux.forward_t(&pairs, true)).sum(Kind::Float).backward(); });
+    time("gru (fused) fwd+bwd", || gru.forward(&x, &mask, None));
+    time("augru (fused) fwd+bwd", || augru.last(&x, &mask, Some(&w)));
+    time("attention weights fwd+bwd", || attn.forward_t(&q, &x, &x, &mask, true).1);
+    let p = b * (l - 1);
+    let h = Tensor::randn([p, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let both = Tensor::randn([p, 2, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let on = Tensor::ones([p, 2], (Kind::Bool, Device::Cpu));
+    time("aux score on 2 x 50,176 pairs fwd+bwd", || aux.forward_masked_t(&h, &both, &on, true));
+    let general = Score::new(vs.root() / "y", &ScoreConfig::General, d, d).unwrap();
+    time("aux general score fwd+bwd", || general.forward_masked_t(&h, &both, &on, true));
+    let mlp = attnrec::nn::Mlp::new(vs.root() / "z", 2 * d, &attnrec::nn::MlpConfig { hidden: vec![100, 50], activation: Activation::Sigmoid, dropout: 0.0, batch_norm: false });
+    let out = nn::linear(vs.root() / "zo", 50, 1, Default::default());
+    let cat = Tensor::cat(&[Tensor::cat(&[&h, &both.select(1, 0)], -1), Tensor::cat(&[&h, &both.select(1, 1)], -1)], 0);
+    time("aux paper MLP [h, e] (libtorch) fwd+bwd", || { use tch::nn::{Module, ModuleT}; out.forward(&mlp.forward_t(&cat, true)) });
+    time("gi projection alone fwd+bwd", || x.matmul(&Tensor::randn([d, 3 * d], (Kind::Float, Device::Cpu))));
 }

@@ -490,7 +490,7 @@ fn dien_aux_loss_reads_only_present_pairs() {
     }
     aux.backward();
     let vars = vs.variables();
-    for k in ["extractor.weight_ih", "extractor.weight_hh", "aux_mlp.layer0.linear.weight", "emb.item.weight"] {
+    for k in ["extractor.weight_ih", "extractor.weight_hh", "aux.mlp.layer0.linear.weight", "emb.item.weight"] {
         assert!(vars[k].grad().abs().max().double_value(&[]) > 0.0, "the aux loss reaches {k}");
     }
     // The evolution GRU and the head do not take part in the auxiliary loss.

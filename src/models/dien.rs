@@ -8,7 +8,7 @@
 //! the target against them, as in the paper and DeepCTR-Torch. The recurrences run left to right
 //! over the right-aligned history; padded steps carry the state unchanged ([`Gru`]).
 use super::{CtrModel, Embeddings};
-use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, ScoreConfig};
+use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, Score, ScoreConfig};
 use crate::error::{Error, Result};
 use crate::features::{Batch, FeatureMap};
 use crate::nn::{Activation, Cell, Gru, Mlp, MlpConfig};
@@ -27,8 +27,12 @@ pub struct DienConfig {
     /// Weight of the auxiliary next-behavior loss against the click loss (the paper's α = 1);
     /// 0 switches it off, and no negatives are drawn.
     pub aux_weight: f64,
-    /// The auxiliary net over `[state, behavior]`: the paper's 100 → 50 with sigmoid.
-    pub aux_mlp: MlpConfig,
+    /// The auxiliary net: how a state scores a behavior, any score function of the library.
+    /// Default: DIN's activation unit of the paper's sizes, 100 → 50 with sigmoid, over `[h, e,
+    /// h − e, h ⊙ e]`: the paper's net sees `[h, e]`, of which this input is a superset, and the
+    /// unit runs in DIN's fused CPU kernel (measured on `small` at batch 1,024: the paper's net
+    /// as libtorch operators cost 150 ms of a 470 ms step).
+    pub aux_score: ScoreConfig,
     /// Default: 200 → 80 with PReLU, as every model here.
     pub mlp: MlpConfig,
 }
@@ -39,7 +43,7 @@ impl Default for DienConfig {
             embed_dim: 16,
             attention: AttentionConfig::new(ScoreConfig::din_default(), AlignConfig::Softmax, ContextConfig::Soft),
             aux_weight: 1.0,
-            aux_mlp: MlpConfig { hidden: vec![100, 50], activation: Activation::Sigmoid, dropout: 0.0, batch_norm: false },
+            aux_score: ScoreConfig::DinMlp { hidden: vec![100, 50], activation: Activation::Sigmoid },
             mlp: MlpConfig::default(),
         }
     }
@@ -51,8 +55,8 @@ pub struct Dien {
     extractor: Gru,
     attn: Attention,
     evolution: Gru,
-    /// The auxiliary net and its output layer, with the loss weight; `None` with `aux_weight` 0.
-    aux: Option<(Mlp, nn::Linear, f64)>,
+    /// The auxiliary net, with the loss weight; `None` with `aux_weight` 0.
+    aux: Option<(Score, f64)>,
     mlp: Mlp,
     out: nn::Linear,
 }
@@ -60,7 +64,6 @@ pub struct Dien {
 impl Dien {
     pub fn new(p: nn::Path, cfg: &DienConfig, fm: &FeatureMap) -> Result<Self> {
         cfg.mlp.validate("mlp")?;
-        cfg.aux_mlp.validate("aux_mlp")?;
         if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
             return Err(Error::config(format!("aux_weight must be a finite number ≥ 0, got {}", cfg.aux_weight)));
         }
@@ -69,11 +72,7 @@ impl Dien {
         let extractor = Gru::new(&p / "extractor", d, d, Cell::Gru);
         let attn = Attention::new(&p / "target_attn", &cfg.attention, d, d, d)?;
         let evolution = Gru::new(&p / "evolution", d, d, Cell::Augru);
-        let aux = (cfg.aux_weight > 0.0).then(|| {
-            let mlp = Mlp::new(&p / "aux_mlp", 2 * d, &cfg.aux_mlp);
-            let out = nn::linear(&p / "aux_out", mlp.out_dim(), 1, Default::default());
-            (mlp, out, cfg.aux_weight)
-        });
+        let aux = (cfg.aux_weight > 0.0).then(|| Score::new(&p / "aux", &cfg.aux_score, d, d).map(|s| (s, cfg.aux_weight))).transpose()?;
         let mlp = Mlp::new(&p / "mlp", emb.user_dim() + 2 * d, &cfg.mlp);
         let out = nn::linear(&p / "out", mlp.out_dim(), 1, Default::default());
         Ok(Dien { emb, extractor, attn, evolution, aux, mlp, out })
@@ -100,9 +99,9 @@ impl Dien {
     /// negative (label 0), over the pairs of present consecutive events only: the mean
     /// cross-entropy over those pairs (0 for a batch without any), times `aux_weight`; `None`
     /// with the loss switched off. The pairs are gathered first, so padding costs nothing, and
-    /// the positive and negative rows go through the net as one batch.
+    /// each state scores its two behaviors as a query scores two keys.
     pub fn aux_loss(&self, b: &Batch, states: &Tensor) -> Option<Tensor> {
-        let (mlp, out, weight) = self.aux.as_ref()?;
+        let (score, weight) = self.aux.as_ref()?;
         // The trainer batches with a negative pool whenever `wants_negatives`: a batch without
         // one here is a bug of the caller, which would otherwise train without the loss unseen.
         let neg = b.negatives.as_ref().expect("DIEN's training batches carry negatives (Batcher::with_negatives)");
@@ -123,10 +122,12 @@ impl Dien {
         let h = states.narrow(1, 0, l - 1).reshape([-1, d]).index_select(0, &at);
         let pos = self.emb.items(&pick(&b.hist_item), &pick(&b.hist_genre), &pick(&b.hist_item_side));
         let negs = self.emb.items(&pick(&neg.item), &pick(&neg.genre), &pick(&neg.side));
-        let x = Tensor::cat(&[Tensor::cat(&[&h, &pos], -1), Tensor::cat(&[&h, &negs], -1)], 0);
-        let logits = out.forward(&mlp.forward_t(&x, true)).squeeze_dim(-1);
-        let labels = Tensor::cat(&[Tensor::ones([p], (Kind::Float, h.device())), Tensor::zeros([p], (Kind::Float, h.device()))], 0);
-        // Mean over the 2P rows is half the mean over pairs of the two terms' sum.
+        // [P, 2]: each state's logit for its next behavior and for that behavior's negative.
+        let both = Tensor::stack(&[pos, negs], 1);
+        let on = Tensor::ones([p, 2], (Kind::Bool, h.device()));
+        let logits = score.forward_masked_t(&h, &both, &on, true);
+        let labels = Tensor::from_slice(&[1.0f32, 0.0]).to_device(h.device()).expand([p, 2], false);
+        // The mean over the 2P logits is half the mean over pairs of the two terms' sum.
         let bce = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Mean) * 2.0;
         Some(bce * *weight)
     }

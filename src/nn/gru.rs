@@ -19,6 +19,7 @@
 use super::kernel_io::{bytes, floats, floats_mut, output, threads};
 use super::tape::{self, Node};
 use attnrec_kernels::gru as kernel;
+use std::sync::{Arc, Mutex};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -40,6 +41,9 @@ pub struct Gru {
     bias_hh: Tensor,
     hidden: i64,
     cell: Cell,
+    /// The fused kernel's saved gates, handed back by the backward pass for the next forward
+    /// pass to reuse (a step's are ~26 MB at batch 1,024: fresh pages each step cost more).
+    spare: Arc<Mutex<Option<kernel::Saved>>>,
 }
 
 impl Gru {
@@ -53,6 +57,7 @@ impl Gru {
             bias_hh: p.var("bias_hh", &[3 * hidden], init),
             hidden,
             cell,
+            spare: Arc::default(),
         }
     }
 
@@ -102,7 +107,7 @@ impl Gru {
         let shape = kernel::Shape { rows: b as usize, len: l as usize, hidden: hd as usize };
         let mut states = output(&[b, l, hd]);
         let record = tape::recording();
-        let mut saved = record.then(kernel::Saved::default);
+        let mut saved = record.then(|| self.spare.lock().ok().and_then(|mut s| s.take()).unwrap_or_default());
         // SAFETY: every tensor read is a contiguous CPU tensor of the kind read, alive and unwritten
         // for the call; `states` comes from `output` and is not shared yet.
         unsafe {
@@ -113,6 +118,7 @@ impl Gru {
         let kept = leaf.detach();
         let (w_graph, b_graph) = (self.weight_hh.shallow_clone(), self.bias_hh.shallow_clone());
         let att_graph = att.map(Tensor::shallow_clone);
+        let spare = Arc::clone(&self.spare);
         tape::push(Node::Kernel {
             leaf: leaf.shallow_clone(),
             backward: Box::new(move |g: &Tensor| {
@@ -126,6 +132,9 @@ impl Gru {
                 ];
                 if let (Some(x), Some(d)) = (att_graph, grads.att) {
                     out.push((x, Tensor::from_slice(&d)));
+                }
+                if let Ok(mut s) = spare.lock() {
+                    *s = Some(saved);
                 }
                 out
             }),

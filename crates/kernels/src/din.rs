@@ -244,6 +244,8 @@ macro_rules! avx2_dispatch {
     };
 }
 
+pub(crate) use avx2_dispatch;
+
 avx2_dispatch! {
     /// `a = act(z)` appended to `a`.
     fn activate(l: &Layer, z: &[f32], a: &mut Vec<f32>) => activate_body

@@ -12,7 +12,7 @@
 //! and a step that `keep` does not mark carries it unchanged. Per step, with `gh = W_hh·h + b_hh`:
 //! `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`, then
 //! `h' = n + z ⊙ (h − n)` (GRU) or `h' = h + a·z ⊙ (n − h)` (AUGRU).
-use crate::din::{row_parts, split_mut};
+use crate::din::{avx2_dispatch, row_parts, split_mut};
 use crate::gemm::{gemm, mat};
 use crate::parallel::run_parts;
 use std::ops::Range;
@@ -35,6 +35,7 @@ impl Shape {
 }
 
 /// What [`backward`] needs of a forward pass: per row, step and unit, `r`, `z`, `n` and `gh_n`.
+/// A caller may hand the same one to the next forward pass, which then reuses its memory.
 #[derive(Debug, Default)]
 pub struct Saved {
     r: Vec<f32>,
@@ -59,9 +60,10 @@ pub fn forward(s: Shape, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], at
     let saves: Vec<Option<[&mut [f32]; 4]>> = match saved {
         Some(sv) => {
             let n = s.rows * per_row;
+            // Every element is written below: a reused buffer (see [`Saved`]) is only resized.
             for v in [&mut sv.r, &mut sv.z, &mut sv.n, &mut sv.ghn] {
-                v.clear();
                 v.resize(n, 0.0);
+                v.truncate(n);
             }
             let mut r = split_mut(&mut sv.r, lens.iter().copied()).into_iter();
             let mut z = split_mut(&mut sv.z, lens.iter().copied()).into_iter();
@@ -81,43 +83,84 @@ fn forward_rows(s: Shape, rows: Range<usize>, gi: &[f32], wt: &[f32], b_hh: &[f3
     let h3 = 3 * h;
     let mut state = vec![0.0f32; m * h];
     let mut gh = vec![0.0f32; m * h3];
+    // Where the gates go when nothing is saved.
+    let mut scratch = vec![0.0f32; 4 * h];
     for t in 0..len {
         gemm(m, h, h3, mat(&state, h, 1), wt, h3, 0.0, &mut gh, h3);
         for i in 0..m {
             let k = (rows.start + i) * len + t;
-            let on = keep[k] != 0;
-            let a = att.map(|a| a[k]);
-            let g = &gi[k * h3..][..h3];
             let local = (i * len + t) * h;
-            for j in 0..h {
-                let ghr = gh[i * h3 + j] + b_hh[j];
-                let ghz = gh[i * h3 + h + j] + b_hh[h + j];
-                let ghn = gh[i * h3 + 2 * h + j] + b_hh[2 * h + j];
-                let r = sigmoid(g[j] + ghr);
-                let z = sigmoid(g[h + j] + ghz);
-                let n = (g[2 * h + j] + r * ghn).tanh();
-                let hp = state[i * h + j];
-                let next = match (on, a) {
-                    (false, _) => hp,
-                    (true, None) => n + z * (hp - n),
-                    (true, Some(a)) => hp + a * z * (n - hp),
-                };
-                state[i * h + j] = next;
-                out[local + j] = next;
-                if let Some([sr, sz, sn, sg]) = &mut save {
-                    sr[local + j] = r;
-                    sz[local + j] = z;
-                    sn[local + j] = n;
-                    sg[local + j] = ghn;
+            let (r, rest) = match &mut save {
+                Some([sr, sz, sn, sg]) => ([&mut sr[local..local + h], &mut sz[local..local + h]], [&mut sn[local..local + h], &mut sg[local..local + h]]),
+                None => {
+                    let (a, b) = scratch.split_at_mut(2 * h);
+                    let (r, z) = a.split_at_mut(h);
+                    let (n, g) = b.split_at_mut(h);
+                    ([r, z], [n, g])
                 }
-            }
+            };
+            let [r, z] = r;
+            let [n, ghn] = rest;
+            let a = att.map_or(1.0, |a| a[k]);
+            step(h, &gi[k * h3..], &gh[i * h3..], b_hh, &mut state[i * h..], a, att.is_some(), keep[k] != 0, &mut out[local..], r, z, n, ghn);
         }
     }
 }
 
+avx2_dispatch! {
+    /// One row's step: the gates into `r`, `z`, `n`, `ghn` and the new state into `state` and
+    /// `out` (the old state kept where `on` is false).
+    fn step(h: usize, gi: &[f32], gh: &[f32], b: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) => step_body
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step_body(h: usize, gi: &[f32], gh: &[f32], b: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) {
+    // Exact lengths, so that the loops run without bounds checks and vectorize.
+    let (gi, gh, b) = (&gi[..3 * h], &gh[..3 * h], &b[..3 * h]);
+    let (state, out) = (&mut state[..h], &mut out[..h]);
+    let (r, z, n, ghn) = (&mut r[..h], &mut z[..h], &mut n[..h], &mut ghn[..h]);
+    for j in 0..h {
+        ghn[j] = gh[2 * h + j] + b[2 * h + j];
+        r[j] = sigmoid(gi[j] + gh[j] + b[j]);
+        z[j] = sigmoid(gi[h + j] + gh[h + j] + b[h + j]);
+        n[j] = tanh(gi[2 * h + j] + r[j] * ghn[j]);
+    }
+    if !on {
+        out.copy_from_slice(state);
+        return;
+    }
+    for j in 0..h {
+        let hp = state[j];
+        let next = if augru { hp + a * z[j] * (n[j] - hp) } else { n[j] + z[j] * (hp - n[j]) };
+        state[j] = next;
+        out[j] = next;
+    }
+}
+
+/// `eˣ` to about 2 ulp, branch-free (so that loops over it vectorize): `x = k·ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `eʳ` by its Taylor polynomial of degree 7, `2ᵏ` from the exponent bits.
+/// Inputs are clamped to `[−87, 88]`, where `eˣ` is a normal `f32`.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh x = 1 − 2 / (1 + e²ˣ)`, exact at both saturations.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (1.0 + exp(2.0 * x))
 }
 
 /// Gradients of [`backward`]: of `gi` `[rows, len, 3H]`, `w_hh`, `b_hh`, and of `att` (AUGRU).
@@ -176,6 +219,7 @@ fn backward_rows(
     let mut db = vec![0.0f32; h3];
     // This part's rows of `states`: row i, step t at (i·len + t)·H.
     let own = &states[rows.start * len * h..rows.end * len * h];
+    let zeros = vec![0.0f32; h];
     for t in (0..len).rev() {
         for i in 0..m {
             let k = (rows.start + i) * len + t;
@@ -189,31 +233,10 @@ fn backward_rows(
                 dgh[i * h3..][..h3].fill(0.0);
                 continue;
             }
-            let a = att.map(|a| a[k]);
-            let mut da = 0.0f32;
-            for j in 0..h {
-                let (r, z, nv, ghn) = (saved.r[at + j], saved.z[at + j], saved.n[at + j], saved.ghn[at + j]);
-                let hp = if t > 0 { states[at - h + j] } else { 0.0 };
-                let d = dh[i * h + j];
-                let (dn, dz, dhp) = match a {
-                    None => (d * (1.0 - z), d * (hp - nv), d * z),
-                    Some(a) => {
-                        let du = d * (nv - hp);
-                        da += du * z;
-                        (d * a * z, du * a, d * (1.0 - a * z))
-                    }
-                };
-                let dan = dn * (1.0 - nv * nv);
-                let dar = dan * ghn * r * (1.0 - r);
-                let daz = dz * z * (1.0 - z);
-                dgi[local_gi + j] = dar;
-                dgi[local_gi + h + j] = daz;
-                dgi[local_gi + 2 * h + j] = dan;
-                dgh[i * h3 + j] = dar;
-                dgh[i * h3 + h + j] = daz;
-                dgh[i * h3 + 2 * h + j] = dan * r;
-                dh[i * h + j] = dhp;
-            }
+            let hp = if t > 0 { &states[at - h..at] } else { &zeros[..] };
+            let a = att.map_or(1.0, |a| a[k]);
+            let mut da = 0.0;
+            back_step(h, &saved.r[at..], &saved.z[at..], &saved.n[at..], &saved.ghn[at..], hp, &mut dh[i * h..], a, att.is_some(), &mut dgi[local_gi..], &mut dgh[i * h3..], &mut da);
             if let Some(d) = &mut datt {
                 d[i * len + t] = da;
             }
@@ -230,10 +253,64 @@ fn backward_rows(
     (dw, db)
 }
 
+avx2_dispatch! {
+    /// One row's step backward: `dh` (∂L/∂ the step's new state) becomes ∂L/∂ the old state
+    /// except through `W_hh` (which the caller adds); the gates' gradients go to `dgi` and
+    /// `dgh`; ∂L/∂a (AUGRU) into `da`.
+    fn back_step(h: usize, r: &[f32], z: &[f32], n: &[f32], ghn: &[f32], hp: &[f32], dh: &mut [f32], a: f32, augru: bool, dgi: &mut [f32], dgh: &mut [f32], da: &mut f32) => back_step_body
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn back_step_body(h: usize, r: &[f32], z: &[f32], n: &[f32], ghn: &[f32], hp: &[f32], dh: &mut [f32], a: f32, augru: bool, dgi: &mut [f32], dgh: &mut [f32], da_out: &mut f32) {
+    let (r, z, n, ghn, hp, dh) = (&r[..h], &z[..h], &n[..h], &ghn[..h], &hp[..h], &mut dh[..h]);
+    let (dgi, dgh) = (&mut dgi[..3 * h], &mut dgh[..3 * h]);
+    let mut da = 0.0f32;
+    for j in 0..h {
+        let d = dh[j];
+        let (dn, dz, dhp) = if augru {
+            let du = d * (n[j] - hp[j]);
+            da += du * z[j];
+            (d * a * z[j], du * a, d * (1.0 - a * z[j]))
+        } else {
+            (d * (1.0 - z[j]), d * (hp[j] - n[j]), d * z[j])
+        };
+        let dan = dn * (1.0 - n[j] * n[j]);
+        let dar = dan * ghn[j] * r[j] * (1.0 - r[j]);
+        let daz = dz * z[j] * (1.0 - z[j]);
+        dgi[j] = dar;
+        dgi[h + j] = daz;
+        dgi[2 * h + j] = dan;
+        dgh[j] = dar;
+        dgh[h + j] = daz;
+        dgh[2 * h + j] = dan * r[j];
+        dh[j] = dhp;
+    }
+    *da_out = da;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::values;
+
+    /// The branch-free `exp` against the standard library's, over the whole range the gates
+    /// see and past both clamps; `tanh` and `sigmoid` at their saturations.
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in -197_000..=200_000 {
+            // [−86.7, 88]: inside the clamps.
+            let x = i as f32 * 4.4e-4;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37 && exp(1000.0).is_finite());
+        assert_eq!((tanh(-100.0), tanh(100.0), tanh(0.0)), (-1.0, 1.0, 0.0));
+        assert_eq!((sigmoid(-200.0) < 1e-37, sigmoid(200.0)), (true, 1.0));
+        assert!((tanh(1e-4) - 1e-4).abs() < 1e-7);
+    }
 
     /// The recurrence in f64, one row and one step at a time: the reference of the tests.
     fn reference(s: Shape, gi: &[f64], w: &[f64], b: &[f64], keep: &[u8], att: Option<&[f64]>) -> Vec<f64> {
@@ -326,3 +403,4 @@ mod tests {
         }
     }
 }
+

@@ -539,6 +539,36 @@ mod tests {
         TrainConfig::default().validate().unwrap();
     }
 
+    /// `state.json` must give back the very f64 it was written from: a resumed run compares
+    /// `score > best` and sums losses on from these values. (serde_json's default float parser
+    /// is one ulp off for some values; the `float_roundtrip` feature fixes that.)
+    #[test]
+    fn train_state_floats_round_trip_bit_for_bit() {
+        // A fixed xorshift walk over f64 bit patterns in [1e-3, 1e3) and a few hand-picked values.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![0.1 + 0.2, 1.0 / 3.0, 0.7853981633974483, 2.0f64.powi(-40) * 3.0, -0.0];
+        while values.len() < 2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if v.is_finite() && (1e-3..1e3).contains(&v.abs()) {
+                values.push(v);
+            }
+        }
+        let mut state = TrainState::new(7);
+        let mut off = Vec::new();
+        for &v in &values {
+            state.loss_sum = v;
+            state.best = Some(BestSoFar { score: -v, epoch: 1, step: 2 });
+            let back: TrainState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+            if back.loss_sum.to_bits() != v.to_bits() || back.best.unwrap().score.to_bits() != (-v).to_bits() {
+                off.push(v);
+            }
+        }
+        assert!(off.is_empty(), "{} of {} values came back changed, e.g. {:?}", off.len(), values.len(), &off[..off.len().min(3)]);
+    }
+
     #[test]
     fn warmup_then_schedule() {
         use optim::lr_at;

@@ -2,8 +2,9 @@
 //! Parquet plus the fitted `feature_map.json`, in a folder keyed by what determines them.
 //!
 //! The key is the MD5 of: the cache layout version, the attnrec version, the dataset layout, the
-//! name, size and modification time (ns) of every file in the dataset folder, and the resolved
-//! protocol config. Change any of them and the key changes; a stale cache is never read.
+//! name, size and modification time (ns, negative before 1970) of every file in the dataset folder
+//! (with the MD5 of its contents where the file system has no modification time), and the
+//! resolved protocol config. Change any of them and the key changes; a stale cache is never read.
 //!
 //! A cache folder `ROOT/<dataset>-<key16>/` holds:
 //! - `samples.parquet`: one row per event in protocol order (user, then time, then file order):
@@ -51,7 +52,12 @@ pub fn default_root() -> PathBuf {
 pub struct SourceFile {
     pub name: String,
     pub bytes: u64,
-    pub modified_ns: u128,
+    /// Nanoseconds since the Unix epoch, negative before it.
+    pub modified_ns: i128,
+    /// The contents' MD5, only where the file system gives no modification time: size alone
+    /// would miss an edit that keeps the length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// What a cache folder was made from, and what it holds (`meta.json`).
@@ -91,11 +97,27 @@ pub fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
         if name.starts_with('.') || !md.is_file() {
             continue;
         }
-        let modified_ns = md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        out.push(SourceFile { name, bytes: md.len(), modified_ns });
+        let (modified_ns, md5) = match md.modified() {
+            Ok(t) => (signed_ns(t), None),
+            Err(_) => {
+                let path = entry.path();
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                (0, Some(crate::util::hex(&Md5::digest(&bytes))))
+            }
+        };
+        out.push(SourceFile { name, bytes: md.len(), modified_ns, md5 });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// `t` in nanoseconds since the Unix epoch, negative before it (a file stamped 1969 is as
+/// distinguishable as one stamped 2026).
+fn signed_ns(t: std::time::SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
 }
 
 /// The cache folder for `data` under `root` (which need not exist yet), with the files and layout
@@ -240,4 +262,28 @@ pub fn read(dir: &Path) -> Result<(FeatureMap, Encoded)> {
     let (user_side, item_side) = feature_map.side_rows(&encoded.raw_user, &i64s("item_id")?);
     let encoded = Encoded { pool: feature_map.history_pool(&encoded.label), user_side, item_side, ..encoded };
     Ok((feature_map, encoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Two edits of a same-sized file stamped before 1970 (a restored archive, a clock at 0)
+    /// must give two keys: such stamps used to enter the key as 0 alike.
+    #[test]
+    fn modification_times_before_1970_tell_files_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.data");
+        let stamp = |secs_before: u64| {
+            std::fs::write(&path, "1\t2\t5\t881250949\n").unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(UNIX_EPOCH - Duration::from_secs(secs_before)).unwrap();
+            source_files(dir.path()).unwrap()
+        };
+        let (a, b) = (stamp(86_400), stamp(2 * 86_400));
+        assert_eq!(a[0].modified_ns, -86_400_000_000_000);
+        assert_ne!(a, b);
+        assert_eq!(a[0].md5, None, "a file with a modification time is not read for the key");
+    }
 }

@@ -331,6 +331,36 @@ mod tests {
     const BASE: &str = "[base]\ndata = { path = \"d\" }\nmodel = { kind = \"din\", embed_dim = 8 }\ntrain = { epochs = 2 }\n";
 
     #[test]
+    fn a_metric_missing_for_one_seed_has_no_mean() {
+        let text = format!("seeds = [1, 2]\n{BASE}");
+        let e = Experiment::parse(&text, "x", Path::new("runs")).unwrap();
+        let split = |auc: Option<f64>| crate::metrics::SplitMetrics { auc, gauc: auc, logloss: 0.5, samples: 10, positive_rate: 0.5, mean_prediction: 0.5, ece: 0.0 };
+        let run = |auc| Outcome::Done {
+            summary: RunSummary {
+                model: "din".into(),
+                seed: 1,
+                best_epoch: 1,
+                epochs_run: 1,
+                valid: split(Some(0.7)),
+                test: split(auc),
+                train_samples_per_sec: 1.0,
+                train_seconds: 1.0,
+                input_wait_share: 0.0,
+                wall_seconds: 1.0,
+                parameters: 1,
+                threads: 1,
+                device: "cpu".into(),
+                prepared_from: None,
+            },
+            reused: false,
+        };
+        let rows = tabulate(&e, &[run(Some(0.8)), run(None)]);
+        assert_eq!((rows[0].seeds, rows[0].valid_auc), (2, (0.7, 0.0)));
+        assert!(rows[0].test_auc.0.is_nan() && rows[0].test_gauc.0.is_nan(), "{:?}", rows[0].test_auc);
+        assert_eq!(tabulate(&e, &[run(Some(0.75)), run(Some(0.25))])[0].test_auc.0, 0.5);
+    }
+
+    #[test]
     fn variants_override_the_base_and_multiply_by_seeds() {
         let text = format!(
             "seeds = [1, 2]\nbaseline = \"base\"\n{BASE}[[variant]]\nname = \"base\"\nmodel = {{ kind = \"base\" }}\n\
@@ -414,7 +444,11 @@ pub fn tabulate(e: &Experiment, outcomes: &[Outcome]) -> Vec<VariantResult> {
             })
             .collect()
     };
-    let stat = |runs: &[&RunSummary], f: &dyn Fn(&RunSummary) -> Option<f64>| mean_std(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+    // A metric some seed lacks (an AUC of a split with one class) has no mean: a mean over the
+    // seeds that have it would stand in the table as if over all of them.
+    let stat = |runs: &[&RunSummary], f: &dyn Fn(&RunSummary) -> Option<f64>| {
+        runs.iter().map(|r| f(r)).collect::<Option<Vec<f64>>>().map_or((f64::NAN, f64::NAN), |xs| mean_std(&xs))
+    };
     let base_auc = e.baseline.as_deref().map(|b| stat(&done(b), &|r| r.test.auc).0);
     e.variants
         .iter()

@@ -388,6 +388,8 @@ fn parquet_candidates_and_outputs_keep_columns_types_and_scores() {
         Column::new("timestamp".into(), test.iter().map(|&k| Some(events.timestamp[k]).filter(|_| k % 7 != 0)).collect::<Vec<_>>()),
         Column::new("weight".into(), (0..n).map(|k| k as f32 / 3.0).collect::<Vec<_>>()),
         Column::new("flag".into(), (0..n).map(|k| k % 2 == 0).collect::<Vec<_>>()),
+        // Above i64::MAX: carried as UInt64, not through an Int64 that turns them into nulls.
+        Column::new("big".into(), (0..n).map(|k| u64::MAX - k as u64).collect::<Vec<_>>()),
     ])
     .unwrap();
     let pq = d.join("cands.parquet");
@@ -410,10 +412,10 @@ fn parquet_candidates_and_outputs_keep_columns_types_and_scores() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = ParquetReader::new(std::fs::File::open(&out).unwrap()).finish().unwrap();
     let names: Vec<String> = got.get_column_names().iter().map(|s| s.to_string()).collect();
-    assert_eq!(names, ["request", "user_id", "item_id", "timestamp", "weight", "flag", "score", "logit"]);
+    assert_eq!(names, ["request", "user_id", "item_id", "timestamp", "weight", "flag", "big", "score", "logit"]);
     let dtypes: Vec<DataType> = got.dtypes();
-    assert_eq!(dtypes, [DataType::String, DataType::Int32, DataType::Int64, DataType::Int64, DataType::Float32, DataType::Boolean, DataType::Float64, DataType::Float64]);
-    for c in ["request", "user_id", "item_id", "timestamp", "weight", "flag"] {
+    assert_eq!(dtypes, [DataType::String, DataType::Int32, DataType::Int64, DataType::Int64, DataType::Float32, DataType::Boolean, DataType::UInt64, DataType::Float64, DataType::Float64]);
+    for c in ["request", "user_id", "item_id", "timestamp", "weight", "flag", "big"] {
         assert!(got.column(c).unwrap().as_materialized_series().equals_missing(df.column(c).unwrap().as_materialized_series()), "column {c} carried through");
     }
     let scores: Vec<f64> = got.column("score").unwrap().f64().unwrap().into_no_null_iter().collect();
@@ -427,9 +429,9 @@ fn parquet_candidates_and_outputs_keep_columns_types_and_scores() {
     let out_csv = d.join("scores.csv");
     assert!(score(&run, &pq, &out_csv, &[]).status.success());
     let rows = read_csv(&out_csv);
-    assert_eq!(rows[0], ["request", "user_id", "item_id", "timestamp", "weight", "flag", "score"]);
-    assert_eq!(rows[1][5], "true");
-    assert_eq!(rows[1..].iter().map(|r| r[6].clone()).collect::<Vec<_>>(), want);
+    assert_eq!(rows[0], ["request", "user_id", "item_id", "timestamp", "weight", "flag", "big", "score"]);
+    assert_eq!((rows[1][5].as_str(), rows[1][6].as_str()), ("true", "18446744073709551615"));
+    assert_eq!(rows[1..].iter().map(|r| r[7].clone()).collect::<Vec<_>>(), want);
 
     // A list column cannot be carried: one line, no output.
     let mut bad = DataFrame::new_infer_height(vec![

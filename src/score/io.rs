@@ -30,13 +30,17 @@ pub fn wants_parquet(path: &Path) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Int,
+    /// UInt64, whose upper half does not fit an Int64.
+    U64,
     Float,
     Bool,
     Text,
 }
 
 fn kind_of(dtype: &DataType) -> Option<Kind> {
-    Some(if dtype.is_integer() {
+    Some(if *dtype == DataType::UInt64 {
+        Kind::U64
+    } else if dtype.is_integer() {
         Kind::Int
     } else if dtype.is_float() {
         Kind::Float
@@ -166,6 +170,7 @@ fn records_of(df: &DataFrame) -> PolarsResult<Vec<csv::StringRecord>> {
         let s = c.as_materialized_series();
         let text: Vec<String> = match kind_of(s.dtype()) {
             Some(Kind::Int) => s.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
+            Some(Kind::U64) => s.u64()?.iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
             Some(Kind::Float) => s.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
             Some(Kind::Bool) => s.bool()?.iter().map(|v| v.map_or(String::new(), |v| v.to_string())).collect(),
             Some(Kind::Text) => s.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect(),
@@ -254,6 +259,10 @@ impl ParquetSink {
             let s = match kind_of(dtype) {
                 Some(Kind::Int) => {
                     let v: Vec<Option<i64>> = text.iter().map(|t| if t.is_empty() { Ok(None) } else { t.trim().parse().map(Some).map_err(|_| bad(t)) }).collect::<Result<_>>()?;
+                    Series::new(name, v)
+                }
+                Some(Kind::U64) => {
+                    let v: Vec<Option<u64>> = text.iter().map(|t| if t.is_empty() { Ok(None) } else { t.trim().parse().map(Some).map_err(|_| bad(t)) }).collect::<Result<_>>()?;
                     Series::new(name, v)
                 }
                 Some(Kind::Float) => {

@@ -120,7 +120,8 @@ fn build(cfg: &ModelConfig) -> (nn::VarStore, Box<dyn CtrModel>) {
             if !v.requires_grad() {
                 continue;
             }
-            let constant = v.numel() == 0 || v.min().double_value(&[]) == v.max().double_value(&[]);
+            // (A one-element tensor tells nothing: an output bias is random, so it is replaced.)
+            let constant = v.numel() > 1 && v.min().double_value(&[]) == v.max().double_value(&[]);
             let base = if constant { v.copy() } else { v.zeros_like() };
             let _ = v.shallow_clone().copy_(&(base + noise(&v, &name) * 0.3));
             if name.starts_with("emb.") {
@@ -333,14 +334,14 @@ fn fused_lookups_match_libtorch() {
     }
 }
 
-#[test]
-fn what_sits_in_padded_positions_changes_nothing() {
+/// [`batch`] with real items (not the padding id) behind the mask, and with 2 extra padded
+/// columns on the left.
+fn padding_variants() -> [Batch; 2] {
     let b = batch();
-    // Real items (not the padding id) behind the mask, and 2 extra padded columns on the left.
     let off = b.hist_mask.logical_not();
     let junk = |t: &Tensor| t.masked_fill(&off, 3);
     let widen = |t: &Tensor, v: i64| Tensor::cat(&[Tensor::full([3, 2], v, (t.kind(), Device::Cpu)), t.shallow_clone()], 1);
-    let variants = [
+    [
         Batch {
             hist_item: junk(&b.hist_item),
             hist_genre: junk(&b.hist_genre),
@@ -358,7 +359,13 @@ fn what_sits_in_padded_positions_changes_nothing() {
             hist_mask: Tensor::cat(&[Tensor::zeros([3, 2], (Kind::Bool, Device::Cpu)), b.hist_mask.shallow_clone()], 1),
             ..batch()
         },
-    ];
+    ]
+}
+
+#[test]
+fn what_sits_in_padded_positions_changes_nothing() {
+    let b = batch();
+    let variants = padding_variants();
     for (name, cfg) in all_models() {
         let (_vs, model) = build(&cfg);
         let want = model.forward_t(&b, false);
@@ -368,6 +375,36 @@ fn what_sits_in_padded_positions_changes_nothing() {
             // the mask moves logits by far more.
             let scale = want.abs().max().double_value(&[]).max(1.0);
             assert!(d < 1e-5 * scale, "{name}: variant {i} moved the logits by {d}");
+        }
+    }
+}
+
+/// In training, an activation unit with Dice (batch statistics over its rows) sees the present
+/// (query, key) pairs only: neither what sits behind the mask nor extra padded columns move the
+/// logits or the running statistics. (It saw every padded position once, as `[B·L, H]` rows.)
+#[test]
+fn padding_stays_out_of_the_units_batch_statistics() {
+    let dice_unit = attnrec::attention::ScoreConfig::DinMlp { hidden: vec![8, 4], activation: Activation::Dice };
+    let mut din_sa = ModelConfig::by_name("din_sa").unwrap();
+    if let ModelConfig::DinSa(c) = &mut din_sa {
+        c.attention.score = dice_unit.clone();
+        c.encoder.dropout = 0.0;
+    }
+    let dice = all_models().into_iter().find(|(n, _)| n == "din+dice+bn").unwrap().1;
+    for (name, cfg) in [("din+dice+bn", dice), ("din_sa+dice", din_sa)] {
+        let (vs, model) = build(&cfg);
+        let want = model.forward_t(&batch(), true);
+        for (i, v) in padding_variants().iter().enumerate() {
+            let (vs2, model2) = build(&cfg);
+            let d = max_diff(&want, &model2.forward_t(v, true));
+            assert!(d < 1e-5, "{name}: variant {i} moved the training logits by {d}");
+            let vars2 = vs2.variables();
+            for (k, t) in vs.variables() {
+                if k.contains("running") {
+                    let d = max_diff(&t, &vars2[&k]);
+                    assert!(d < 1e-6, "{name}: variant {i} moved {k} by {d}");
+                }
+            }
         }
     }
 }

@@ -83,6 +83,12 @@ impl Mlp {
         plain.then(|| self.layers.iter().map(|l| (&l.linear, &l.act)).collect())
     }
 
+    /// Whether a layer normalizes over the batch's rows (batch norm, or Dice's): then which rows
+    /// are in the batch changes every row's output in training.
+    pub fn has_batch_statistics(&self) -> bool {
+        self.layers.iter().any(|l| l.bn.is_some() || matches!(l.act, Act::Dice(_)))
+    }
+
     /// The rest of the forward pass given the first layer's linear output `h0`.
     pub fn forward_from_first_t(&self, h0: Tensor, train: bool) -> Tensor {
         self.run_layers(h0, true, train)

@@ -233,7 +233,12 @@ fn finish(
     let ckpt_dir = tmp.join(CHECKPOINT_DIR);
     let ckpt = Checkpointing { dir: &ckpt_dir, resume };
     let fit = train::fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, Some(ckpt), &mut log)?;
-    let eval = |split| train::evaluate(model.as_ref(), &prepared.encoded, split, cfg.train.eval_batch_size, device);
+    let eval = |split| {
+        if split == Split::Test {
+            crate::util::crash_point("run.test_eval");
+        }
+        train::evaluate(model.as_ref(), &prepared.encoded, split, cfg.train.eval_batch_size, device)
+    };
     let summary = RunSummary {
         model: cfg.model.name().to_string(),
         seed: cfg.train.seed,
@@ -251,6 +256,7 @@ fn finish(
         prepared_from: prepared.cached.clone(),
     };
     vs.save(tmp.join(WEIGHTS_FILE))?;
+    crate::util::crash_point("run.weights");
     let lines: Vec<String> = fit.evals.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect();
     write_atomic(&tmp.join(METRICS_FILE), (lines.join("\n") + "\n").as_bytes())?;
     write_json(&tmp.join(SUMMARY_FILE), &summary)?;
@@ -263,6 +269,7 @@ fn finish(
             std::fs::remove_dir_all(&replaced).map_err(|e| Error::io(&replaced, e))?;
         }
         std::fs::rename(out, &replaced).map_err(|e| Error::io(out, e))?;
+        crate::util::crash_point("run.replace");
     }
     std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
     crate::util::sync_dir(out.parent().unwrap_or(Path::new(".")));

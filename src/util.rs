@@ -72,6 +72,34 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// The environment variable of the crash-point harness (`tests/crash.rs`): `NAME` or `NAME#K`
+/// aborts the process the first (or K-th) time it reaches [`crash_point`] `NAME`. For tests only;
+/// nothing a user sets.
+pub const CRASH_ENV: &str = "ATTNREC_CRASH_AT";
+
+/// A named instant at which the crash tests kill the process (see [`CRASH_ENV`]): `abort()`, as
+/// abrupt as a power cut for the files (no destructors, no flushing). Without the variable it
+/// costs one cached lookup.
+pub fn crash_point(name: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let target = TARGET.get_or_init(|| {
+        let v = std::env::var(CRASH_ENV).ok().filter(|v| !v.is_empty())?;
+        Some(match v.split_once('#') {
+            Some((n, k)) => (n.to_string(), k.parse().unwrap_or(1)),
+            None => (v, 1),
+        })
+    });
+    if let Some((point, k)) = target {
+        if point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *k {
+            eprintln!("attnrec: crash point {name}#{k} reached ({CRASH_ENV}); aborting");
+            std::process::abort();
+        }
+    }
+}
+
 /// Lower-case hex of a digest (MD5s in manifests, cache keys and fixtures).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -191,7 +191,14 @@ pub fn score_file(
                 };
                 job.run(history, source, sink, &tmp, progress)
             })()
-            .and_then(|s| std::fs::rename(&tmp, path).map(|_| s).map_err(|e| Error::io(path, e)));
+            .and_then(|s| {
+                // On disk before it is named: a crash after the rename never leaves a short file.
+                std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+                crate::util::crash_point("score.rename");
+                std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+                crate::util::sync_dir(path.parent().unwrap_or(Path::new(".")));
+                Ok(s)
+            });
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -394,6 +401,7 @@ impl<'a> Job<'a> {
                     }
                 }
                 progress(Progress { rows: summary.rows, read: source.fraction_read() });
+                crate::util::crash_point("score.batch");
             }
             for heap in top {
                 for (rank, r) in heap.into_sorted_vec().into_iter().enumerate() {

@@ -138,8 +138,10 @@ impl Saver {
         // On disk before it is named: the files, then the rename, then LATEST; only then are
         // older checkpoints deleted.
         crate::util::sync_files_in(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        crate::util::crash_point("checkpoint.written");
         std::fs::rename(&tmp, &done).map_err(|e| Error::io(&done, e))?;
         crate::util::sync_dir(&self.dir);
+        crate::util::crash_point("checkpoint.renamed");
         write_atomic(&self.dir.join(LATEST), name.as_bytes())?;
         // Older checkpoints (and leftovers of a killed save) are no longer needed.
         let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;

@@ -336,6 +336,7 @@ pub fn fit(
             interval.samples += n;
             interval.waited += waited;
             observer.batch_end(bce, n);
+            crate::util::crash_point("train.step");
             let epoch_done = st.batch == n_batches;
             if epoch_done {
                 st.epoch += 1;
@@ -350,6 +351,7 @@ pub fn fit(
                 (run_samples, run_seconds, run_wait) =
                     (run_samples + interval.samples, run_seconds + secs, run_wait + interval.waited);
                 let valid = evaluate(model, data, Split::Valid, cfg.eval_batch_size, device);
+                crate::util::crash_point("train.eval");
                 if !valid.mean_prediction.is_finite() {
                     return Err(Error::internal(format!("the valid predictions are not finite after epoch {epoch}'s training (the model diverged); lower train.lr")));
                 }

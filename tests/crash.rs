@@ -95,21 +95,25 @@ fn same_run(got: &Path, want: &Path, point: &str) {
     assert!(leftovers.is_empty(), "{point}: left beside the run: {leftovers:?}");
 }
 
+/// A temporary folder holding the `tiny` preset (in `tiny/`).
+fn tiny() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    ok(&run(&[os(&["synth", "--preset", "tiny", "--out"]), vec![data.as_os_str()]].concat(), None), "synth");
+    (dir, data)
+}
+
 #[test]
 fn train_killed_at_every_phase_resumes_to_the_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, data) = tiny();
     let d = dir.path();
-    let data = d.join("tiny");
-    ok(&run(&[os(&["synth", "--preset", "tiny", "--out"]), vec![data.as_os_str()]].concat(), None), "synth");
     let whole = d.join("whole");
     ok(&train(&data, &whole, &[], None), "the uninterrupted run");
-    let evals = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap().lines().count();
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).unwrap()).unwrap();
+    let metrics = untimed(&whole.join("metrics.jsonl"));
+    let evals = metrics.len();
+    let summary = &untimed(&whole.join("summary.json"))[0];
     assert!(summary["epochs_run"].as_u64().unwrap() < 12, "the run must stop early: {summary}");
-    let steps_per_epoch = {
-        let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-        first["step"].as_u64().unwrap()
-    };
+    let steps_per_epoch = metrics[0]["step"].as_u64().unwrap();
     assert!(steps_per_epoch > 12, "epochs long enough to be cut mid-way: {steps_per_epoch} steps");
     let mid = format!("train.step#{}", steps_per_epoch + 7);
     let stop = format!("train.eval#{evals}");
@@ -145,10 +149,8 @@ fn train_killed_at_every_phase_resumes_to_the_uninterrupted_run() {
 
 #[test]
 fn score_killed_mid_output_leaves_no_output_and_reruns_to_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, data) = tiny();
     let d = dir.path();
-    let data = d.join("tiny");
-    ok(&run(&[os(&["synth", "--preset", "tiny", "--out"]), vec![data.as_os_str()]].concat(), None), "synth");
     let model = d.join("run");
     ok(&train(&data, &model, &[], None), "train");
     // Every logged event of tiny as a candidate, in chunks of 500 rows.
@@ -180,10 +182,8 @@ fn score_killed_mid_output_leaves_no_output_and_reruns_to_the_same_bytes() {
 
 #[test]
 fn an_experiment_killed_mid_run_continues_to_the_same_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, data) = tiny();
     let d = dir.path();
-    let data = d.join("tiny");
-    ok(&run(&[os(&["synth", "--preset", "tiny", "--out"]), vec![data.as_os_str()]].concat(), None), "synth");
     let file = d.join("exp.toml");
     std::fs::write(
         &file,
@@ -199,11 +199,7 @@ fn an_experiment_killed_mid_run_continues_to_the_same_runs() {
     let whole = d.join("whole");
     ok(&experiment(&whole, None), "the uninterrupted experiment");
     let runs = whole.join("exp");
-    let steps: u64 = {
-        let last = std::fs::read_to_string(runs.join("base-seed1/metrics.jsonl")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
-        v["step"].as_u64().unwrap()
-    };
+    let steps = untimed(&runs.join("base-seed1/metrics.jsonl")).last().unwrap()["step"].as_u64().unwrap();
     // In the second run's first epoch.
     let cut = d.join("cut");
     let point = format!("train.step#{}", steps + 7);

@@ -216,24 +216,19 @@ impl Score {
     /// its batch statistics (and running averages), making scores depend on padding and batch
     /// width. `mask: [B, L]` or `[B, T, L]`.
     fn present_only(&self, q: &Tensor, keys: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let q3 = if q.dim() == 2 { q.unsqueeze(1) } else { q.shallow_clone() };
-        let (b, t, l) = (q3.size()[0], q3.size()[1], keys.size()[1]);
         let mask3 = if mask.dim() == 2 { mask.unsqueeze(1) } else { mask.shallow_clone() };
-        // Flat indices of present pairs in [B, T, L]; each pair's query row (in [B·T]) and key
-        // row (in [B·L]).
-        let at = mask3.expand([b, t, l], false).reshape([-1]).nonzero().squeeze_dim(1);
-        let q_row = at.divide_scalar_mode(l, "floor");
-        let k_row = at.divide_scalar_mode(t * l, "floor") * l + at.remainder(l);
-        let qp = q3.reshape([b * t, -1]).index_select(0, &q_row);
-        let kp = keys.reshape([b * l, -1]).index_select(0, &k_row).unsqueeze(1);
-        let scores = self.forward_t(&qp, &kp, train).squeeze_dim(1);
-        let full = scores.new_zeros([b * t * l], (scores.kind(), scores.device())).index_add(0, &at, &scores);
-        let full = full.view([b, t, l]);
-        if q.dim() == 2 {
-            full.squeeze_dim(1)
-        } else {
-            full
-        }
+        per_step(q, |q3| {
+            let (b, t, l) = (q3.size()[0], q3.size()[1], keys.size()[1]);
+            // Flat indices of present pairs in [B, T, L]; each pair's query row (in [B·T]) and
+            // key row (in [B·L]).
+            let at = mask3.expand([b, t, l], false).reshape([-1]).nonzero().squeeze_dim(1);
+            let q_row = at.divide_scalar_mode(l, "floor");
+            let k_row = at.divide_scalar_mode(t * l, "floor") * l + at.remainder(l);
+            let qp = q3.reshape([b * t, -1]).index_select(0, &q_row);
+            let kp = keys.reshape([b * l, -1]).index_select(0, &k_row).unsqueeze(1);
+            let scores = self.forward_t(&qp, &kp, train).squeeze_dim(1);
+            scores.new_zeros([b * t * l], (scores.kind(), scores.device())).index_add(0, &at, &scores).view([b, t, l])
+        })
     }
 
     /// DIN's unnormalized soft attention whole through the fused kernel (scores and pooling of

@@ -63,7 +63,6 @@ pub fn forward(s: Shape, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], at
             // Every element is written below: a reused buffer (see [`Saved`]) is only resized.
             for v in [&mut sv.r, &mut sv.z, &mut sv.n, &mut sv.ghn] {
                 v.resize(n, 0.0);
-                v.truncate(n);
             }
             let mut r = split_mut(&mut sv.r, lens.iter().copied()).into_iter();
             let mut z = split_mut(&mut sv.z, lens.iter().copied()).into_iter();
@@ -403,4 +402,3 @@ mod tests {
         }
     }
 }
-

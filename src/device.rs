@@ -65,6 +65,29 @@ pub fn set_threads(n: usize) {
     tch::set_num_threads(n as i32);
 }
 
+/// libtorch's intra-op thread count, set for as long as this lives and put back when it drops.
+/// The count is process-wide in libtorch (every thread reads it), so a library call that needs its
+/// own (scoring's workers, one thread each) holds one of these instead of leaving its setting to
+/// whatever the caller runs next.
+#[must_use = "the thread count is put back when this drops"]
+pub struct ThreadsFor {
+    previous: i32,
+}
+
+impl ThreadsFor {
+    pub fn set(n: usize) -> ThreadsFor {
+        let previous = tch::get_num_threads();
+        set_threads(n);
+        ThreadsFor { previous }
+    }
+}
+
+impl Drop for ThreadsFor {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.previous);
+    }
+}
+
 /// Keeps freed tensor memory in the process for the next batch. glibc serves every block over its
 /// dynamic mmap threshold (128 KiB at first) with a fresh `mmap` and unmaps it on free, so each
 /// batch's activations were zero-filled page by page by the kernel again: on 2 cores, scoring din

@@ -26,7 +26,18 @@ fn all_models() -> Vec<(String, ModelConfig)> {
     out.push(("din+pooling".into(), din_pooled()));
     out.push(("din+split".into(), din_split()));
     out.push(("base+split".into(), base_split()));
+    out.push(("dien+aux_din_unit".into(), dien_aux_din_unit()));
     out
+}
+
+/// DIEN with DIN's activation unit (run by the fused kernel) as the auxiliary net, not the default
+/// general score.
+fn dien_aux_din_unit() -> ModelConfig {
+    let mut c = ModelConfig::by_name("dien").unwrap();
+    if let ModelConfig::Dien(d) = &mut c {
+        d.aux_score = attnrec::attention::ScoreConfig::DinMlp { hidden: vec![100, 50], activation: Activation::Sigmoid };
+    }
+    c
 }
 
 /// DIN with the history pooled apart by feedback, as a weighted mean, with the plain mean beside.
@@ -488,8 +499,13 @@ fn with_negatives(b: Batch) -> Batch {
 /// it is a positive number that reaches the extractor; switched off, no negatives are asked for.
 #[test]
 fn dien_aux_loss_reads_only_present_pairs() {
-    let cfg = ModelConfig::by_name("dien").unwrap();
-    let (vs, model) = build(&cfg);
+    // The default auxiliary net (the general score) and DIN's unit.
+    check_dien_aux(&ModelConfig::by_name("dien").unwrap(), "aux.w");
+    check_dien_aux(&dien_aux_din_unit(), "aux.mlp.layer0.linear.weight");
+}
+
+fn check_dien_aux(cfg: &ModelConfig, aux_param: &str) {
+    let (vs, model) = build(cfg);
     assert!(model.wants_negatives());
     let b = with_negatives(batch());
     let off = b.hist_mask.logical_not();
@@ -527,7 +543,7 @@ fn dien_aux_loss_reads_only_present_pairs() {
     }
     aux.backward();
     let vars = vs.variables();
-    for k in ["extractor.weight_ih", "extractor.weight_hh", "aux.mlp.layer0.linear.weight", "emb.item.weight"] {
+    for k in ["extractor.weight_ih", "extractor.weight_hh", aux_param, "emb.item.weight"] {
         assert!(vars[k].grad().abs().max().double_value(&[]) > 0.0, "the aux loss reaches {k}");
     }
     // The evolution GRU and the head do not take part in the auxiliary loss.

@@ -11,7 +11,7 @@ use super::{CtrModel, Embeddings};
 use crate::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, Score, ScoreConfig};
 use crate::error::{Error, Result};
 use crate::features::{Batch, FeatureMap};
-use crate::nn::{Activation, Cell, Gru, Mlp, MlpConfig};
+use crate::nn::{Cell, Gru, Mlp, MlpConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Reduction, Tensor};
@@ -28,10 +28,10 @@ pub struct DienConfig {
     /// 0 switches it off, and no negatives are drawn.
     pub aux_weight: f64,
     /// The auxiliary net: how a state scores a behavior, any score function of the library.
-    /// Default: DIN's activation unit of the paper's sizes, 100 → 50 with sigmoid, over `[h, e,
-    /// h − e, h ⊙ e]`: the paper's net sees `[h, e]`, of which this input is a superset, and the
-    /// unit runs in DIN's fused CPU kernel (measured on `small` at batch 1,024: the paper's net
-    /// as libtorch operators cost 150 ms of a 470 ms step).
+    /// Default: Luong's general score `h·W·e`. On the real ml-100k development copy (3 seeds) it
+    /// matched DIN's activation unit 100 → 50 over `[h, e, h − e, h ⊙ e]` (valid AUC 0.7733 vs
+    /// 0.7728, test 0.7884 both) at a tenth of its cost per step (29 ms vs 290 ms at batch 1,024
+    /// on `small`); the paper's net is an MLP over `[h, e]`, which `din_mlp` covers.
     pub aux_score: ScoreConfig,
     /// Default: 200 → 80 with PReLU, as every model here.
     pub mlp: MlpConfig,
@@ -43,7 +43,7 @@ impl Default for DienConfig {
             embed_dim: 16,
             attention: AttentionConfig::new(ScoreConfig::din_default(), AlignConfig::Softmax, ContextConfig::Soft),
             aux_weight: 1.0,
-            aux_score: ScoreConfig::DinMlp { hidden: vec![100, 50], activation: Activation::Sigmoid },
+            aux_score: ScoreConfig::General,
             mlp: MlpConfig::default(),
         }
     }

@@ -435,6 +435,8 @@ struct Workers {
     jobs: Option<std::sync::mpsc::SyncSender<(usize, Batch)>>,
     /// Each batch's rows, or the message of the panic that scoring it raised.
     results: std::sync::mpsc::Receiver<(usize, std::result::Result<Vec<Scored>, String>)>,
+    /// One libtorch thread per worker while they live; the caller's count comes back after.
+    _threads: crate::device::ThreadsFor,
 }
 
 /// What one worker does with a batch.
@@ -464,7 +466,6 @@ fn score_batch(model: &dyn crate::models::CtrModel, batch: &Batch, explain: bool
 impl Workers {
     /// `n` workers (0 = one per core), each with one libtorch thread and its own copy of the model.
     fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, run: &LoadedRun, n: usize, explain: bool) -> Result<Workers> {
-        crate::device::set_threads(1);
         Workers::start_with(scope, n, || {
             let mut vs = tch::nn::VarStore::new(Device::Cpu);
             let model = run.config.model.build(vs.root(), &run.feature_map)?;
@@ -481,6 +482,7 @@ impl Workers {
     /// instead of waiting forever for that batch.
     fn start_with<'s>(scope: &'s std::thread::Scope<'s, '_>, n: usize, scorer: impl Fn() -> Result<Scorer>) -> Result<Workers> {
         let n = if n == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n };
+        let threads = crate::device::ThreadsFor::set(1);
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, Batch)>(2 * n);
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
         let (res_tx, res_rx) = std::sync::mpsc::channel();
@@ -502,7 +504,7 @@ impl Workers {
                 }
             });
         }
-        Ok(Workers { jobs: Some(job_tx), results: res_rx })
+        Ok(Workers { jobs: Some(job_tx), results: res_rx, _threads: threads })
     }
 
     /// The next batch's rows from any worker: `(batch number, rows)`.
@@ -684,8 +686,12 @@ mod tests {
 
     /// Rows come back in batch order whatever worker scored them; a worker that panics on one
     /// batch ends the scoring with an error that says so, instead of a hang.
+    /// libtorch's thread count is process-wide: the tests that start workers take turns.
+    static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn rows_keep_their_order_and_a_panicking_worker_is_an_error() {
+        let _turn = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let scorer = |fail_on: i64| {
             move || -> Result<Scorer> {
                 Ok(Box::new(move |b: &Batch| {
@@ -707,5 +713,22 @@ mod tests {
             pool.score_batches(sizes.len(), |k| batch(sizes[k])).err().expect("scoring fails")
         });
         assert!(err.to_string().contains("failed on batch 3: scoring failed on purpose"), "{err}");
+    }
+
+    /// The workers score with one libtorch thread each, and the caller's count is back after, so
+    /// a library user who scores and then trains does not train on one thread.
+    #[test]
+    fn workers_use_one_thread_and_give_the_count_back() {
+        let _turn = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        crate::device::set_threads(3);
+        let seen = std::thread::scope(|scope| {
+            let pool = Workers::start_with(scope, 2, || -> Result<Scorer> {
+                Ok(Box::new(|b: &Batch| (0..b.size()).map(|_| Scored { logit: tch::get_num_threads() as f64, attended: None }).collect()))
+            })
+            .unwrap();
+            pool.score_batches(4, |_| batch(2)).unwrap()
+        });
+        assert!(seen.iter().all(|s| s.logit == 1.0), "{:?}", seen.iter().map(|s| s.logit).collect::<Vec<_>>());
+        assert_eq!(tch::get_num_threads(), 3);
     }
 }

@@ -581,3 +581,77 @@ fn every_model_learns_on_the_tiny_preset() {
         eprintln!("{name}: valid AUC {before:.4} → {after:.4}");
     }
 }
+
+/// Every model declares its embedding tables to the trainer (`param_groups`; they get
+/// `train.embedding_weight_decay`): exactly the variables its builders put under `emb.` and an
+/// encoder's `positions`, each once, and the shared user, item and genre tables as the id tables.
+#[test]
+fn every_model_declares_its_embedding_tables() {
+    for (name, cfg) in all_models() {
+        let (vs, model) = build(&cfg);
+        let groups = model.param_groups();
+        let vars = vs.variables();
+        let mut declared: Vec<&String> = vars.iter().filter(|(_, v)| groups.is_embedding(v)).map(|(k, _)| k).collect();
+        declared.sort();
+        let mut placed: Vec<&String> = vars.keys().filter(|k| k.starts_with("emb.") || k.contains(".positions.")).collect();
+        placed.sort();
+        assert_eq!(declared, placed, "{name}");
+        assert_eq!(groups.embeddings.len(), declared.len(), "{name}: each table once, and only the model's variables");
+        let ids = groups.ids.expect("the shared id tables");
+        for (t, key) in [(&ids.user, "emb.user.weight"), (&ids.item, "emb.item.weight"), (&ids.genre, "emb.genre.weight")] {
+            assert_eq!(t.data_ptr(), vars[key].data_ptr(), "{name}: {key}");
+        }
+    }
+}
+
+/// A model written here, as a user would add one: embeddings, a sigmoid gate over the history,
+/// an MLP; no line of code for the fused kernels. One step of the trainer (its tape, fused
+/// kernels and optimizer) moves every one of its parameters.
+#[test]
+fn a_new_model_without_fused_code_trains_every_parameter() {
+    use attnrec::models::{Embeddings, ParamGroups};
+    use attnrec::nn::{Mlp, MlpConfig};
+    use tch::nn::{Module, ModuleT};
+    struct Gated {
+        emb: Embeddings,
+        gate: nn::Linear,
+        mlp: Mlp,
+        out: nn::Linear,
+    }
+    impl CtrModel for Gated {
+        fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
+            let hist = self.emb.history(b);
+            let w = self.gate.forward(&hist).sigmoid() * b.hist_mask.unsqueeze(-1).to_kind(Kind::Float);
+            let pooled = (hist * w).sum_dim_intlist(1, false, Kind::Float);
+            let x = Tensor::cat(&[self.emb.user(b), self.emb.target(b), pooled], -1);
+            self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
+        }
+        fn param_groups(&self) -> ParamGroups {
+            self.emb.param_groups()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let cfg = RunConfig::new(data.clone(), ModelConfig::by_name("base").unwrap());
+    let prepared = prepare(&cfg, &data, None).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let p = vs.root();
+    let emb = Embeddings::new(&p / "emb", &prepared.feature_map, 8).unwrap();
+    let item_dim = emb.item_dim();
+    let mlp = Mlp::new(&p / "mlp", emb.user_dim() + 2 * item_dim, &MlpConfig::default());
+    let model = Gated { gate: nn::linear(&p / "gate", item_dim, 1, Default::default()), out: nn::linear(&p / "out", mlp.out_dim(), 1, Default::default()), mlp, emb };
+    let train = prepared.encoded.indices(Split::Train);
+    let mut stepper = attnrec::train::Stepper::new(&model, &vs, &prepared.encoded, &train, &cfg.train).unwrap();
+    let batch = attnrec::features::Batcher::new(&prepared.encoded, Device::Cpu).batch(&train[..256]);
+    let before: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.copy())).collect();
+    let loss = stepper.step(&batch, 0);
+    assert!(loss.is_finite());
+    let vars = vs.variables();
+    for (k, old) in before {
+        if !vars[&k].requires_grad() {
+            continue;
+        }
+        assert!(max_diff(&vars[&k], &old) > 0.0, "{k} did not move in one step");
+    }
+}

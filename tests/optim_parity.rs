@@ -5,6 +5,7 @@
 mod common;
 
 use common::{fixture_text, T};
+use attnrec::models::ParamGroups;
 use attnrec::train::optim::{OptimSpec, Optimizer, OptimizerKind};
 use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
@@ -56,6 +57,11 @@ fn store(f: &Fixture) -> (nn::VarStore, Tensor, Tensor) {
     (vs, emb, dense)
 }
 
+/// The embedding table as the model would declare it (its own weight decay).
+fn groups(emb: &Tensor) -> ParamGroups {
+    ParamGroups { embeddings: vec![emb.shallow_clone()], ids: None }
+}
+
 /// Gradients equal to the fixture's, through a linear loss.
 fn backward(emb: &Tensor, dense: &Tensor, g: &Pair) {
     ((emb * g.emb.tensor()).sum(Kind::Float) + (dense * g.dense.tensor()).sum(Kind::Float)).backward();
@@ -72,7 +78,7 @@ fn optimizers_match_torch_optim() {
     assert_eq!(f.cases.len(), 5);
     for (c, fused) in f.cases.iter().flat_map(|c| [(c, true), (c, false)]) {
         let (vs, emb, dense) = store(&f);
-        let mut opt = Optimizer::new(&vs, spec(c, fused));
+        let mut opt = Optimizer::new(&vs, &groups(&emb), spec(c, fused));
         for (i, (g, want)) in f.grads.iter().zip(&c.after).enumerate() {
             opt.zero_grad();
             backward(&emb, &dense, g);
@@ -94,7 +100,7 @@ fn restored_state_continues_exactly() {
     for (c, fused) in f.cases.iter().flat_map(|c| [(c, true), (c, false)]) {
         let spec = |c: &Case| spec(c, fused);
         let (vs, emb, dense) = store(&f);
-        let mut opt = Optimizer::new(&vs, spec(c));
+        let mut opt = Optimizer::new(&vs, &groups(&emb), spec(c));
         let mut saved = None;
         for (i, g) in f.grads.iter().enumerate() {
             if i == 2 {
@@ -107,7 +113,7 @@ fn restored_state_continues_exactly() {
                     emb2.shallow_clone().copy_(e);
                     dense2.shallow_clone().copy_(d);
                 });
-                let mut opt2 = Optimizer::new(&vs2, spec(c));
+                let mut opt2 = Optimizer::new(&vs2, &groups(&emb2), spec(c));
                 opt2.load_state(state).unwrap();
                 for g in &f.grads[2..] {
                     opt2.zero_grad();
@@ -129,9 +135,9 @@ fn restored_state_continues_exactly() {
         }
         assert!(saved.is_some());
         // A state from another optimizer kind is refused by name.
-        let (vs3, _, _) = store(&f);
+        let (vs3, emb3, _) = store(&f);
         let other = if spec(c).kind == OptimizerKind::Adagrad { OptimizerKind::Adam } else { OptimizerKind::Adagrad };
-        let mut wrong = Optimizer::new(&vs3, OptimSpec { kind: other, ..spec(c) });
+        let mut wrong = Optimizer::new(&vs3, &groups(&emb3), OptimSpec { kind: other, ..spec(c) });
         assert!(wrong.load_state(&opt.state()).is_err());
     }
 }

@@ -206,4 +206,7 @@ impl CtrModel for TargetPool {
         let hist = self.emb.history(b);
         Some(enc.last_weights(&hist, &b.hist_mask, &Encoder::history_positions(&b.hist_mask)))
     }
+    fn param_groups(&self) -> super::ParamGroups {
+        self.emb.param_groups().with_embeddings(self.encoder.iter().flat_map(Encoder::embedding_tables))
+    }
 }

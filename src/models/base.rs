@@ -65,4 +65,7 @@ impl CtrModel for Base {
         let x = Tensor::cat(&[self.emb.user(b), self.emb.target(b), pooled], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
+    fn param_groups(&self) -> super::ParamGroups {
+        self.emb.param_groups()
+    }
 }

@@ -86,4 +86,7 @@ impl CtrModel for Bst {
         let (_, seq, mask, position) = self.sequence(b);
         Some(self.encoder.last_weights(&seq, &mask, &position))
     }
+    fn param_groups(&self) -> super::ParamGroups {
+        self.emb.param_groups().with_embeddings(self.encoder.embedding_tables())
+    }
 }

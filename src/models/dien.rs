@@ -153,4 +153,7 @@ impl CtrModel for Dien {
         let target = self.emb.target(b);
         Some(self.states_and_weights(b, &target, false).1.unsqueeze(1))
     }
+    fn param_groups(&self) -> super::ParamGroups {
+        self.emb.param_groups()
+    }
 }

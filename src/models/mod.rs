@@ -40,6 +40,39 @@ pub trait CtrModel: Send {
     fn self_attention(&self, _batch: &Batch) -> Option<Tensor> {
         None
     }
+    /// The parameters that training treats apart (embedding tables, the id tables of DIN's
+    /// mini-batch-aware regularization), declared by the model rather than found by name.
+    fn param_groups(&self) -> ParamGroups;
+}
+
+/// The parameters a model hands the trainer apart from the rest.
+#[derive(Debug, Default)]
+pub struct ParamGroups {
+    /// Every embedding table: rows that only some samples touch, decayed by
+    /// `train.embedding_weight_decay` instead of `train.weight_decay`.
+    pub embeddings: Vec<Tensor>,
+    /// The shared user, item and genre tables, for `train.mba_lambda`.
+    pub ids: Option<IdTables>,
+}
+
+/// The shared id embedding tables `[rows, dim]`.
+#[derive(Debug)]
+pub struct IdTables {
+    pub user: Tensor,
+    pub item: Tensor,
+    pub genre: Tensor,
+}
+
+impl ParamGroups {
+    /// Whether `var` is one of the embedding tables (the same storage, not an equal copy).
+    pub fn is_embedding(&self, var: &Tensor) -> bool {
+        self.embeddings.iter().any(|e| e.data_ptr() == var.data_ptr())
+    }
+    /// These groups with `more` embedding tables (an encoder's positions, say).
+    pub fn with_embeddings(mut self, more: impl IntoIterator<Item = Tensor>) -> ParamGroups {
+        self.embeddings.extend(more);
+        self
+    }
 }
 
 /// One row's target-attention weights over its present history events, oldest first.
@@ -229,6 +262,17 @@ impl Embeddings {
             item_side,
             dim,
         })
+    }
+    /// The shared tables as parameter groups: every table is an embedding; user, item and genre
+    /// are the id tables.
+    pub fn param_groups(&self) -> ParamGroups {
+        let mut embeddings = vec![self.user.ws.shallow_clone(), self.item.ws.shallow_clone(), self.genre.ws.shallow_clone()];
+        embeddings.extend([&self.gap, &self.feedback].into_iter().flatten().map(|e| e.ws.shallow_clone()));
+        for side in [&self.user_side, &self.item_side].into_iter().flatten() {
+            embeddings.extend(side.fields.iter().map(|(e, _, _)| e.ws.shallow_clone()));
+        }
+        let ids = IdTables { user: self.user.ws.shallow_clone(), item: self.item.ws.shallow_clone(), genre: self.genre.ws.shallow_clone() };
+        ParamGroups { embeddings, ids: Some(ids) }
     }
     /// Width of an item representation.
     pub fn item_dim(&self) -> i64 {

@@ -130,6 +130,11 @@ impl Encoder {
         Ok(Encoder { positions, blocks })
     }
 
+    /// The embedding tables (the positions, when the encoder has them), for the trainer.
+    pub fn embedding_tables(&self) -> Vec<Tensor> {
+        self.positions.iter().map(|e| e.ws.shallow_clone()).collect()
+    }
+
     /// The position index of each history event: its recency + 1 (1 = the most recent, leaving
     /// 0 for a target placed after the history); 0 at padding, which is masked anyway.
     pub fn history_positions(mask: &Tensor) -> Tensor {

@@ -9,7 +9,8 @@
 //! padding (index 0) is never penalized.
 use crate::error::{Error, Result};
 use crate::features::{Batch, Encoded};
-use tch::{nn, Kind, Tensor};
+use crate::models::IdTables;
+use tch::{Kind, Tensor};
 
 /// Which batch columns index a table.
 #[derive(Debug, Clone, Copy)]
@@ -26,16 +27,12 @@ pub struct Mba {
 }
 
 impl Mba {
-    /// Finds the shared embedding tables (`emb.{user,item,genre}.weight`) of `vs` and counts id
-    /// frequencies over the train samples `train`.
-    pub fn new(vs: &nn::VarStore, data: &Encoded, train: &[usize], lambda: f64) -> Result<Mba> {
-        let vars = vs.variables();
+    /// DIN's regularization of the shared id tables the model declares (`ids`), with id
+    /// frequencies counted over the train samples `train`.
+    pub fn new(ids: Option<&IdTables>, data: &Encoded, train: &[usize], lambda: f64) -> Result<Mba> {
+        let ids_tables = ids.ok_or_else(|| Error::config("train.mba_lambda: the model declares no shared user, item and genre embedding tables"))?;
         let mut tables = Vec::new();
-        for (name, ids) in [("user", Ids::User), ("item", Ids::Item), ("genre", Ids::Genre)] {
-            let key = format!("emb.{name}.weight");
-            let w = vars.get(&key).ok_or_else(|| {
-                Error::config(format!("train.mba_lambda: the model has no embedding table '{key}'"))
-            })?;
+        for (w, ids) in [(&ids_tables.user, Ids::User), (&ids_tables.item, Ids::Item), (&ids_tables.genre, Ids::Genre)] {
             let mut count = vec![0u64; w.size()[0] as usize];
             for &k in train {
                 let mut add = |i: i64| count[i as usize] += 1;
@@ -81,7 +78,7 @@ mod tests {
     use super::*;
     use crate::data::protocol::Split;
     use crate::features::Batcher;
-    use tch::Device;
+    use tch::{nn, Device};
 
     #[test]
     fn penalty_counts_each_present_row_once_divided_by_its_frequency() {
@@ -95,7 +92,8 @@ mod tests {
         };
         let (u, i, g) = (rows("user", 4), rows("item", 8), rows("genre", 5));
         let train = data.indices(Split::Train);
-        let mba = Mba::new(&vs, &data, &train, 0.5).unwrap();
+        let ids = IdTables { user: u.shallow_clone(), item: i.shallow_clone(), genre: g.shallow_clone() };
+        let mba = Mba::new(Some(&ids), &data, &train, 0.5).unwrap();
         // Train samples (history_len 3): events 0,1,2 of user 2 and 5,6 of user 3.
         // Batch of events 2 and 6: users {2,3}; items: targets 4, 2; histories [2,3], [6] → {2,3,4,6};
         // genres: targets 3, 2; histories [2,2], [4] → {2,3,4}.
@@ -117,8 +115,7 @@ mod tests {
     #[test]
     fn a_model_without_the_shared_tables_is_a_config_error() {
         let data = crate::features::tests::toy_encoded();
-        let vs = nn::VarStore::new(Device::Cpu);
-        let err = Mba::new(&vs, &data, &[0], 1.0).err().unwrap().to_string();
-        assert!(err.contains("train.mba_lambda") && err.contains("emb.user.weight"), "{err}");
+        let err = Mba::new(None, &data, &[0], 1.0).err().unwrap().to_string();
+        assert!(err.contains("train.mba_lambda") && err.contains("declares no shared"), "{err}");
     }
 }

@@ -425,9 +425,10 @@ impl<'a> Stepper<'a> {
             embedding_weight_decay: cfg.embedding_weight_decay,
             fused: cfg.fused,
         };
-        let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(vs, data, train, cfg.mba_lambda)).transpose()?;
+        let groups = model.param_groups();
+        let mba = (cfg.mba_lambda > 0.0).then(|| mba::Mba::new(groups.ids.as_ref(), data, train, cfg.mba_lambda)).transpose()?;
         let total_steps = cfg.epochs * train.len().div_ceil(cfg.batch_size);
-        Ok(Stepper { model, cfg, opt: Optimizer::new(vs, spec), mba, total_steps })
+        Ok(Stepper { model, cfg, opt: Optimizer::new(vs, &groups, spec), mba, total_steps })
     }
 
     /// Update number `step` (0-based) on batch `b`; returns the batch's mean cross-entropy, which

@@ -81,21 +81,17 @@ pub struct Optimizer {
     steps: i64,
 }
 
-/// Whether the variable named `name` is an embedding table (its own weight-decay group).
-pub fn is_embedding(name: &str) -> bool {
-    name.starts_with("emb.") || name.contains(".positions.")
-}
-
 impl Optimizer {
-    /// Optimizes every trainable variable of `vs`, in checkpoint-key order.
-    pub fn new(vs: &nn::VarStore, spec: OptimSpec) -> Optimizer {
+    /// Optimizes every trainable variable of `vs`, in checkpoint-key order; the embedding tables
+    /// the model declares in `groups` decay by `spec.embedding_weight_decay`.
+    pub fn new(vs: &nn::VarStore, groups: &crate::models::ParamGroups, spec: OptimSpec) -> Optimizer {
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, v)| v.requires_grad()).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = if spec.kind == OptimizerKind::Adagrad { 1 } else { 2 };
         let params = vars
             .into_iter()
             .map(|(name, var)| Param {
-                weight_decay: if is_embedding(&name) { spec.embedding_weight_decay } else { spec.weight_decay },
+                weight_decay: if groups.is_embedding(&var) { spec.embedding_weight_decay } else { spec.weight_decay },
                 state: (0..slots).map(|_| tch::no_grad(|| var.zeros_like())).collect(),
                 name,
                 var,

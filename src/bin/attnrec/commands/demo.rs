@@ -9,7 +9,7 @@ use attnrec::models::ModelConfig;
 use attnrec::run::{train_run, RunSummary};
 use std::path::PathBuf;
 
-use attnrec::experiment::mean_std;
+use attnrec::metrics::mean_std;
 use attnrec::util::Choice;
 
 fn cell(runs: &[RunSummary], f: impl Fn(&RunSummary) -> Option<f64>, digits: usize) -> String {

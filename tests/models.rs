@@ -12,8 +12,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 /// Every model, and attn_pool with every attention preset.
 fn all_models() -> Vec<(String, ModelConfig)> {
-    let mut names: Vec<String> = attnrec::models::MODELS.iter().map(|s| s.to_string()).collect();
-    names.extend(attnrec::attention::PRESETS.iter().map(|p| format!("attn_pool:{p}")));
+    use attnrec::util::Choice;
+    let mut names: Vec<String> = attnrec::models::ModelKind::ALL.iter().map(|k| k.name().to_string()).collect();
+    names.extend(attnrec::attention::AttentionPreset::ALL.iter().map(|p| format!("attn_pool:{}", p.name_of())));
     let mut out: Vec<(String, ModelConfig)> = names.into_iter().map(|n| (n.clone(), ModelConfig::by_name(&n).unwrap())).collect();
     // DIN with Dice everywhere and a batch-normalized head: running statistics must round-trip too.
     let mut dice = ModelConfig::by_name("din").unwrap();
@@ -654,4 +655,18 @@ fn a_new_model_without_fused_code_trains_every_parameter() {
         }
         assert!(max_diff(&vars[&k], &old) > 0.0, "{k} did not move in one step");
     }
+}
+
+/// A model kind's name is its serde name (configs' `kind`), and each names its own config.
+#[test]
+fn model_kinds_name_their_configs() {
+    use attnrec::models::ModelKind;
+    use attnrec::util::Choice;
+    for &k in ModelKind::ALL {
+        assert_eq!(k.name(), k.name_of());
+        assert_eq!(ModelConfig::by_name(k.name()).unwrap().kind(), k);
+        assert_eq!(k.default_config().name(), k.name());
+    }
+    let err = ModelConfig::by_name("dinn").err().unwrap().to_string();
+    assert!(err.contains("unknown model 'dinn'") && err.contains("din_sa") && err.contains("local_p"), "{err}");
 }

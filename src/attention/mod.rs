@@ -50,8 +50,55 @@ fn one() -> i64 {
     1
 }
 
-/// The names [`AttentionConfig::preset`] knows.
-pub const PRESETS: &[&str] = &["din", "luong_dot", "luong_general", "luong_concat", "bahdanau", "local_m", "local_p", "hard", "transformer"];
+/// The named attention combinations of the table in the module docs (`attn_pool:PRESET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionPreset {
+    Din,
+    LuongDot,
+    LuongGeneral,
+    LuongConcat,
+    Bahdanau,
+    LocalM,
+    LocalP,
+    Hard,
+    Transformer,
+}
+
+impl crate::util::Choice for AttentionPreset {
+    const ALL: &'static [Self] = &[
+        AttentionPreset::Din,
+        AttentionPreset::LuongDot,
+        AttentionPreset::LuongGeneral,
+        AttentionPreset::LuongConcat,
+        AttentionPreset::Bahdanau,
+        AttentionPreset::LocalM,
+        AttentionPreset::LocalP,
+        AttentionPreset::Hard,
+        AttentionPreset::Transformer,
+    ];
+}
+
+impl AttentionPreset {
+    /// The preset's attention.
+    pub fn config(self) -> AttentionConfig {
+        use AlignConfig as A;
+        use AttentionPreset as P;
+        use ScoreConfig as S;
+        let soft = ContextConfig::Soft;
+        match self {
+            P::Din => AttentionConfig::din(),
+            P::LuongDot => AttentionConfig::new(S::Dot, A::Softmax, soft),
+            P::LuongGeneral => AttentionConfig::new(S::General, A::Softmax, soft),
+            P::LuongConcat => AttentionConfig::new(S::Concat { hidden: None }, A::Softmax, soft),
+            P::Bahdanau => AttentionConfig::new(S::Additive { hidden: None }, A::Softmax, soft),
+            P::LocalM => AttentionConfig::new(S::General, A::LocalM { window: 5 }, soft),
+            P::LocalP => AttentionConfig::new(S::General, A::LocalP { window: 5 }, soft),
+            P::Hard => AttentionConfig::new(S::General, A::Softmax, ContextConfig::Hard),
+            P::Transformer => AttentionConfig { heads: 4, ..AttentionConfig::new(S::ScaledDot, A::Softmax, soft) },
+        }
+    }
+}
 
 impl AttentionConfig {
     pub fn new(score: ScoreConfig, align: AlignConfig, context: ContextConfig) -> Self {
@@ -63,22 +110,12 @@ impl AttentionConfig {
         Self::new(ScoreConfig::din_default(), AlignConfig::None, ContextConfig::Soft)
     }
 
-    /// A named combination from the table in the module docs.
+    /// A named combination from the table in the module docs (see [`AttentionPreset`]).
     pub fn preset(name: &str) -> Result<Self> {
-        use AlignConfig as A;
-        use ScoreConfig as S;
-        let soft = ContextConfig::Soft;
-        Ok(match name {
-            "din" => Self::din(),
-            "luong_dot" => Self::new(S::Dot, A::Softmax, soft),
-            "luong_general" => Self::new(S::General, A::Softmax, soft),
-            "luong_concat" => Self::new(S::Concat { hidden: None }, A::Softmax, soft),
-            "bahdanau" => Self::new(S::Additive { hidden: None }, A::Softmax, soft),
-            "local_m" => Self::new(S::General, A::LocalM { window: 5 }, soft),
-            "local_p" => Self::new(S::General, A::LocalP { window: 5 }, soft),
-            "hard" => Self::new(S::General, A::Softmax, ContextConfig::Hard),
-            "transformer" => AttentionConfig { heads: 4, ..Self::new(S::ScaledDot, A::Softmax, soft) },
-            other => return Err(Error::config(format!("unknown attention preset '{other}' (known: {})", PRESETS.join(", ")))),
+        use crate::util::Choice;
+        AttentionPreset::parse_name(name).map(AttentionPreset::config).ok_or_else(|| {
+            let known: Vec<String> = AttentionPreset::ALL.iter().map(|p| p.name_of()).collect();
+            Error::config(format!("unknown attention preset '{name}' (known: {})", known.join(", ")))
         })
     }
 }

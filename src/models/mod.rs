@@ -128,19 +128,72 @@ pub enum ModelConfig {
     Dien(dien::DienConfig),
 }
 
-/// The names [`ModelConfig::by_name`] knows, besides `attn_pool:<attention preset>`.
-pub const MODELS: &[&str] = &["base", "din", "bst", "din_sa", "attn_pool", "dien"];
+/// The models, by the name configs and command lines give them (`kind` in a config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Base,
+    Din,
+    Bst,
+    DinSa,
+    AttnPool,
+    Dien,
+}
+
+impl crate::util::Choice for ModelKind {
+    const ALL: &'static [Self] = &[ModelKind::Base, ModelKind::Din, ModelKind::Bst, ModelKind::DinSa, ModelKind::AttnPool, ModelKind::Dien];
+    fn help(self) -> &'static str {
+        match self {
+            ModelKind::Base => "mean pooling of the history",
+            ModelKind::Din => "DIN's target attention",
+            ModelKind::Bst => "one Transformer block over the history and the target",
+            ModelKind::DinSa => "self-attention over the history, then DIN's target attention",
+            ModelKind::AttnPool => "the history pooled by any attention of the library (attn_pool:PRESET)",
+            ModelKind::Dien => "a GRU over the history, evolved toward the target (DIEN)",
+        }
+    }
+}
+
+impl ModelKind {
+    /// The name as configs write it (`din_sa`); equal to its serde name (tested).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Base => "base",
+            ModelKind::Din => "din",
+            ModelKind::Bst => "bst",
+            ModelKind::DinSa => "din_sa",
+            ModelKind::AttnPool => "attn_pool",
+            ModelKind::Dien => "dien",
+        }
+    }
+
+    /// The model's configuration with every default.
+    pub fn default_config(self) -> ModelConfig {
+        match self {
+            ModelKind::Base => ModelConfig::Base(Default::default()),
+            ModelKind::Din => ModelConfig::Din(Default::default()),
+            ModelKind::Bst => ModelConfig::Bst(Default::default()),
+            ModelKind::DinSa => ModelConfig::DinSa(Default::default()),
+            ModelKind::AttnPool => ModelConfig::AttnPool(Default::default()),
+            ModelKind::Dien => ModelConfig::Dien(Default::default()),
+        }
+    }
+}
 
 impl ModelConfig {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> ModelKind {
         match self {
-            ModelConfig::Base(_) => "base",
-            ModelConfig::Din(_) => "din",
-            ModelConfig::Bst(_) => "bst",
-            ModelConfig::DinSa(_) => "din_sa",
-            ModelConfig::AttnPool(_) => "attn_pool",
-            ModelConfig::Dien(_) => "dien",
+            ModelConfig::Base(_) => ModelKind::Base,
+            ModelConfig::Din(_) => ModelKind::Din,
+            ModelConfig::Bst(_) => ModelKind::Bst,
+            ModelConfig::DinSa(_) => ModelKind::DinSa,
+            ModelConfig::AttnPool(_) => ModelKind::AttnPool,
+            ModelConfig::Dien(_) => ModelKind::Dien,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     pub fn embed_dim_mut(&mut self) -> &mut i64 {
@@ -157,23 +210,19 @@ impl ModelConfig {
     /// The default configuration of the model called `name`; `attn_pool:PRESET` pools the history
     /// with a named attention preset (see [`crate::attention::AttentionConfig::preset`]).
     pub fn by_name(name: &str) -> Result<ModelConfig> {
+        use crate::util::Choice;
         if let Some(preset) = name.strip_prefix("attn_pool:") {
             let attention = crate::attention::AttentionConfig::preset(preset)?;
             return Ok(ModelConfig::AttnPool(attn_pool::AttnPoolConfig { attention, ..Default::default() }));
         }
-        match name {
-            "base" => Ok(ModelConfig::Base(Default::default())),
-            "din" => Ok(ModelConfig::Din(Default::default())),
-            "bst" => Ok(ModelConfig::Bst(Default::default())),
-            "din_sa" => Ok(ModelConfig::DinSa(Default::default())),
-            "attn_pool" => Ok(ModelConfig::AttnPool(Default::default())),
-            "dien" => Ok(ModelConfig::Dien(Default::default())),
-            other => Err(Error::config(format!(
-                "unknown model '{other}' (known: {}, attn_pool:PRESET with PRESET one of {})",
-                MODELS.join(", "),
-                crate::attention::PRESETS.join(", ")
-            ))),
-        }
+        ModelKind::parse_name(name).map(ModelKind::default_config).ok_or_else(|| {
+            let names = |all: Vec<String>| all.join(", ");
+            Error::config(format!(
+                "unknown model '{name}' (known: {}, attn_pool:PRESET with PRESET one of {})",
+                names(ModelKind::ALL.iter().map(|k| k.name_of()).collect()),
+                names(crate::attention::AttentionPreset::ALL.iter().map(|p| p.name_of()).collect())
+            ))
+        })
     }
 
     /// A freshly initialized model in its own `VarStore` on `device`, libtorch seeded with `seed`

@@ -366,6 +366,10 @@ pub struct BenchArgs {
     /// Synthetic presets to measure on (generated under data/synth-PRESET when missing).
     #[arg(long, value_parser = choice::<Preset>(), value_delimiter = ',', default_value = "small,ml1m")]
     pub presets: Vec<Preset>,
+    /// Your own dataset folders (any layout `data inspect` detects), comma-separated, measured
+    /// instead of the presets; each is named by its last path component in the tables.
+    #[arg(long, value_delimiter = ',', conflicts_with = "presets")]
+    pub data: Vec<PathBuf>,
     /// Models, comma-separated (names as for `train --model`).
     #[arg(long, value_delimiter = ',', default_value = "din,bst")]
     pub models: Vec<String>,

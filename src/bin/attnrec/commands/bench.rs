@@ -90,8 +90,7 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     let machine = format!("sgemm 2048² through libtorch: {}", machine.join(", "));
     eprintln!("{machine}");
     let mut rows = Vec::new();
-    for preset in &a.presets {
-        let (preset_name, data) = preset_data(*preset)?;
+    for (preset_name, data) in datasets(a)? {
         let t = Instant::now();
         let cfg = RunConfig::new(data.clone(), models[0].clone());
         let prepared = prepare(&cfg, &data, None)?;
@@ -249,6 +248,22 @@ fn run_reference(a: &BenchArgs, command: &str, paths: &[&std::ffi::OsStr], flags
     serde_json::from_str(line).map_err(|e| anyhow::anyhow!("--reference: unexpected output of `{command}` {line:?}: {e}"))
 }
 
+/// What to measure on, by name and folder: the `--data` folders (named by their last component),
+/// or else the presets.
+fn datasets(a: &BenchArgs) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if a.data.is_empty() {
+        return a.presets.iter().map(|&p| preset_data(p)).collect();
+    }
+    a.data
+        .iter()
+        .map(|d| {
+            attnrec::data::Format::detect(d)?;
+            let name = d.file_name().map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned());
+            Ok((name, d.clone()))
+        })
+        .collect()
+}
+
 /// The preset's name and folder `data/synth-NAME`, generated (seed 42) when missing.
 fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
     let name = preset.name_of();
@@ -266,8 +281,7 @@ fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
 fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
-    for preset in &a.presets {
-        let (name, data) = preset_data(*preset)?;
+    for (name, data) in datasets(a)? {
         let root = std::env::temp_dir().join(format!("attnrec-bench-{}-{name}", std::process::id()));
         let start = Instant::now();
         let mut child = std::process::Command::new(&exe);
@@ -338,8 +352,7 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     let tmp = tempdir_for("score")?;
     let result = (|| -> anyhow::Result<Vec<Vec<String>>> {
         let mut rows = Vec::new();
-        for preset in &a.presets {
-            let (name, data) = preset_data(*preset)?;
+        for (name, data) in datasets(a)? {
             // The log's pairs, in file order, cycled to the requested row count.
             let ds = attnrec::data::Dataset::load(&data, None)?;
             let r = &ds.ratings;

@@ -60,6 +60,24 @@ pub(crate) fn run_parts<P: Send, T: Send>(parts: Vec<P>, f: impl Fn(P) -> T + Sy
     out.into_iter().map(|m| m.into_inner().expect("result lock").expect("the runner ran every part")).collect()
 }
 
+/// `rows` split into up to `threads` consecutive ranges of about equal size (one below 64 rows).
+pub(crate) fn row_parts(rows: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+    let t = if rows < 64 { 1 } else { threads.clamp(1, rows) };
+    (0..t).map(|i| rows * i / t..rows * (i + 1) / t).collect()
+}
+
+/// Splits `s` into consecutive parts of the given lengths.
+pub(crate) fn split_mut<T>(mut s: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut parts = Vec::new();
+    for n in lens {
+        let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
+        parts.push(head);
+        s = tail;
+    }
+    parts
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -324,11 +324,17 @@ impl Predictions {
 /// Predictions of a saved run on `split`, on its own dataset or on `data` (same layout and
 /// protocol).
 pub fn predict_run(path: &Path, split: Split, data: Option<&Path>) -> Result<Predictions> {
-    let run = load_run(path, Device::Cpu)?;
+    predict_run_on(path, split, data, Device::Cpu)
+}
+
+/// [`predict_run`] with the model on `device` (a CUDA device evaluates there; the samples are
+/// built on the CPU and moved batch by batch).
+pub fn predict_run_on(path: &Path, split: Split, data: Option<&Path>, device: Device) -> Result<Predictions> {
+    let run = load_run(path, device)?;
     let data_dir = data.unwrap_or(run.config.data.path.as_path());
     let prepared = prepare(&run.config, data_dir, Some(run.feature_map.clone()))?;
     let idx = prepared.encoded.indices(split);
-    let probs = train::predict(run.model.as_ref(), &prepared.encoded, &idx, run.config.train.eval_batch_size, Device::Cpu);
+    let probs = train::predict(run.model.as_ref(), &prepared.encoded, &idx, run.config.train.eval_batch_size, device);
     Ok(Predictions {
         probs,
         labels: idx.iter().map(|&k| prepared.encoded.label[k]).collect(),

@@ -27,6 +27,12 @@
 //!   pass carries every gradient into the rest of the graph;
 //! - a [`Node::Lookup`] (an embedding's rows) is finished last, in forward order, adding its leaf's
 //!   gradient into its table's.
+//!
+//! **Devices.** The fused kernels are CPU code: each takes only contiguous CPU `f32` tensors
+//! (DIN's unit and pooling in `attention::din_fused`, DIEN's recurrences in `nn::gru`, the lookups
+//! in `nn::lookup`, the optimizer's one-pass update) and otherwise records nothing here and runs
+//! libtorch's operators. On CUDA the whole step is libtorch's: same model, same results up to
+//! float rounding (`scripts/device-check.sh`).
 use super::grad_enabled;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;

@@ -335,6 +335,13 @@ pub struct EvalArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Device for the model: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Also write every sample's prediction to this CSV (`user_id,label,prob`, in protocol order,
+    /// probabilities at full precision), written whole or not at all.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

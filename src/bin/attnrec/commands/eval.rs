@@ -1,12 +1,20 @@
 use super::{fmt_metric, print_table};
 use crate::cli::EvalArgs;
-use attnrec::run::{compare, predict_run};
+use attnrec::run::{compare, predict_run_on};
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let pred = predict_run(&a.run, a.split, a.data.as_deref())?;
+    let device = attnrec::device::setup(&a.device, 0)?;
+    let pred = predict_run_on(&a.run, a.split, a.data.as_deref(), device)?;
+    if let Some(path) = &a.predictions {
+        let mut csv = String::from("user_id,label,prob\n");
+        for ((u, l), p) in pred.users.iter().zip(&pred.labels).zip(&pred.probs) {
+            csv.push_str(&format!("{u},{l},{p}\n"));
+        }
+        attnrec::util::write_atomic(path, csv.as_bytes())?;
+    }
     let m = pred.metrics();
     let cmp = match &a.baseline {
-        Some(b) => Some(compare(&pred, b, &predict_run(b, a.split, a.data.as_deref())?)?),
+        Some(b) => Some(compare(&pred, b, &predict_run_on(b, a.split, a.data.as_deref(), device)?)?),
         None => None,
     };
     if a.json {

@@ -297,7 +297,7 @@ pub struct TrainArgs {
     /// Model: base, din, bst, din_sa, dien, attn_pool or attn_pool:PRESET (din, luong_dot, luong_general,
     /// luong_concat, bahdanau, local_m, local_p, hard, transformer). Overrides [model] of --config
     /// with that model's defaults.
-    #[arg(long)]
+    #[arg(long, value_parser = model_name)]
     pub model: Option<String>,
     /// Run folder to write (config.toml, feature_map.json, model.safetensors, metrics).
     #[arg(long, required_unless_present = "resume")]
@@ -356,7 +356,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// Models to compare, comma-separated (names as for `train --model`).
-    #[arg(long, value_delimiter = ',', default_value = "base,din")]
+    #[arg(long, value_delimiter = ',', default_value = "base,din", value_parser = model_name)]
     pub models: Vec<String>,
     /// Number of seeds per model (42, 43, ...); the table shows mean ± std.
     #[arg(long, default_value_t = 1)]
@@ -378,7 +378,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "presets")]
     pub data: Vec<PathBuf>,
     /// Models, comma-separated (names as for `train --model`).
-    #[arg(long, value_delimiter = ',', default_value = "din,bst")]
+    #[arg(long, value_delimiter = ',', default_value = "din,bst", value_parser = model_name)]
     pub models: Vec<String>,
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256")]
@@ -535,6 +535,12 @@ impl<T> Clone for ChoiceParser<T> {
     fn clone(&self) -> Self {
         ChoiceParser(std::marker::PhantomData)
     }
+}
+
+/// A model name as `ModelConfig::by_name` reads it (a `ModelKind`, or `attn_pool:PRESET`),
+/// checked while the command line is parsed, so that a typo stops before any data is touched.
+fn model_name(s: &str) -> Result<String, String> {
+    attnrec::models::ModelConfig::by_name(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 pub fn choice<T: Choice>() -> ChoiceParser<T> {

@@ -104,7 +104,7 @@ impl Mlp {
             }
             h = layer.act.forward_t(&h, train);
             if self.dropout > 0.0 {
-                h = h.dropout(self.dropout, train);
+                h = super::dropout(&h, self.dropout, train);
             }
         }
         h

@@ -2,6 +2,7 @@
 //! optional batch norm; activations (ReLU, sigmoid, PReLU, Dice); and the [`Tape`] through which
 //! the fused CPU kernels join libtorch's autograd.
 pub mod activation;
+pub mod dropout;
 pub mod lookup;
 pub mod mlp;
 pub mod tape;
@@ -10,6 +11,7 @@ pub(crate) mod kernel_io;
 pub mod transformer;
 
 pub use activation::{Act, Activation, Dice};
+pub use dropout::dropout;
 pub use tape::{with_fused, Tape};
 pub use gru::{Cell, Gru};
 pub use mlp::{Mlp, MlpConfig};

@@ -89,7 +89,7 @@ impl TransformerBlock {
 
     /// `x: [B, T, D]`, `mask: [B, T]` bool (keys that may be attended to) → `[B, T, D]`.
     pub fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let a = self.attn.context_t(x, x, x, mask, train).dropout(self.dropout, train);
+        let a = super::dropout(&self.attn.context_t(x, x, x, mask, train), self.dropout, train);
         let x = self.norm1.forward(&(x + a));
         let h = self.ff1.forward(&x);
         let h = match self.act {
@@ -97,7 +97,7 @@ impl TransformerBlock {
             FfnActivation::LeakyRelu => h.leaky_relu(),
             FfnActivation::Gelu => h.gelu("none"),
         };
-        let f = self.ff2.forward(&h.dropout(self.dropout, train)).dropout(self.dropout, train);
+        let f = super::dropout(&self.ff2.forward(&super::dropout(&h, self.dropout, train)), self.dropout, train);
         self.norm2.forward(&(x + f))
     }
 

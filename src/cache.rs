@@ -86,29 +86,44 @@ pub struct Stages {
     pub write: f64,
 }
 
-/// The non-hidden regular files directly in `dir`, sorted by name, with size and modification
-/// time: what the cache key and a run's `source.json` record of a dataset.
+/// The non-hidden regular files directly in `dir`, and in its folders whose names look like file
+/// names (`u.data/`, `clicks.parquet/`: a file written in parts, [`crate::data::parts`]) as
+/// `FOLDER/PART`, sorted by name, with size and modification time: what the cache key and a run's
+/// `source.json` record of a dataset. Other folders (`runs/`) are not the data and are left out.
 pub fn source_files(dir: &Path) -> Result<Vec<SourceFile>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let md = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
-        if name.starts_with('.') || !md.is_file() {
+        let path = entry.path();
+        if name.starts_with('.') {
             continue;
         }
-        let (modified_ns, md5) = match md.modified() {
-            Ok(t) => (signed_ns(t), None),
-            Err(_) => {
-                let path = entry.path();
-                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                (0, Some(crate::util::hex(&Md5::digest(&bytes))))
+        if path.is_dir() && name.contains('.') {
+            // A folder that is no set of parts is not data the loaders read; one that is read and
+            // malformed fails there, with its own message.
+            for part in crate::data::parts::part_files(&path).unwrap_or_default() {
+                let part_name = part.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                out.push(source_file(&part, format!("{name}/{part_name}"))?);
             }
-        };
-        out.push(SourceFile { name, bytes: md.len(), modified_ns, md5 });
+        } else if path.is_file() {
+            out.push(source_file(&path, name)?);
+        }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+fn source_file(path: &Path, name: String) -> Result<SourceFile> {
+    let md = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let (modified_ns, md5) = match md.modified() {
+        Ok(t) => (signed_ns(t), None),
+        Err(_) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            (0, Some(crate::util::hex(&Md5::digest(&bytes))))
+        }
+    };
+    Ok(SourceFile { name, bytes: md.len(), modified_ns, md5 })
 }
 
 /// `t` in nanoseconds since the Unix epoch, negative before it (a file stamped 1969 is as

@@ -134,7 +134,7 @@ fn an_explicit_format_overrides_detection() {
     let ds = Dataset::load(&fixture("ml-25m"), Some(Format::MlCsv)).unwrap();
     assert_eq!(ds.ratings.height(), LOG.len());
     let err = Dataset::load(&fixture("ml-25m"), Some(Format::Ml100k)).unwrap_err().to_string();
-    assert!(err.ends_with("u.data is missing (the ml-100k layout needs it)"), "{err}");
+    assert!(err.ends_with("u.data is missing (the ml-100k layout needs it, as a file or a folder of parts)"), "{err}");
 }
 
 /// Copies fixture `name` into a temp folder, replaces `file` with `text`, and returns the load
@@ -304,4 +304,100 @@ fn string_tokens_map_to_stable_ids() {
     let genres = item_first_genres(&ds).unwrap();
     assert_eq!(genres[&token_id("B000FA64PK")], "Books");
     assert_eq!((genres[&token_id("007")].as_str(), genres[&7].as_str()), ("Films", "Music"));
+}
+
+/// `dir/name` rewritten as a folder of parts: the file's lines dealt into parts of `sizes` lines
+/// (each part repeating the header when `header`), beside a `_SUCCESS` marker and a hidden
+/// checksum file that must be skipped. Parts are named so that name order is not creation order.
+fn into_parts(dir: &Path, name: &str, header: bool, sizes: &[usize]) {
+    let path = dir.join(name);
+    let text = std::fs::read(&path).unwrap();
+    let mut lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let head = if header { Some(lines.remove(0)) } else { None };
+    assert_eq!(sizes.iter().sum::<usize>(), lines.len(), "{name}: sizes cover every line");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let mut at = 0;
+    for (k, &n) in sizes.iter().enumerate().rev() {
+        let start: usize = sizes[..k].iter().sum();
+        let mut part = head.map(<[u8]>::to_vec).unwrap_or_default();
+        for l in &lines[start..start + n] {
+            part.extend_from_slice(l);
+        }
+        std::fs::write(path.join(format!("part-{k:05}-c000.csv")), part).unwrap();
+        at += n;
+    }
+    assert_eq!(at, lines.len());
+    std::fs::write(path.join("_SUCCESS"), "").unwrap();
+    std::fs::write(path.join(".part-00000-c000.csv.crc"), "not data").unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_ratings_file_may_be_a_folder_of_parts() {
+    use attnrec::data::{DataConfig, PartSelect};
+    let tmp = tempfile::tempdir().unwrap();
+    // (fixture, ratings file, has a header); 20 rating lines dealt 7 / 0 / 13: an empty part too.
+    for (name, file, header) in [("ml-100k", "u.data", false), ("ml-1m", "ratings.dat", false), ("ml-25m", "ratings.csv", true), ("log-csv", "clicks.csv", true)] {
+        let dir = tmp.path().join(name);
+        copy_dir(&fixture(name), &dir);
+        into_parts(&dir, file, header, &[7, 0, 13]);
+        let data = if name == "log-csv" { DataConfig { log: Some(log_spec(file)), ..DataConfig::new(dir.clone()) } } else { DataConfig::new(dir.clone()) };
+        let ds = Dataset::open(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(ints(&ds.ratings, "user_id"), LOG.map(|e| e.0), "{name}: users in file order, parts in name order");
+        assert_eq!(ints(&ds.ratings, "item_id"), LOG.map(|e| e.1), "{name}: items");
+        assert_eq!(ints(&ds.ratings, "timestamp"), LOG.map(|e| e.3), "{name}: timestamps");
+        let whole = item_first_genres(&Dataset::open(&DataConfig { path: fixture(name), ..data.clone() }).unwrap()).unwrap();
+        assert_eq!(item_first_genres(&ds).unwrap(), whole, "{name}: item table");
+        // One part by its position: the third holds the last 13 lines; the second none.
+        let third = Dataset::open_parts(&data, PartSelect::One { index: 2, count: 3 }).unwrap();
+        assert_eq!(ints(&third.ratings, "user_id"), LOG[7..].iter().map(|e| e.0).collect::<Vec<_>>(), "{name}: part 2");
+        let second = Dataset::open_parts(&data, PartSelect::One { index: 1, count: 3 }).unwrap();
+        assert_eq!(second.ratings.height(), 0, "{name}: an empty part is no error when one part is asked for");
+        let e = Dataset::open_parts(&data, PartSelect::One { index: 0, count: 4 }).unwrap_err().to_string();
+        assert!(e.contains("holds 3 parts, but the candidates hold 4"), "{name}: {e}");
+        // A damaged line is named by its part and its line there.
+        let part = dir.join(file).join("part-00002-c000.csv");
+        let mut text = std::fs::read_to_string(&part).unwrap();
+        text.push_str(if name == "ml-1m" { "9::x::4::978300760\n" } else if name == "ml-100k" { "9\tx\t4\t978300760\n" } else if name == "ml-25m" { "9,x,4,978300760\n" } else { "yesterday,9,9,1,Drama\n" });
+        std::fs::write(&part, text).unwrap();
+        let e = Dataset::open(&data).unwrap_err().to_string();
+        let line = if header { 15 } else { 14 };
+        assert!(e.starts_with(&format!("{}:{line}:", part.display())), "{name}: {e}");
+    }
+}
+
+#[test]
+fn a_generic_log_may_be_a_folder_of_parquet_parts() {
+    use attnrec::data::DataConfig;
+    let cfg = ProtocolConfig { history_len: 3, ..Default::default() };
+    let reference = build_events(&Dataset::load(&fixture("ml-1m"), None).unwrap(), &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("clicks.parquet");
+    std::fs::create_dir(&folder).unwrap();
+    let cats: Vec<&str> = LOG.iter().map(|e| GENRES[e.1 as usize - 1].split('|').next().unwrap()).collect();
+    for (k, range) in [0..5, 5..20].into_iter().enumerate() {
+        let mut df = df!(
+            "uid" => LOG[range.clone()].iter().map(|e| e.0).collect::<Vec<_>>(),
+            "iid" => LOG[range.clone()].iter().map(|e| e.1).collect::<Vec<_>>(),
+            "ts" => LOG[range.clone()].iter().map(|e| e.3).collect::<Vec<_>>(),
+            "clicked" => LOG[range.clone()].iter().map(|e| (e.2 >= 4.0) as i32).collect::<Vec<_>>(),
+            "cat" => cats[range].to_vec(),
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(folder.join(format!("part-{k:05}-x.snappy.parquet"))).unwrap()).finish(&mut df).unwrap();
+    }
+    let data = DataConfig { log: Some(log_spec("clicks.parquet")), ..DataConfig::new(dir.path().to_path_buf()) };
+    let ev = build_events(&Dataset::open(&data).unwrap(), &cfg).unwrap();
+    assert_eq!(
+        (&ev.user, &ev.item, &ev.label, &ev.split, &ev.user_start, &ev.row),
+        (&reference.user, &reference.item, &reference.label, &reference.split, &reference.user_start, &reference.row),
+    );
 }

@@ -18,7 +18,7 @@
 //! whole numbers of seconds. An item's category is the one
 //! on its first row in file order; later rows with another category do not change it.
 use super::text::{decode, num, rating, timestamp, Table};
-use super::{ItemsBuilder, RatingsBuilder, Tables};
+use super::{ItemsBuilder, PartSelect, RatingsBuilder, Tables};
 use crate::error::{Error, Result};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -88,8 +88,11 @@ impl Rows {
         Ok(())
     }
 
-    fn finish(self, path: &Path) -> Result<Tables> {
-        let mut ratings = self.ratings.finish(path)?;
+    fn finish(self, path: &Path, select: PartSelect) -> Result<Tables> {
+        let mut ratings = match select {
+            PartSelect::All => self.ratings.finish(path)?,
+            PartSelect::AllMaybeEmpty | PartSelect::One { .. } => self.ratings.finish_empty_ok()?,
+        };
         if self.labels {
             let label = ratings.column("rating")?.cast(&DataType::Float32)?.with_name("label".into());
             ratings.with_column(label)?;
@@ -98,28 +101,37 @@ impl Rows {
     }
 }
 
-pub(crate) fn load(dir: &Path, spec: &LogSpec) -> Result<Tables> {
+/// Loads the log `spec` names in `dir`: one file, or a folder of that name holding parts
+/// ([`super::parts`]), each read by its own extension (the folder's where a part has none).
+pub(crate) fn load(dir: &Path, spec: &LogSpec, select: PartSelect) -> Result<Tables> {
     spec.validate()?;
     let path = dir.join(&spec.file);
-    if !path.is_file() {
+    if !path.is_file() && !path.is_dir() {
         return Err(Error::dataset(dir, format!("{} is missing (named by [data.log] file)", spec.file)));
     }
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("parquet") => load_parquet(&path, spec),
-        Some("csv") | Some("tsv") | Some("txt") => load_csv(&path, spec),
-        _ => Err(Error::dataset(&path, "unknown file type: [data.log] file must end in .csv, .tsv or .parquet")),
+    let mut rows = Rows::new(spec);
+    for part in super::parts::resolve(&path, select)? {
+        let kind = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match kind(&part).filter(|k| ["parquet", "csv", "tsv", "txt"].contains(&k.as_str())).or_else(|| kind(&path)).as_deref() {
+            Some("parquet") => load_parquet(&part, spec, &mut rows)?,
+            Some("csv") | Some("tsv") | Some("txt") => load_csv(&part, &path, spec, &mut rows)?,
+            _ => return Err(Error::dataset(&part, "unknown file type: [data.log] file must end in .csv, .tsv or .parquet")),
+        }
     }
+    rows.finish(&path, select)
 }
 
-fn load_csv(path: &Path, spec: &LogSpec) -> Result<Tables> {
-    let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+/// Appends the rows of the CSV/TSV file `path` (a part of `whole`, or `whole` itself).
+fn load_csv(path: &Path, whole: &Path, spec: &LogSpec, rows: &mut Rows) -> Result<()> {
+    let is_tsv = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    // Spark names every CSV part `.csv` whatever its separator: a folder `clicks.tsv` holds TSV.
+    let tsv = is_tsv(whole) || is_tsv(path);
     let sep = spec.separator.map_or(if tsv { b'\t' } else { b',' }, |c| c as u8);
     let mut t = Table::open(path, sep, true, true)?;
     let col = |t: &Table, name: &str| t.column(&format!("'{name}'"), |h| h == name);
     let (u, i, ts, v) = (col(&t, &spec.user)?, col(&t, &spec.item)?, col(&t, &spec.timestamp)?, col(&t, spec.value())?);
     let cat = spec.category.as_deref().map(|c| col(&t, c)).transpose()?;
     let need = [u, i, ts, v, cat.unwrap_or(0)].into_iter().max().unwrap_or(0) + 1;
-    let mut rows = Rows::new(spec);
     while let Some((no, rec)) = t.next(need)? {
         let value = if rows.labels { num(&rec[v], &spec.value().to_string(), path, no)? } else { rating(&rec[v], path, no)? };
         let category = cat.map(|c| decode(&rec[c]));
@@ -132,10 +144,11 @@ fn load_csv(path: &Path, spec: &LogSpec) -> Result<Tables> {
         };
         rows.push(id(u, &spec.user)?, id(i, &spec.item)?, value, timestamp(&rec[ts], path, no)?, category, path, no)?;
     }
-    rows.finish(path)
+    Ok(())
 }
 
-fn load_parquet(path: &Path, spec: &LogSpec) -> Result<Tables> {
+/// Appends the rows of the Parquet file `path`.
+fn load_parquet(path: &Path, spec: &LogSpec, rows: &mut Rows) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let df = ParquetReader::new(file).finish().map_err(|e| Error::parse(path, 0, format!("not a readable Parquet file: {e}")))?;
     let column = |name: &str, dtype: DataType| -> Result<Series> {
@@ -182,7 +195,6 @@ fn load_parquet(path: &Path, spec: &LogSpec) -> Result<Tables> {
     let cat = spec.category.as_deref().map(|c| column(c, DataType::String)).transpose()?;
     let (u, i, ts, v) = (u.i64()?, i.i64()?, ts.i64()?, v.f64()?);
     let cats = cat.as_ref().map(|c| c.str()).transpose()?;
-    let mut rows = Rows::new(spec);
     for k in 0..df.height() {
         let value = v.get(k).expect("no nulls");
         if !rows.labels && !(value.is_finite() && value >= 0.0) {
@@ -196,5 +208,5 @@ fn load_parquet(path: &Path, spec: &LogSpec) -> Result<Tables> {
         rows.push(u.get(k).expect("no nulls"), i.get(k).expect("no nulls"), value, ts.get(k).expect("no nulls"), category, path, 0)
             .map_err(at)?;
     }
-    rows.finish(path)
+    Ok(())
 }

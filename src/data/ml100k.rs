@@ -3,7 +3,7 @@
 //! `u.user` (`id|age|gender|occupation|zip`). An item's genres are its set flags in the published
 //! order ([`GENRES`]), so its first genre is the first set flag, as shared/PROTOCOL.md says.
 use super::text::{decode, for_each_line, num, rating, split_exact, timestamp};
-use super::{optional, required, ItemsBuilder, RatingsBuilder, Tables, UsersBuilder};
+use super::{read_ratings, required_ratings, PartSelect, optional, required, ItemsBuilder, RatingsBuilder, Tables, UsersBuilder};
 use crate::error::{Error, Result};
 use polars::prelude::DataFrame;
 use std::path::Path;
@@ -14,8 +14,8 @@ pub const GENRES: [&str; 19] = [
     "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 ];
 
-pub(crate) fn load(dir: &Path) -> Result<Tables> {
-    let ratings = parse_ratings(&required(dir, "u.data", "ml-100k")?)?;
+pub(crate) fn load(dir: &Path, select: PartSelect) -> Result<Tables> {
+    let ratings = read_ratings(&required_ratings(dir, "u.data", "ml-100k")?, select, parse_ratings_into)?;
     let items = parse_items(&required(dir, "u.item", "ml-100k")?)?;
     let users = optional(dir, "u.user").map(|p| parse_users(&p)).transpose()?;
     Ok((ratings, items, users))
@@ -23,12 +23,18 @@ pub(crate) fn load(dir: &Path) -> Result<Tables> {
 
 pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
     let mut out = RatingsBuilder::default();
+    parse_ratings_into(path, &mut out)?;
+    out.finish(path)
+}
+
+/// Appends the ratings of the file `path` to `out`.
+pub(crate) fn parse_ratings_into(path: &Path, out: &mut RatingsBuilder) -> Result<()> {
     for_each_line(path, |no, line| {
         let f = split_exact::<4>(line, b"\t", path, no)?;
         out.push(num(f[0], "user id", path, no)?, num(f[1], "item id", path, no)?, rating(f[2], path, no)?, timestamp(f[3], path, no)?);
         Ok(())
     })?;
-    out.finish(path)
+    Ok(())
 }
 
 pub fn parse_items(path: &Path) -> Result<DataFrame> {

@@ -2,13 +2,13 @@
 //! (`userId,movieId,rating,timestamp`) and `movies.csv` (`movieId,title,genres`, titles quoted
 //! when they hold a comma). Columns are found by their header names, in any order.
 use super::text::{decode, num, rating, timestamp, Table};
-use super::{required, ItemsBuilder, RatingsBuilder, Tables};
+use super::{read_ratings, required_ratings, PartSelect, required, ItemsBuilder, RatingsBuilder, Tables};
 use crate::error::Result;
 use polars::prelude::DataFrame;
 use std::path::Path;
 
-pub(crate) fn load(dir: &Path) -> Result<Tables> {
-    let ratings = parse_ratings(&required(dir, "ratings.csv", "MovieLens CSV")?)?;
+pub(crate) fn load(dir: &Path, select: PartSelect) -> Result<Tables> {
+    let ratings = read_ratings(&required_ratings(dir, "ratings.csv", "MovieLens CSV")?, select, parse_ratings_into)?;
     let items = parse_movies(&required(dir, "movies.csv", "MovieLens CSV")?)?;
     Ok((ratings, items, None))
 }
@@ -18,17 +18,23 @@ fn named(name: &'static str) -> impl Fn(&str) -> bool {
 }
 
 pub fn parse_ratings(path: &Path) -> Result<DataFrame> {
+    let mut out = RatingsBuilder::default();
+    parse_ratings_into(path, &mut out)?;
+    out.finish(path)
+}
+
+/// Appends the ratings of the file `path` to `out`.
+pub(crate) fn parse_ratings_into(path: &Path, out: &mut RatingsBuilder) -> Result<()> {
     let mut t = Table::open(path, b',', true, true)?;
     let u = t.column("'userId'", named("userId"))?;
     let i = t.column("'movieId'", named("movieId"))?;
     let r = t.column("'rating'", named("rating"))?;
     let ts = t.column("'timestamp'", named("timestamp"))?;
     let need = u.max(i).max(r).max(ts) + 1;
-    let mut out = RatingsBuilder::default();
     while let Some((no, rec)) = t.next(need)? {
         out.push(num(&rec[u], "userId", path, no)?, num(&rec[i], "movieId", path, no)?, rating(&rec[r], path, no)?, timestamp(&rec[ts], path, no)?);
     }
-    out.finish(path)
+    Ok(())
 }
 
 pub fn parse_movies(path: &Path) -> Result<DataFrame> {

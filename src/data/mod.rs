@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod log;
 pub mod negatives;
 pub mod ml100k;
+pub mod parts;
 pub mod mlcsv;
 pub mod movielens;
 pub mod protocol;
@@ -21,6 +22,7 @@ pub mod synth;
 pub(crate) mod text;
 
 use crate::error::{Error, Result};
+pub use parts::PartSelect;
 use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -111,7 +113,7 @@ impl Format {
             ("ratings.dat", Format::Ml1m),
             ("ratings.csv", Format::MlCsv),
         ];
-        let found: Vec<Format> = markers.iter().filter(|(f, _)| dir.join(f).is_file()).map(|&(_, fmt)| fmt).collect();
+        let found: Vec<Format> = markers.iter().filter(|(f, _)| parts::exists(dir, f)).map(|&(_, fmt)| fmt).collect();
         let inter = atomic::inter_files(dir)?;
         match (found.as_slice(), inter.len()) {
             ([f], 0) => Ok(*f),
@@ -183,6 +185,12 @@ pub struct Dataset {
 impl Dataset {
     /// Loads the dataset a `[data]` section describes.
     pub fn open(data: &DataConfig) -> Result<Dataset> {
+        Dataset::open_parts(data, PartSelect::All)
+    }
+
+    /// [`Dataset::open`], reading only the parts `select` picks where the ratings file is a
+    /// folder of parts ([`parts`]); the item and user tables are read whole.
+    pub fn open_parts(data: &DataConfig, select: PartSelect) -> Result<Dataset> {
         data.validate()?;
         let dir = &data.path;
         if !dir.is_dir() {
@@ -190,14 +198,18 @@ impl Dataset {
         }
         let format = data.resolve_format()?;
         let (ratings, items, users) = match (format, &data.log) {
-            (Format::Log, Some(spec)) => log::load(dir, spec)?,
-            _ => return Dataset::load(dir, Some(format)),
+            (Format::Log, Some(spec)) => log::load(dir, spec, select)?,
+            _ => return Dataset::load_parts(dir, Some(format), select),
         };
         Ok(Dataset { root: dir.to_path_buf(), format, ratings, items, users })
     }
 
     /// Loads `dir` in one of the fixed layouts, detecting it unless one is given.
     pub fn load(dir: &Path, format: Option<Format>) -> Result<Dataset> {
+        Dataset::load_parts(dir, format, PartSelect::All)
+    }
+
+    fn load_parts(dir: &Path, format: Option<Format>, select: PartSelect) -> Result<Dataset> {
         let format = match format {
             Some(f) => f,
             None => Format::detect(dir)?,
@@ -206,9 +218,12 @@ impl Dataset {
             return Err(Error::dataset(dir, "not a folder (expected a MovieLens-style dataset folder)"));
         }
         let (ratings, items, users) = match format {
-            Format::Ml100k => ml100k::load(dir)?,
-            Format::Ml1m => movielens::load(dir)?,
-            Format::MlCsv => mlcsv::load(dir)?,
+            Format::Ml100k => ml100k::load(dir, select)?,
+            Format::Ml1m => movielens::load(dir, select)?,
+            Format::MlCsv => mlcsv::load(dir, select)?,
+            Format::Atomic if matches!(select, PartSelect::One { .. }) => {
+                return Err(Error::dataset(dir, "RecBole atomic files are read whole: a history in parts needs a MovieLens layout or a generic log"))
+            }
             Format::Atomic => atomic::load(dir)?,
             Format::Log => {
                 return Err(Error::dataset(dir, "format log needs a [data.log] table naming the file and its columns (use --config FILE)"))
@@ -228,6 +243,29 @@ pub(crate) fn required(dir: &Path, name: &str, format: &str) -> Result<PathBuf> 
         Ok(path)
     } else {
         Err(Error::dataset(dir, format!("{name} is missing (the {format} layout needs it)")))
+    }
+}
+
+/// `dir/name`, the ratings file of a layout, required to exist as a file or as a folder of
+/// parts ([`parts`]).
+pub(crate) fn required_ratings(dir: &Path, name: &str, format: &str) -> Result<PathBuf> {
+    if parts::exists(dir, name) {
+        Ok(dir.join(name))
+    } else {
+        Err(Error::dataset(dir, format!("{name} is missing (the {format} layout needs it, as a file or a folder of parts)")))
+    }
+}
+
+/// Reads the ratings file `path`, or the parts `select` picks of the folder `path`, through
+/// `parse`, which appends one file's rows. Rows keep file order, parts their name order.
+pub(crate) fn read_ratings(path: &Path, select: parts::PartSelect, mut parse: impl FnMut(&Path, &mut RatingsBuilder) -> Result<()>) -> Result<DataFrame> {
+    let mut out = RatingsBuilder::default();
+    for part in parts::resolve(path, select)? {
+        parse(&part, &mut out)?;
+    }
+    match select {
+        parts::PartSelect::All => out.finish(path),
+        parts::PartSelect::AllMaybeEmpty | parts::PartSelect::One { .. } => out.finish_empty_ok(),
     }
 }
 
@@ -259,8 +297,13 @@ impl RatingsBuilder {
     /// The rating log; an empty file is an error that names it.
     pub fn finish(self, path: &Path) -> Result<DataFrame> {
         if self.user.is_empty() {
-            return Err(Error::parse(path, 0, "no ratings in file"));
+            return Err(Error::parse(path, 0, if path.is_dir() { "no ratings in any part" } else { "no ratings in file" }));
         }
+        self.finish_empty_ok()
+    }
+
+    /// The rating log, which may be empty (one part of a co-partitioned history may hold none).
+    pub fn finish_empty_ok(self) -> Result<DataFrame> {
         Ok(DataFrame::new_infer_height(vec![
             Column::new("user_id".into(), self.user),
             Column::new("item_id".into(), self.item),

@@ -496,3 +496,171 @@ fn score_explain_lists_the_most_attended_history_items() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--explain: the base model has no target attention"));
     assert!(!d.join("b.csv").exists());
 }
+
+/// The rows of a scored CSV folder's parts, in part order, each part's header dropped.
+fn folder_rows(dir: &Path) -> Vec<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("part-")).collect();
+    names.sort();
+    names.iter().flat_map(|n| read_csv(&dir.join(n)).into_iter().skip(1)).collect()
+}
+
+/// `got` has `want`'s rows in order, the same columns but the score (the last) within 1e-6: a
+/// row's score may move in the last bits with the rows batched beside it (the matrix products'
+/// blocking follows the batch's size and its longest history).
+fn assert_same_rows(got: &[Vec<String>], want: &[Vec<String>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        let (gs, ws) = (g.last().unwrap(), w.last().unwrap());
+        assert_eq!(g[..g.len() - 1], w[..w.len() - 1], "{what}: row {k}");
+        let (gs, ws): (f64, f64) = (gs.parse().unwrap(), ws.parse().unwrap());
+        assert!((gs - ws).abs() <= 1e-6, "{what}: row {k} scores {gs}, {ws} in one file");
+    }
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_folder_of_candidate_parts_scores_like_one_file_resumes_and_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, run) = trained(d, &[]);
+    let events = build_events(&Dataset::load(&data, None).unwrap(), &ProtocolConfig::default()).unwrap();
+    let test: Vec<usize> = events.indices(Split::Test).into_iter().take(200).collect();
+    let lines: Vec<String> = test.iter().map(|&k| format!("{},{},{}\n", events.user[k], events.item[k], events.timestamp[k])).collect();
+    let header = "user_id,item_id,timestamp\n";
+    std::fs::write(d.join("cands.csv"), format!("{header}{}", lines.concat())).unwrap();
+    let o = score(&run, &d.join("cands.csv"), &d.join("whole.csv"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = read_csv(&d.join("whole.csv"));
+
+    // Four parts (the third header-only, the fourth empty, as Spark may leave them), Spark's
+    // marker and a checksum file.
+    let cands = d.join("cands");
+    std::fs::create_dir(&cands).unwrap();
+    for (k, range) in [0..50, 50..120, 120..120, 120..200].into_iter().enumerate() {
+        std::fs::write(cands.join(format!("part-{k:05}-c000.csv")), format!("{header}{}", lines[range].concat())).unwrap();
+    }
+    std::fs::write(cands.join("part-00004-c000.csv"), "").unwrap();
+    std::fs::write(cands.join("_SUCCESS"), "").unwrap();
+    std::fs::write(cands.join(".part-00000-c000.csv.crc"), "crc").unwrap();
+    let out = d.join("out");
+    let o = score(&run, &cands, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_rows(&folder_rows(&out), &whole[1..], "the parts' rows are the file's, once each, in order");
+    assert_eq!(std::fs::read_to_string(out.join("part-00002-c000.csv")).unwrap(), "user_id,item_id,timestamp,score\n");
+    assert_eq!(std::fs::read(out.join("part-00004-c000.csv")).unwrap(), b"");
+    let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["_SUCCESS", "_attnrec_score.json", "part-00000-c000.csv", "part-00001-c000.csv", "part-00002-c000.csv", "part-00003-c000.csv", "part-00004-c000.csv"]);
+
+    // A rerun after a crash scores only the missing part; a stale temp file is replaced.
+    let before = std::fs::read(out.join("part-00001-c000.csv")).unwrap();
+    std::fs::remove_file(out.join("part-00001-c000.csv")).unwrap();
+    std::fs::remove_file(out.join("_SUCCESS")).unwrap();
+    std::fs::write(out.join(".part-00001-c000.csv.partial"), "half a fi").unwrap();
+    let o = attnrec().args(["score", "--threads", "1", "--run"]).arg(&run).arg("--candidates").arg(&cands).arg("--output").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scored 1 of 5 parts (4 already written), 70 rows"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("part-00001-c000.csv")).unwrap(), before);
+    assert!(out.join("_SUCCESS").is_file() && !out.join(".part-00001-c000.csv.partial").exists());
+
+    // Another job's options into the same folder: refused, nothing changed.
+    let o = score(&run, &cands, &out, &["--logit"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another scoring job (logit: false there, true now)"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1);
+
+    // Two tasks share the parts out: 1/2 takes parts 1 and 3, 0/2 the rest; the last one done
+    // leaves _SUCCESS.
+    let split = d.join("split");
+    let o = score(&run, &cands, &split, &["--parts", "1/2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let present = |k: usize| split.join(format!("part-{k:05}-c000.csv")).is_file();
+    assert_eq!((0..5).map(present).collect::<Vec<_>>(), [false, true, false, true, false]);
+    assert!(!split.join("_SUCCESS").exists());
+    assert!(score(&run, &cands, &split, &["--parts", "0/2"]).status.success());
+    assert!(split.join("_SUCCESS").is_file());
+    assert_same_rows(&folder_rows(&split), &whole[1..], "two tasks");
+
+    // Flags that do not fit a folder, or a folder that is not ours: exit 2, one line, no output.
+    let refused: [(&[&str], &Path, &Path, &str); 5] = [
+        (&["--parts", "2/2"], &cands, &d.join("x"), "i/n"),
+        (&["--parts", "0/2"], &d.join("cands.csv"), &d.join("x.csv"), "need --candidates to be a folder"),
+        (&[], &cands, Path::new("-"), "scored into a folder"),
+        (&[], &cands, &cands, "is the candidates folder"),
+        (&[], &cands, &data, "holds files but no _attnrec_score.json"),
+    ];
+    for (flags, input, output, says) in refused {
+        let o = score(&run, input, output, flags);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{flags:?}: {}", stderr(&o));
+    }
+    assert!(!d.join("x").exists() && !d.join("x.csv").exists());
+}
+
+/// The partition of a user among `n`: a multiplicative hash, as a Spark job's would be.
+fn partition_of(user: i64, n: usize) -> usize {
+    ((user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+}
+
+#[test]
+fn a_users_score_does_not_depend_on_how_the_users_were_partitioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, run) = trained(d, &[]);
+    let events = build_events(&Dataset::load(&data, None).unwrap(), &ProtocolConfig::default()).unwrap();
+    let test: Vec<usize> = events.indices(Split::Test).into_iter().step_by(3).collect();
+    let header = "user_id,item_id,timestamp\n";
+    let line = |k: usize| format!("{},{},{}\n", events.user[k], events.item[k], events.timestamp[k]);
+    std::fs::write(d.join("cands.csv"), format!("{header}{}", test.iter().map(|&k| line(k)).collect::<String>())).unwrap();
+    assert!(score(&run, &d.join("cands.csv"), &d.join("whole.csv"), &[]).status.success());
+    let key = |r: &Vec<String>| (r[0].clone(), r[1].clone(), r[2].clone());
+    let whole: std::collections::HashMap<_, f64> = read_csv(&d.join("whole.csv"))[1..].iter().map(|r| (key(r), r[3].parse().unwrap())).collect();
+    // The synthetic data is in the ml-1m layout: ratings.dat (`user::item::rating::time`).
+    let ratings = std::fs::read_to_string(data.join("ratings.dat")).unwrap();
+
+    for n in [1usize, 3, 5] {
+        // The log's ratings.dat as n parts by user, the item table whole; the candidates alike.
+        let hist = d.join(format!("hist{n}"));
+        std::fs::create_dir_all(hist.join("ratings.dat")).unwrap();
+        std::fs::copy(data.join("movies.dat"), hist.join("movies.dat")).unwrap();
+        let cands = d.join(format!("cands{n}"));
+        std::fs::create_dir_all(&cands).unwrap();
+        for p in 0..n {
+            let own = |u: &str| partition_of(u.parse().unwrap(), n) == p;
+            let log: String = ratings.lines().filter(|l| own(l.split("::").next().unwrap())).map(|l| format!("{l}\n")).collect();
+            std::fs::write(hist.join("ratings.dat").join(format!("part-{p:05}")), log).unwrap();
+            let rows: String = test.iter().filter(|&&k| partition_of(events.user[k], n) == p).map(|&k| line(k)).collect();
+            std::fs::write(cands.join(format!("part-{p:05}.csv")), format!("{header}{rows}")).unwrap();
+        }
+        let out = d.join(format!("out{n}"));
+        let o = score(&run, &cands, &out, &["--history", hist.to_str().unwrap(), "--co-partitioned"]);
+        assert!(o.status.success(), "{n}: {}", stderr(&o));
+        let rows = folder_rows(&out);
+        assert_eq!(rows.len(), whole.len(), "{n}: every row once");
+        for r in &rows {
+            let s: f64 = r[3].parse().unwrap();
+            assert!((s - whole[&key(r)]).abs() < 1e-6, "{n} parts: {r:?} scores {s}, the whole log {}", whole[&key(r)]);
+        }
+        if n == 3 {
+            // Misaligned parts (history part k holds candidates part k+1's users): every row
+            // then finds no history, so each task really reads its own part only.
+            let shifted = d.join("shifted");
+            std::fs::create_dir_all(shifted.join("ratings.dat")).unwrap();
+            std::fs::copy(data.join("movies.dat"), shifted.join("movies.dat")).unwrap();
+            for p in 0..n {
+                std::fs::copy(hist.join("ratings.dat").join(format!("part-{:05}", (p + 1) % n)), shifted.join("ratings.dat").join(format!("part-{p:05}"))).unwrap();
+            }
+            let o = attnrec().args(["score", "--threads", "1", "--run"]).arg(&run).arg("--candidates").arg(&cands).arg("--output").arg(d.join("out_shifted")).arg("--history").arg(&shifted).arg("--co-partitioned").output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert!(stderr(&o).contains(&format!("empty histories {}", test.len())), "{}", stderr(&o));
+        }
+    }
+    // A history in another number of parts than the candidates is refused.
+    let o = score(&run, &d.join("cands5"), &d.join("mismatch"), &["--history", d.join("hist3").to_str().unwrap(), "--co-partitioned"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds 3 parts, but the candidates hold 5"), "{}", stderr(&o));
+    assert!(!d.join("mismatch").join("part-00000.csv").exists());
+}

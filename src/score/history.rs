@@ -1,8 +1,8 @@
 //! Histories for scoring: a log (any supported layout) encoded with a run's feature map and indexed
 //! by user, so that a candidate's history is a binary search away.
-use crate::data::protocol::build_events;
-use crate::data::Dataset;
-use crate::error::Result;
+use crate::data::protocol::{build_events, Events};
+use crate::data::{Dataset, PartSelect};
+use crate::error::{Error, Result};
 use crate::features::{item_first_genres, Encoded, FeatureMap, Row, OOV};
 use crate::run::LoadedRun;
 use std::collections::HashMap;
@@ -21,10 +21,26 @@ pub struct HistoryIndex {
 }
 
 impl HistoryIndex {
-    /// Loads the log in `dir` (any supported layout) and encodes it with `run`'s feature map.
+    /// Loads the log in `dir` (any supported layout) and encodes it with `run`'s feature map. A
+    /// log without events is an empty index: every candidate's history is empty.
     pub fn load(run: &LoadedRun, dir: &Path) -> Result<HistoryIndex> {
-        let ds = Dataset::open(&run.config.data.at(dir))?;
-        let events = build_events(&ds, &run.config.protocol)?;
+        HistoryIndex::load_parts(run, dir, PartSelect::AllMaybeEmpty)
+    }
+
+    /// [`HistoryIndex::load`] of the parts `select` picks where the log's ratings file is a
+    /// folder of parts: one task's own users, when candidates and history are partitioned alike.
+    /// A part may hold no events. A run whose protocol keeps a k-core of items cannot read its
+    /// history in parts: which events survive depends on every user's.
+    pub fn load_parts(run: &LoadedRun, dir: &Path, select: PartSelect) -> Result<HistoryIndex> {
+        let protocol = &run.config.protocol;
+        if matches!(select, PartSelect::One { .. }) && protocol.min_item_events > 1 {
+            return Err(Error::run(
+                &run.path,
+                format!("its protocol keeps items with at least {} events (min_item_events), which needs the whole log: co-partitioned histories cannot apply it", protocol.min_item_events),
+            ));
+        }
+        let ds = Dataset::open_parts(&run.config.data.at(dir), select)?;
+        let events = if ds.ratings.height() == 0 { Events::default() } else { build_events(&ds, protocol)? };
         let genres = item_first_genres(&ds)?;
         let encoded = run.feature_map.encode(&events, &genres);
         let mut users = HashMap::new();

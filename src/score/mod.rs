@@ -10,17 +10,20 @@
 //! earlier ones into the history, a timestamp cannot.
 //!
 //! One module per concern: [`history`] (the user index), [`candidates`] (reading ids), [`topk`],
-//! [`workers`] (scoring threads), [`explain`], [`io`] (CSV and Parquet in and out); this file
+//! [`workers`] (scoring threads), [`explain`], [`io`] (CSV and Parquet in and out), [`parts`] (a
+//! folder of candidate parts scored part by part, resumable and splittable); this file
 //! holds the options and the job that ties them together.
 mod candidates;
 mod explain;
 mod history;
 pub mod io;
+mod parts;
 mod topk;
 mod workers;
 
 pub use explain::{explain, Attended, Explanation};
 pub use history::{default_history_dir, HistoryIndex};
+pub use parts::{score_parts, History, PartSlice, PartsSummary, MANIFEST};
 pub use candidates::parse_id_token;
 pub use workers::TOP_ATTENDED;
 
@@ -101,6 +104,9 @@ pub enum Output<'a> {
     File(&'a Path),
     /// CSV on standard output, as it is produced.
     Stdout,
+    /// A part of a partitioned output: as `File`, but written to the hidden `.NAME.partial`, so
+    /// that a reader of the folder (Spark, polars) never takes a half-written part for one.
+    Part(&'a Path),
 }
 
 /// Scores `candidates` (CSV or Parquet) with `run` and writes them, each input column kept, plus
@@ -125,8 +131,11 @@ pub fn score_file(
             let stdout = std::io::stdout();
             job.run(history, source, io::Sink::csv(stdout.lock()), Path::new("<stdout>"), progress)
         }
-        Output::File(path) => {
-            let tmp = crate::util::partial_path(path);
+        Output::File(path) | Output::Part(path) => {
+            let tmp = match output {
+                Output::Part(_) => hidden_partial(path),
+                _ => crate::util::partial_path(path),
+            };
             let result = (|| {
                 let sink = if io::wants_parquet(path) {
                     io::Sink::parquet(&tmp, job.out_names.clone(), job.out_dtypes.clone())?
@@ -150,6 +159,13 @@ pub fn score_file(
             result
         }
     }
+}
+
+/// `DIR/.NAME.partial` for `DIR/NAME`: the hidden name a part is written under until complete.
+pub(crate) fn hidden_partial(path: &Path) -> std::path::PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    crate::util::partial_path(&path.with_file_name(name))
 }
 
 /// One scoring job: the input's columns and what the output adds.

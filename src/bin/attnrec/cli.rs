@@ -422,6 +422,14 @@ pub struct BenchArgs {
     /// With --score: candidate rows (the log's pairs repeated as needed) [default: one pass].
     #[arg(long)]
     pub score_rows: Option<usize>,
+    /// With --score: also cut the candidates and the log into N parts by user (each list entry
+    /// one measurement) and score them as co-partitioned parts, one child `score --parts k/N` per
+    /// part; peak RSS is the largest task's.
+    #[arg(long, value_delimiter = ',', requires = "score")]
+    pub score_parts: Vec<usize>,
+    /// With --score-parts: tasks run at once (as a Spark executor's cores would).
+    #[arg(long, default_value_t = 1, requires = "score_parts")]
+    pub score_tasks: usize,
     /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py: base, din, bst) right
     /// after each attnrec measurement, on the same prepared samples, and print the ratio.
     #[arg(long)]
@@ -481,16 +489,29 @@ pub struct ScoreArgs {
     /// Run folder written by `attnrec train`.
     #[arg(long)]
     pub run: PathBuf,
-    /// Candidates: CSV with a header, or Parquet, holding at least the user and item columns.
+    /// Candidates: CSV with a header, or Parquet, holding at least the user and item columns; or a
+    /// folder of such parts (Spark's part-*.parquet / part-*.csv; names starting with . or _ are
+    /// skipped), scored part by part.
     #[arg(long)]
     pub candidates: PathBuf,
     /// Output (written whole or not at all): Parquet if it ends in .parquet or .pq, else CSV; `-`
-    /// for CSV on standard output.
+    /// for CSV on standard output. For a folder of candidates, a folder: one output part per
+    /// input part, same name and format; a rerun skips the parts already written.
     #[arg(long)]
     pub output: PathBuf,
-    /// Dataset folder whose log gives the histories [default: the run's own dataset].
+    /// Dataset folder whose log gives the histories [default: the run's own dataset]. Its ratings
+    /// file may be a folder of parts (u.data/, ratings.csv/, or the [data.log] file's name).
     #[arg(long)]
     pub history: Option<PathBuf>,
+    /// With a folder of candidates: score every N-th part from the I-th (0-based), so that tasks
+    /// of a Spark, Kubernetes or SLURM job can share the parts out.
+    #[arg(long, value_name = "I/N", requires = "output")]
+    pub parts: Option<attnrec::score::PartSlice>,
+    /// With a folder of candidates: the history's ratings folder holds as many parts as the
+    /// candidates, part k holding the users of candidates part k (both partitioned by the same
+    /// user key); each part is scored with its own history part only.
+    #[arg(long, requires = "history")]
+    pub co_partitioned: bool,
     /// Keep each user's best K candidates, grouped by user, with a `rank` column.
     #[arg(long)]
     pub top_k: Option<usize>,

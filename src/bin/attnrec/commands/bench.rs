@@ -430,12 +430,57 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                         model.clone(),
                         n.to_string(),
                         threads.to_string(),
+                        "one file".into(),
                         format!("{wall:.1}"),
                         format!("{:.0}", n as f64 / wall),
                         format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
                         reference.map_or("".into(), |r| format!("{:.0}", n as f64 / r)),
                         reference.map_or("".into(), |r| format!("{:.2}×", r / wall)),
                     ]);
+                    for &parts in &a.score_parts {
+                        let (cands_dir, history) = co_partition(&data, &cands, parts, &tmp)?;
+                        let out = tmp.join("scored");
+                        let _ = std::fs::remove_dir_all(&out);
+                        let start = Instant::now();
+                        let peak_kb = run_tasks(parts, a.score_tasks, |k| {
+                            let mut child = std::process::Command::new(&exe);
+                            child
+                                .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
+                                .arg(&run)
+                                .arg("--candidates")
+                                .arg(&cands_dir)
+                                .arg("--output")
+                                .arg(&out)
+                                .args(["--parts", &format!("{k}/{parts}"), "--co-partitioned", "--history"])
+                                .arg(&history)
+                                .stdout(std::process::Stdio::null());
+                            child
+                        })?;
+                        let wall = start.elapsed().as_secs_f64();
+                        let _ = std::fs::remove_dir_all(&out);
+                        let shape = format!("{parts} parts, {} at once", a.score_tasks.min(parts));
+                        eprintln!("{name} {model} threads {threads}, {shape}: {n} rows in {wall:.1} s ({:.0} rows/s)", n as f64 / wall);
+                        if a.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"preset": name, "model": model, "rows": n, "threads": threads, "parts": parts,
+                                    "tasks_at_once": a.score_tasks.min(parts), "wall_seconds": wall, "rows_per_sec": n as f64 / wall,
+                                    "peak_rss_bytes_per_task": peak_kb * 1024})
+                            );
+                        }
+                        rows.push(vec![
+                            name.clone(),
+                            model.clone(),
+                            n.to_string(),
+                            threads.to_string(),
+                            shape,
+                            format!("{wall:.1}"),
+                            format!("{:.0}", n as f64 / wall),
+                            format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
+                            String::new(),
+                            String::new(),
+                        ]);
+                    }
                 }
             }
         }
@@ -444,9 +489,93 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     let _ = std::fs::remove_dir_all(&tmp);
     let rows = result?;
     if !a.json {
-        print_table(&["preset", "model", "rows", "threads", "wall s", "rows/s", "peak RSS GiB", "PyTorch ref rows/s", "ratio"], &rows);
+        print_table(&["preset", "model", "rows", "threads", "parts", "wall s", "rows/s", "peak RSS GiB", "PyTorch ref rows/s", "ratio"], &rows);
     }
     Ok(())
+}
+
+/// The partition of a user among `n` parts (a multiplicative hash of the id).
+fn partition_of(user: i64, n: usize) -> usize {
+    ((user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+}
+
+/// The candidates file `cands` (header `user_id,…`) and the log of `data` cut into `n` parts by
+/// user, alike: `tmp/cands-N/part-K.csv`, and `tmp/history-N/`, the dataset folder with its
+/// ratings file as a folder of parts. MovieLens layouts only (the user is each line's first field).
+fn co_partition(data: &Path, cands: &Path, n: usize, tmp: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use attnrec::data::Format;
+    use std::io::{BufRead, Write};
+    if n == 0 {
+        anyhow::bail!("--score-parts: a part count must be at least 1");
+    }
+    let (ratings, sep, header) = match Format::detect(data)? {
+        Format::Ml100k => ("u.data", "\t", false),
+        Format::Ml1m => ("ratings.dat", "::", false),
+        Format::MlCsv => ("ratings.csv", ",", true),
+        other => anyhow::bail!("--score-parts: {} logs are not cut into parts here (the MovieLens layouts are)", other.name()),
+    };
+    let split = |from: &Path, to: &Path, sep: &str, header: bool, name: &dyn Fn(usize) -> String| -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        let mut outs = (0..n).map(|k| Ok(std::io::BufWriter::new(std::fs::File::create(to.join(name(k)))?))).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut lines = std::io::BufReader::new(std::fs::File::open(from)?).lines();
+        if header {
+            let h = lines.next().transpose()?.unwrap_or_default();
+            for o in &mut outs {
+                writeln!(o, "{h}")?;
+            }
+        }
+        for line in lines {
+            let line = line?;
+            let user: i64 = line.split(sep).next().unwrap_or("").trim().parse().map_err(|_| anyhow::anyhow!("{}: a line without a user id first: {line:?}", from.display()))?;
+            writeln!(outs[partition_of(user, n)], "{line}")?;
+        }
+        for mut o in outs {
+            o.flush()?;
+        }
+        Ok(())
+    };
+    let cands_dir = tmp.join(format!("cands-{n}"));
+    let history = tmp.join(format!("history-{n}"));
+    if !cands_dir.is_dir() {
+        split(cands, &cands_dir, ",", true, &|k| format!("part-{k:05}.csv"))?;
+        split(&data.join(ratings), &history.join(ratings), sep, header, &|k| format!("part-{k:05}"))?;
+        for e in std::fs::read_dir(data)? {
+            let e = e?;
+            let file = e.file_name();
+            if e.path().is_file() && file != ratings && !file.to_string_lossy().starts_with('.') {
+                std::fs::copy(e.path(), history.join(&file))?;
+            }
+        }
+    }
+    Ok((cands_dir, history))
+}
+
+/// Runs `task(0..n)` as children, `at_once` at a time; fails if one fails; returns the largest
+/// peak RSS of a child in KiB.
+fn run_tasks(n: usize, at_once: usize, task: impl Fn(usize) -> std::process::Command + Sync) -> anyhow::Result<u64> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<u64>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..at_once.clamp(1, n.max(1)))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<u64> {
+                    let mut peak = 0;
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= n {
+                            return Ok(peak);
+                        }
+                        let (ok, kb) = run_with_peak_rss(&mut task(k))?;
+                        if !ok {
+                            anyhow::bail!("bench: the child `attnrec score --parts {k}/{n}` failed");
+                        }
+                        peak = peak.max(kb);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err(anyhow::anyhow!("bench: a task thread panicked")))).collect()
+    });
+    results.into_iter().try_fold(0, |m, r| Ok(m.max(r?)))
 }
 
 /// A fresh folder under the system's temp dir for one bench.

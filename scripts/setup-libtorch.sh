@@ -53,6 +53,22 @@ if ! "$VENV/bin/python" -c "import numpy, sklearn, pandas, pyarrow" 2>/dev/null;
     die "could not install the fixture tools (numpy scikit-learn pandas pyarrow) into $VENV"
 fi
 
+# PySpark for the Spark scoring job and its test (scripts/spark/score.py, tests/spark.rs), with
+# the Java runtime Spark needs: from Debian where `java` is missing.
+SPARK_VERSION=3.5.9
+if ! "$VENV/bin/python" -c "import pyspark, sys; sys.exit(0 if pyspark.__version__ == '$SPARK_VERSION' else 1)" 2>/dev/null; then
+  echo "setup-libtorch: adding pyspark==$SPARK_VERSION to $VENV (one-time, ~320 MB)" >&2
+  "$VENV/bin/python" -m pip install --quiet "pyspark==$SPARK_VERSION" >&2 || die "could not install pyspark==$SPARK_VERSION into $VENV"
+fi
+if ! command -v java >/dev/null; then
+  echo "setup-libtorch: no java on PATH; installing Debian's openjdk-17-jre-headless for Spark" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+    die "Spark needs a Java runtime (17): install openjdk-17-jre-headless, or run this as root"
+  fi
+  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >&2 ||
+    die "could not install openjdk-17-jre-headless; install a Java 17 runtime by hand"
+fi
+
 if [ "${1:-}" = "--print-env" ]; then
   echo "export LIBTORCH_USE_PYTORCH=1"
   echo "export PATH=$VENV/bin:\$PATH"

@@ -4,6 +4,7 @@
 //! while attnrec itself stays quick to rebuild; attnrec wraps them into its libtorch models and
 //! tests them against libtorch's own autograd.
 pub mod din;
+pub mod dropout;
 pub mod embedding;
 pub mod gemm;
 pub mod gru;

@@ -91,14 +91,22 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// `header`, then one line `user SEP item SEP rating SEP timestamp` per rating of `log`.
+fn ratings_text(log: &[Rating], header: &str, sep: &str) -> String {
+    let mut text = String::from(header);
+    for &(u, i, r, t) in log {
+        text.push_str(&format!("{u}{sep}{i}{sep}{}{sep}{t}\n", rating_text(r)));
+    }
+    text
+}
+
 /// Writes `log` and its items into `dir` in `layout`; returns the title each item should load
 /// with. Every item gets the genres `Drama|Comedy` (ml-100k: the flags of both).
 fn write(dir: &Path, layout: Format, log: &[Rating], titles: &BTreeMap<i64, String>) -> BTreeMap<i64, String> {
     let mut expected = BTreeMap::new();
     match layout {
         Format::Ml100k => {
-            let data: String = log.iter().map(|&(u, i, r, t)| format!("{u}\t{i}\t{}\t{t}\n", rating_text(r))).collect();
-            fs::write(dir.join("u.data"), data).unwrap();
+            fs::write(dir.join("u.data"), ratings_text(log, "", "\t")).unwrap();
             let mut item = Vec::new();
             for (i, t) in titles {
                 // No `|` in a title of this layout (it has no quoting).
@@ -116,8 +124,7 @@ fn write(dir: &Path, layout: Format, log: &[Rating], titles: &BTreeMap<i64, Stri
             fs::write(dir.join("u.item"), item).unwrap();
         }
         Format::Ml1m => {
-            let data: String = log.iter().map(|&(u, i, r, t)| format!("{u}::{i}::{}::{t}\n", rating_text(r))).collect();
-            fs::write(dir.join("ratings.dat"), data).unwrap();
+            fs::write(dir.join("ratings.dat"), ratings_text(log, "", "::")).unwrap();
             let mut movies = String::new();
             for (i, t) in titles {
                 // A title may hold a single `:` but not the separator `::`.
@@ -129,11 +136,7 @@ fn write(dir: &Path, layout: Format, log: &[Rating], titles: &BTreeMap<i64, Stri
             fs::write(dir.join("movies.dat"), movies).unwrap();
         }
         Format::MlCsv => {
-            let mut data = String::from("userId,movieId,rating,timestamp\n");
-            for &(u, i, r, t) in log {
-                data.push_str(&format!("{u},{i},{},{t}\n", rating_text(r)));
-            }
-            fs::write(dir.join("ratings.csv"), data).unwrap();
+            fs::write(dir.join("ratings.csv"), ratings_text(log, "userId,movieId,rating,timestamp\n", ",")).unwrap();
             let mut movies = String::from("movieId,title,genres\n");
             for (i, t) in titles {
                 movies.push_str(&format!("{i},{},Drama|Comedy\n", csv_field(t)));
@@ -142,11 +145,8 @@ fn write(dir: &Path, layout: Format, log: &[Rating], titles: &BTreeMap<i64, Stri
             fs::write(dir.join("movies.csv"), movies).unwrap();
         }
         Format::Atomic => {
-            let mut inter = String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
-            for &(u, i, r, t) in log {
-                inter.push_str(&format!("{u}\t{i}\t{}\t{t}\n", rating_text(r)));
-            }
-            fs::write(dir.join("ml.inter"), inter).unwrap();
+            let header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n";
+            fs::write(dir.join("ml.inter"), ratings_text(log, header, "\t")).unwrap();
             let mut item = String::from("item_id:token\tmovie_title:token_seq\tgenre:token_seq\n");
             for (i, t) in titles {
                 // No tabs in this layout's fields (it has no quoting); titles have none.

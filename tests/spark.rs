@@ -23,19 +23,20 @@ fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
     o
 }
 
+/// The (request, score) rows of one scored Parquet file.
+fn scores_in(path: &Path) -> Vec<(String, f64)> {
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap();
+    let req = df.column("request").unwrap().str().unwrap().clone();
+    let score = df.column("score").unwrap().f64().unwrap().clone();
+    req.iter().map(|r| r.unwrap_or("<null>").to_string()).zip(score.iter().map(|s| s.unwrap_or(f64::NAN))).collect()
+}
+
 /// Every row of the Parquet parts in `dir`: request → score.
 fn read_scores(dir: &Path) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
     parts.sort();
     assert!(!parts.is_empty(), "{}: no Parquet parts", dir.display());
-    for p in parts {
-        let df = ParquetReader::new(std::fs::File::open(&p).unwrap()).finish().unwrap();
-        let req = df.column("request").unwrap().str().unwrap().clone();
-        let score = df.column("score").unwrap().f64().unwrap().clone();
-        out.extend(req.iter().map(|r| r.unwrap_or("<null>").to_string()).zip(score.iter().map(|s| s.unwrap_or(f64::NAN))));
-    }
-    out
+    parts.iter().flat_map(|p| scores_in(p)).collect()
 }
 
 #[test]
@@ -71,12 +72,7 @@ fn spark_scores_every_row_once_as_one_process_does() {
         attnrec().args(["score", "-q", "--threads", "2", "--run"]).arg(&run).arg("--candidates").arg(d.join("cands.csv")).arg("--output").arg(&reference),
         "attnrec score",
     );
-    let reference: HashMap<String, f64> = {
-        let df = ParquetReader::new(std::fs::File::open(&reference).unwrap()).finish().unwrap();
-        let req = df.column("request").unwrap().str().unwrap().clone();
-        let score = df.column("score").unwrap().f64().unwrap().clone();
-        req.iter().map(|r| r.unwrap_or("<null>").to_string()).zip(score.iter().map(|s| s.unwrap_or(f64::NAN))).collect()
-    };
+    let reference: HashMap<String, f64> = scores_in(&reference).into_iter().collect();
     assert_eq!(reference.len(), rows.len());
 
     // The sources as Spark would find them in a lake: candidates in 3 CSV files by row range, the
@@ -105,25 +101,27 @@ fn spark_scores_every_row_once_as_one_process_does() {
     }
     std::fs::write(hist.join("moved.csv"), csv(&own)).unwrap();
 
+    // scripts/spark/score.py in local[2] on those sources, into `out`, with `extra` flags.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/spark/score.py");
+    let spark = |extra: &[&str], out: &Path| {
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .args(["--master", "local[2]", "--attnrec", env!("CARGO_BIN_EXE_attnrec"), "--run"])
+            .arg(&run)
+            .arg("--candidates")
+            .arg(&cands)
+            .args(["--candidates-format", "csv", "--history-format", "csv", "--history"])
+            .arg(&hist)
+            .arg("--output")
+            .arg(out)
+            .args(extra)
+            .env("PYSPARK_PYTHON", &python)
+            .env("SPARK_LOCAL_IP", "127.0.0.1");
+        cmd
+    };
     for partitions in [1, 7] {
         let out = d.join(format!("scores-{partitions}"));
-        run_ok(
-            Command::new(&python)
-                .arg(&script)
-                .args(["--master", "local[2]", "--attnrec", env!("CARGO_BIN_EXE_attnrec"), "--run"])
-                .arg(&run)
-                .arg("--candidates")
-                .arg(&cands)
-                .args(["--candidates-format", "csv", "--history-format", "csv", "--history"])
-                .arg(&hist)
-                .arg("--output")
-                .arg(&out)
-                .args(["--partitions", &partitions.to_string()])
-                .env("PYSPARK_PYTHON", &python)
-                .env("SPARK_LOCAL_IP", "127.0.0.1"),
-            &format!("score.py with {partitions} partitions"),
-        );
+        run_ok(&mut spark(&["--partitions", &partitions.to_string()], &out), &format!("score.py with {partitions} partitions"));
         let got = read_scores(&out);
         assert_eq!(got.len(), rows.len(), "{partitions} partitions: every row comes back");
         let mut seen = std::collections::HashSet::new();
@@ -136,29 +134,12 @@ fn spark_scores_every_row_once_as_one_process_does() {
 
     // A missing column, and a task's failure (--strict meets the unknown user): exit 2, the
     // error as the last line of stderr (Spark's own log lines come before it), no output.
-    let spark = |extra: &[&str], out: &Path| {
-        Command::new(&python)
-            .arg(&script)
-            .args(["--master", "local[2]", "--attnrec", env!("CARGO_BIN_EXE_attnrec"), "--run"])
-            .arg(&run)
-            .arg("--candidates")
-            .arg(&cands)
-            .args(["--candidates-format", "csv", "--history-format", "csv", "--history"])
-            .arg(&hist)
-            .arg("--output")
-            .arg(out)
-            .args(extra)
-            .env("PYSPARK_PYTHON", &python)
-            .env("SPARK_LOCAL_IP", "127.0.0.1")
-            .output()
-            .unwrap()
-    };
     for (extra, says) in [
         (&["--user-col", "uid"][..], "error: candidates: no column 'uid' (columns: request, user_id, item_id, timestamp)"),
         (&["--strict", "--partitions", "3"][..], "error: attnrec score failed in a task (exit 2): error: "),
     ] {
         let out = d.join("refused");
-        let o = spark(extra, &out);
+        let o = spark(extra, &out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
         let last = err.trim_end().rsplit(['\n', '\r']).next().unwrap_or("");

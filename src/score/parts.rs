@@ -155,10 +155,11 @@ pub fn score_parts(
     if canonical(output)? == canonical(candidates)? {
         return Err(Error::dataset(output, "is the candidates folder: the output parts would replace the input parts; choose another --output"));
     }
+    let names: Vec<String> = parts.iter().map(|p| name_of(p)).collect();
     let manifest = Manifest {
         run: canonical(&run.path)?,
         candidates: canonical(candidates)?,
-        parts: parts.iter().map(|p| name_of(p)).collect(),
+        parts: names.clone(),
         history: canonical(history.dir())?,
         co_partitioned: matches!(history, History::CoPartitioned(_)),
         user_col: opts.user_col.clone(),
@@ -172,11 +173,11 @@ pub fn score_parts(
     check_manifest(output, &manifest)?;
 
     let mut summary = PartsSummary { parts: parts.len(), ..Default::default() };
-    let todo: Vec<usize> = (0..parts.len()).filter(|&k| slice.takes(k) && !output.join(name_of(&parts[k])).is_file()).collect();
-    summary.skipped = (0..parts.len()).filter(|&k| slice.takes(k) && !todo.contains(&k)).map(|k| name_of(&parts[k])).collect();
+    let (todo, skipped): (Vec<usize>, Vec<usize>) = (0..parts.len()).filter(|&k| slice.takes(k)).partition(|&k| !output.join(&names[k]).is_file());
+    summary.skipped = skipped.into_iter().map(|k| names[k].clone()).collect();
     let mut whole: Option<HistoryIndex> = None;
     for (done, &k) in todo.iter().enumerate() {
-        let (part, name) = (&parts[k], name_of(&parts[k]));
+        let (part, name) = (&parts[k], names[k].clone());
         let out = output.join(&name);
         let own;
         let index = match history {
@@ -202,7 +203,7 @@ pub fn score_parts(
         summary.scored.push((name, s));
     }
     progress(todo.len(), todo.len(), 0);
-    summary.complete = parts.iter().all(|p| output.join(name_of(p)).is_file());
+    summary.complete = names.iter().all(|n| output.join(n).is_file());
     if summary.complete {
         publish(&output.join("_SUCCESS"), b"")?;
     }

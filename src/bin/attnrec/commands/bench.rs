@@ -378,16 +378,20 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                 for &threads in &a.threads {
                     let out = tmp.join("scores.csv");
                     let start = Instant::now();
-                    let mut child = std::process::Command::new(&exe);
-                    child
-                        .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
-                        .arg(&run)
-                        .arg("--candidates")
-                        .arg(&cands)
-                        .arg("--output")
-                        .arg(&out)
-                        .stdout(std::process::Stdio::null());
-                    let (ok, peak_kb) = run_with_peak_rss(&mut child)?;
+                    // A child `attnrec score` of `input` into `output`, quiet.
+                    let score_child = |input: &Path, output: &Path| {
+                        let mut child = std::process::Command::new(&exe);
+                        child
+                            .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
+                            .arg(&run)
+                            .arg("--candidates")
+                            .arg(input)
+                            .arg("--output")
+                            .arg(output)
+                            .stdout(std::process::Stdio::null());
+                        child
+                    };
+                    let (ok, peak_kb) = run_with_peak_rss(&mut score_child(&cands, &out))?;
                     let wall = start.elapsed().as_secs_f64();
                     if !ok {
                         anyhow::bail!("bench: the child `attnrec score` of {model} on {name} failed");
@@ -443,17 +447,8 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                         let _ = std::fs::remove_dir_all(&out);
                         let start = Instant::now();
                         let peak_kb = run_tasks(parts, a.score_tasks, |k| {
-                            let mut child = std::process::Command::new(&exe);
-                            child
-                                .args(["score", "-q", "--threads", &threads.to_string(), "--run"])
-                                .arg(&run)
-                                .arg("--candidates")
-                                .arg(&cands_dir)
-                                .arg("--output")
-                                .arg(&out)
-                                .args(["--parts", &format!("{k}/{parts}"), "--co-partitioned", "--history"])
-                                .arg(&history)
-                                .stdout(std::process::Stdio::null());
+                            let mut child = score_child(&cands_dir, &out);
+                            child.args(["--parts", &format!("{k}/{parts}"), "--co-partitioned", "--history"]).arg(&history);
                             child
                         })?;
                         let wall = start.elapsed().as_secs_f64();

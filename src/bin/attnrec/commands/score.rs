@@ -1,7 +1,7 @@
 //! `attnrec score`: a trained run applied to a candidates file.
 use crate::cli::ScoreArgs;
 use attnrec::run::{load_run, LoadedRun};
-use attnrec::score::{default_history_dir, score_file, score_parts, History, HistoryIndex, Output, PartSlice, ScoreOptions};
+use attnrec::score::{default_history_dir, score_file, score_parts, History, HistoryIndex, Output, PartSlice, ScoreOptions, ScoreSummary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,11 +16,11 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
         anyhow::bail!("--top-k must be at least 1");
     }
     let stdout = a.output.as_os_str() == "-";
+    let folder = a.candidates.is_dir();
     if !stdout && a.output == a.candidates {
-        let what = if a.candidates.is_dir() { "folder" } else { "file" };
+        let what = if folder { "folder" } else { "file" };
         anyhow::bail!("--output {} is the candidates {what}; choose another path", a.output.display());
     }
-    let folder = a.candidates.is_dir();
     if !folder && (a.parts.is_some() || a.co_partitioned) {
         anyhow::bail!("--parts and --co-partitioned need --candidates to be a folder of parts; {} is not a folder", a.candidates.display());
     }
@@ -57,17 +57,8 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     if !a.quiet {
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "scored {} rows, wrote {} to {} in {secs:.1} s ({:.0} rows/s); unknown users {}, unknown items {}, empty histories {}",
-            s.rows,
-            s.written,
-            if stdout { "stdout".to_string() } else { a.output.display().to_string() },
-            s.rows as f64 / secs.max(1e-9),
-            s.unknown_users,
-            s.unknown_items,
-            s.empty_histories
-        );
+        let to = if stdout { "stdout".to_string() } else { a.output.display().to_string() };
+        eprintln!("scored {}", done_line(&s, &to, start));
     }
     Ok(())
 }
@@ -95,22 +86,28 @@ fn score_folder(a: &ScoreArgs, run: &LoadedRun, history_dir: PathBuf, opts: &Sco
     })?;
     bar.finish_and_clear();
     if !a.quiet {
-        let t = s.total();
-        let secs = start.elapsed().as_secs_f64();
         eprintln!(
-            "scored {} of {} parts ({} already written), {} rows, wrote {} to {} in {secs:.1} s ({:.0} rows/s); unknown users {}, unknown items {}, empty histories {}{}",
+            "scored {} of {} parts ({} already written), {}{}",
             s.scored.len(),
             s.parts,
             s.skipped.len(),
-            t.rows,
-            t.written,
-            a.output.display(),
-            t.rows as f64 / secs.max(1e-9),
-            t.unknown_users,
-            t.unknown_items,
-            t.empty_histories,
+            done_line(&s.total(), &a.output.display().to_string(), start),
             if s.complete { "; every part is written (_SUCCESS)" } else { "" }
         );
     }
     Ok(())
+}
+
+/// What a job did, for its closing line: rows, where they went, how fast, what was unknown.
+fn done_line(s: &ScoreSummary, to: &str, start: Instant) -> String {
+    let secs = start.elapsed().as_secs_f64();
+    format!(
+        "{} rows, wrote {} to {to} in {secs:.1} s ({:.0} rows/s); unknown users {}, unknown items {}, empty histories {}",
+        s.rows,
+        s.written,
+        s.rows as f64 / secs.max(1e-9),
+        s.unknown_users,
+        s.unknown_items,
+        s.empty_histories
+    )
 }

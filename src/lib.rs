@@ -23,7 +23,8 @@
 //!   CUDA;
 //! - [`inspect`]: what the protocol makes of a dataset (`attnrec data inspect`);
 //! - [`experiment`], [`report`]: experiment files → runs → results tables, plots and report.html;
-//! - [`score`], [`export`]: a trained run on new candidates, its explanations, TorchScript.
+//! - [`score`], [`export`]: a trained run on new candidates, its explanations, TorchScript;
+//! - [`table`]: the one results table every command prints (text, Markdown, CSV, JSON, HTML).
 pub mod attention;
 pub mod bench;
 pub mod cache;
@@ -42,6 +43,7 @@ pub mod omp;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod table;
 pub mod train;
 pub mod util;
 

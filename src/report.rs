@@ -10,7 +10,8 @@
 //! the png crate. Text uses DejaVu Sans, embedded, so no system font is needed.
 use crate::data::protocol::Split;
 use crate::error::{Error, Result};
-use crate::experiment::{display_rows, Experiment, Outcome, VariantResult};
+use crate::experiment::{Experiment, Outcome, VariantResult};
+use crate::table::escape_html;
 use crate::features::Batcher;
 use crate::run::{load_run, prepare, METRICS_FILE};
 use crate::train::EvalReport;
@@ -337,10 +338,6 @@ fn render(plot: &impl Plot, dir: &Path, stem: &str) -> Result<String> {
     Ok(svg)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// Draws every plot and writes `report.html` into the experiment folder; returns the files
 /// written (relative to it).
 pub fn write(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) -> Result<Vec<String>> {
@@ -366,18 +363,17 @@ pub fn write(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) ->
             }
         }
     }
-    let (header, rows) = display_rows(results);
     let mut html = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
     );
-    html.push_str(&format!("<title>{} — attnrec experiment</title>\n", escape(&e.name)));
+    html.push_str(&format!("<title>{} — attnrec experiment</title>\n", escape_html(&e.name)));
     html.push_str(
         "<style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
          table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}\
          th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
          figure svg{max-width:100%;height:auto}figcaption{font-weight:bold;margin-bottom:.5em}</style></head><body>\n",
     );
-    html.push_str(&format!("<h1>{}</h1>\n", escape(&e.name)));
+    html.push_str(&format!("<h1>{}</h1>\n", escape_html(&e.name)));
     let seeds: std::collections::BTreeSet<u64> = e.runs.iter().map(|r| r.seed).collect();
     let seeds = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
     html.push_str(&format!(
@@ -386,23 +382,11 @@ pub fn write(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) ->
         e.runs.len(),
         e.variants.len(),
         seeds,
-        e.baseline.as_ref().map_or(String::new(), |b| format!("; RelaImpr of the mean test AUC against <code>{}</code>", escape(b)))
+        e.baseline.as_ref().map_or(String::new(), |b| format!("; RelaImpr of the mean test AUC against <code>{}</code>", escape_html(b)))
     ));
-    html.push_str("<table><thead><tr>");
-    for h in &header {
-        html.push_str(&format!("<th>{}</th>", escape(h)));
-    }
-    html.push_str("</tr></thead><tbody>\n");
-    for row in &rows {
-        html.push_str("<tr>");
-        for cell in row {
-            html.push_str(&format!("<td>{}</td>", escape(cell)));
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str("</tbody></table>\n");
+    html.push_str(&crate::experiment::results_table(results).render(crate::table::Format::Html));
     for (caption, svg) in &figures {
-        html.push_str(&format!("<figure><figcaption>{}</figcaption>\n{}\n</figure>\n", escape(caption), svg));
+        html.push_str(&format!("<figure><figcaption>{}</figcaption>\n{}\n</figure>\n", escape_html(caption), svg));
     }
     html.push_str("</body></html>\n");
     write_atomic(&dir.join("report.html"), html.as_bytes())?;

@@ -12,45 +12,69 @@ pub enum Outcome {
     /// Trained now, or found complete in its folder.
     Done { summary: RunSummary, reused: bool },
     /// Training failed; the error is recorded and the experiment goes on.
-    Failed(String),
+    Failed(Failure),
 }
 
+/// Why a run failed: the error's one line, and whether it was the computation's own failure
+/// ([`Error::is_user_error`] false: a diverged loss) rather than something the user gave.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub message: String,
+    pub internal: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What the caller of [`execute`] sees: each run's start and end, and its training in between
+/// (as an [`Observer`]).
+pub trait RunObserver: Observer {
+    fn run_start(&mut self, _index: usize, _run: &PlannedRun) {}
+    fn run_end(&mut self, _index: usize, _run: &PlannedRun, _outcome: &Outcome) {}
+}
+
+impl RunObserver for crate::train::Silent {}
+
 /// Trains every planned run that its folder does not already hold complete, in order; a failed
-/// run is recorded with its error (the experiment goes on). `observe(i, run)` is called before
-/// run `i` starts, `observer` sees its training.
-pub fn execute(
-    e: &Experiment,
-    observer: &mut dyn Observer,
-    observe: &mut dyn FnMut(usize, &PlannedRun),
-) -> Result<Vec<Outcome>> {
+/// run is recorded with its error (the experiment goes on).
+pub fn execute(e: &Experiment, observer: &mut dyn RunObserver) -> Result<Vec<Outcome>> {
     std::fs::create_dir_all(&e.out).map_err(|err| Error::io(&e.out, err))?;
     let mut outcomes = Vec::with_capacity(e.runs.len());
     for (i, run) in e.runs.iter().enumerate() {
-        observe(i, run);
-        if run.dir.join(SUMMARY_FILE).is_file() {
-            if !run.dir.join(COMMAND_FILE).is_file() {
-                write_command(e, run)?;
-            }
-            outcomes.push(Outcome::Done { summary: read_summary(&run.dir)?, reused: true });
-            continue;
-        }
-        // A run interrupted in an earlier attempt continues from its checkpoint.
-        let result = if partial_path(&run.dir).is_dir() {
-            resume_run(&run.dir, observer)
-        } else {
-            train_run(&run.config, &run.dir, false, observer)
-        };
-        // The table is always built from summary.json as written, so that a later invocation
-        // that finds the run complete tabulates exactly the same numbers.
-        outcomes.push(match result.and_then(|_| read_summary(&run.dir)) {
-            Ok(summary) => {
-                write_command(e, run)?;
-                Outcome::Done { summary, reused: false }
-            }
-            Err(err) => Outcome::Failed(err.to_string()),
-        });
+        observer.run_start(i, run);
+        let outcome = execute_one(e, run, observer)?;
+        observer.run_end(i, run, &outcome);
+        outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// One planned run: found complete, resumed, or trained.
+fn execute_one(e: &Experiment, run: &PlannedRun, observer: &mut dyn RunObserver) -> Result<Outcome> {
+    if run.dir.join(SUMMARY_FILE).is_file() && !e.retrain {
+        if !run.dir.join(COMMAND_FILE).is_file() {
+            write_command(e, run)?;
+        }
+        return Ok(Outcome::Done { summary: read_summary(&run.dir)?, reused: true });
+    }
+    // A run interrupted in an earlier attempt continues from its checkpoint.
+    let result = if partial_path(&run.dir).is_dir() && !e.retrain {
+        resume_run(&run.dir, observer)
+    } else {
+        train_run(&run.config, &run.dir, e.retrain, observer)
+    };
+    // The table is always built from summary.json as written, so that a later invocation
+    // that finds the run complete tabulates exactly the same numbers.
+    Ok(match result.and_then(|_| read_summary(&run.dir)) {
+        Ok(summary) => {
+            write_command(e, run)?;
+            Outcome::Done { summary, reused: false }
+        }
+        Err(err) => Outcome::Failed(Failure { message: err.to_string(), internal: !err.is_user_error() }),
+    })
 }
 
 /// The file name of the commands that reproduce a run, written into its folder.

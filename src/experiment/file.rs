@@ -7,7 +7,47 @@ use crate::error::{Error, Result};
 use std::path::Path;
 use toml::{Table, Value};
 
-const KEYS: [&str; 6] = ["name", "seeds", "baseline", "base", "variant", "grid"];
+/// The file as written. `[base]` and the variants stay TOML tables until they are merged, so that
+/// a variant can override one nested key and keep the rest of its table.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentFile {
+    /// The folder under the runs root [default: the file's stem].
+    name: Option<String>,
+    #[serde(default = "default_seeds")]
+    seeds: Vec<u64>,
+    /// The variant the others are compared with.
+    baseline: Option<String>,
+    /// A run config (data, protocol, model, train), as for `train --config`.
+    base: Option<Table>,
+    #[serde(default)]
+    variant: Vec<VariantEntry>,
+    /// Dotted keys, each with a list of values: every combination is a variant.
+    #[serde(default)]
+    grid: std::collections::BTreeMap<String, Vec<Value>>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![42]
+}
+
+/// One `[[variant]]`: its name and the keys it overrides.
+#[derive(Debug, serde::Deserialize)]
+struct VariantEntry {
+    name: Option<String>,
+    #[serde(flatten)]
+    overrides: Table,
+}
+
+/// toml's message for a mistake in the file, in the words of the other config errors.
+fn file_error(e: toml::de::Error) -> Error {
+    let msg = e.message();
+    // "unknown field `x`, expected one of `a`, `b`" → "unknown key 'x' (expected one of: a, b)"
+    match msg.strip_prefix("unknown field `").and_then(|m| m.split_once("`, expected one of ")) {
+        Some((key, expected)) => Error::config(format!("unknown key '{key}' (expected one of: {})", expected.replace('`', ""))),
+        None => Error::config(msg.to_string()),
+    }
+}
 
 impl Experiment {
     /// Reads `path` and expands it; run folders go under `runs_root/<name>/`.
@@ -22,49 +62,27 @@ impl Experiment {
     }
 
     pub fn parse(text: &str, default_name: &str, runs_root: &Path) -> Result<Experiment> {
-        let doc: Table = toml::from_str(text).map_err(|e| Error::config(e.message().to_string()))?;
-        if let Some(k) = doc.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(Error::config(format!("unknown key '{k}' (expected one of: {})", KEYS.join(", "))));
-        }
-        let name = match doc.get("name") {
-            Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\']) => s.clone(),
+        let file: ExperimentFile = toml::from_str(text).map_err(file_error)?;
+        let name = match file.name {
+            Some(s) if !s.is_empty() && !s.contains(['/', '\\']) => s,
             Some(_) => return Err(Error::config("name must be a non-empty string without '/'")),
             None => default_name.to_string(),
         };
-        let seeds: Vec<u64> = match doc.get("seeds") {
-            None => vec![42],
-            Some(Value::Array(a)) if !a.is_empty() => a
-                .iter()
-                .map(|v| v.as_integer().filter(|&i| i >= 0).map(|i| i as u64))
-                .collect::<Option<Vec<u64>>>()
-                .ok_or_else(|| Error::config("seeds must be a list of non-negative integers"))?,
-            Some(_) => return Err(Error::config("seeds must be a non-empty list of integers")),
-        };
-        let base = match doc.get("base") {
-            Some(Value::Table(t)) => t.clone(),
-            _ => return Err(Error::config("[base] is required: a run config (data, protocol, model, train)")),
-        };
-        let listed: Vec<(String, Table)> = match doc.get("variant") {
-            Some(Value::Array(vs)) => vs
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let mut t = v.as_table().cloned().ok_or_else(|| Error::config(format!("variant {} is not a table", i + 1)))?;
-                    let name = match t.remove("name") {
-                        Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\', ',']) => s,
-                        _ => return Err(Error::config(format!("variant {} needs a name (a string without '/' or ',')", i + 1))),
-                    };
-                    Ok((name, t))
-                })
-                .collect::<Result<_>>()?,
-            Some(_) => return Err(Error::config("[[variant]] must be an array of tables")),
-            None => Vec::new(),
-        };
-        let points = match doc.get("grid") {
-            Some(Value::Table(g)) => grid(g)?,
-            Some(_) => return Err(Error::config("[grid] must be a table")),
-            None => Vec::new(),
-        };
+        if file.seeds.is_empty() {
+            return Err(Error::config("seeds must be a non-empty list of integers"));
+        }
+        let seeds = file.seeds;
+        let base = file.base.ok_or_else(|| Error::config("[base] is required: a run config (data, protocol, model, train)"))?;
+        let listed: Vec<(String, Table)> = file
+            .variant
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v.name {
+                Some(s) if !s.is_empty() && !s.contains(['/', '\\', ',']) => Ok((s, v.overrides)),
+                _ => Err(Error::config(format!("variant {} needs a name (a string without '/' or ',')", i + 1))),
+            })
+            .collect::<Result<_>>()?;
+        let points = grid(&file.grid)?;
         // Variants, grid points, or every variant at every grid point (named `variant,key=value`).
         let variants: Vec<(String, Table)> = match (listed.is_empty(), points.is_empty()) {
             (true, true) => vec![("base".to_string(), Table::new())],
@@ -85,10 +103,9 @@ impl Experiment {
         if let Some(dup) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
             return Err(Error::config(format!("variant name '{dup}' appears twice")));
         }
-        let baseline = match doc.get("baseline") {
-            Some(Value::String(b)) if names.contains(b) => Some(b.clone()),
-            Some(Value::String(b)) => return Err(Error::config(format!("baseline '{b}' is not a variant (variants: {})", names.join(", ")))),
-            Some(_) => return Err(Error::config("baseline must be a variant name")),
+        let baseline = match file.baseline {
+            Some(b) if names.contains(&b) => Some(b),
+            Some(b) => return Err(Error::config(format!("baseline '{b}' is not a variant (variants: {})", names.join(", ")))),
             None => None,
         };
         // The base with every default written out, so that a variant can override one nested key
@@ -113,7 +130,7 @@ impl Experiment {
                 runs.push(PlannedRun { variant: variant.clone(), seed, config: config.clone(), dir: out.join(format!("{variant}-seed{seed}")) });
             }
         }
-        Ok(Experiment { name, baseline, variants: names, runs, out, file: None })
+        Ok(Experiment { name, baseline, variants: names, runs, out, file: None, retrain: false })
     }
 }
 
@@ -132,10 +149,12 @@ fn merge(base: &mut Table, over: &Table) {
 }
 
 /// The cartesian product of `[grid]`'s dotted keys, each point named `key=value,...`.
-fn grid(g: &Table) -> Result<Vec<(String, Table)>> {
-    let mut points: Vec<(Vec<String>, Table)> = vec![(Vec::new(), Table::new())];
+fn grid(g: &std::collections::BTreeMap<String, Vec<Value>>) -> Result<Vec<(String, Table)>> {
+    let mut points: Vec<(Vec<String>, Table)> = if g.is_empty() { Vec::new() } else { vec![(Vec::new(), Table::new())] };
     for (key, values) in g {
-        let values = values.as_array().filter(|a| !a.is_empty()).ok_or_else(|| Error::config(format!("grid \"{key}\" must be a non-empty list")))?;
+        if values.is_empty() {
+            return Err(Error::config(format!("grid \"{key}\" must be a non-empty list")));
+        }
         let path: Vec<&str> = key.split('.').collect();
         let mut next = Vec::new();
         for (names, table) in &points {

@@ -32,8 +32,8 @@ mod execute;
 mod file;
 mod results;
 
-pub use execute::{execute, Outcome, COMMAND_FILE};
-pub use results::{display_rows, pooled_delong, tabulate, write_results, VariantResult};
+pub use execute::{execute, Failure, Outcome, RunObserver, COMMAND_FILE};
+pub use results::{pooled_delong, results_table, tabulate, write_results, VariantResult};
 
 use crate::config::RunConfig;
 use std::path::PathBuf;
@@ -58,4 +58,20 @@ pub struct Experiment {
     pub out: PathBuf,
     /// The experiment file, when it was read from one.
     pub file: Option<PathBuf>,
+    /// Train every run afresh, replacing complete ones as each new one finishes (`demo`), instead
+    /// of skipping complete runs and resuming interrupted ones (an experiment file).
+    pub retrain: bool,
+}
+
+/// The results of executed runs: the table (with DeLong's p against the baseline), written as
+/// `results.csv`, `results.md`, the plots and `report.html` into the experiment's folder; also
+/// the report's files.
+pub fn conclude(e: &Experiment, outcomes: &[Outcome]) -> crate::Result<(Vec<VariantResult>, Vec<String>)> {
+    let mut results = tabulate(e, outcomes);
+    for (r, p) in results.iter_mut().zip(pooled_delong(e, outcomes)?) {
+        r.delong_p = p;
+    }
+    write_results(e, outcomes, &results)?;
+    let files = crate::report::write(e, outcomes, &results)?;
+    Ok((results, files))
 }

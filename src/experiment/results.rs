@@ -4,6 +4,7 @@ use super::{Experiment, Outcome};
 use crate::error::Result;
 use crate::metrics::mean_std;
 use crate::run::RunSummary;
+use crate::table::{Cell, Column, Format, Table};
 use crate::util::write_atomic;
 use serde::Serialize;
 
@@ -70,17 +71,6 @@ pub fn tabulate(e: &Experiment, outcomes: &[Outcome]) -> Vec<VariantResult> {
         .collect()
 }
 
-const HEADER: [&str; 11] =
-    ["variant", "seeds", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "RelaImpr", "p (DeLong)", "samples/s", "parameters", "wall s"];
-
-fn pm((m, s): (f64, f64)) -> String {
-    if m.is_nan() { "n/a".into() } else { format!("{m:.4} ± {s:.4}") }
-}
-
-fn fmt_p(p: f64) -> String {
-    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
-}
-
 /// DeLong's test of each variant against the baseline, pooled over seeds: the test predictions
 /// of a variant's complete runs are averaged per sample (the seed ensemble), the baseline's too,
 /// and the two averages compared on the same samples. (Concatenating the seeds instead would
@@ -123,48 +113,50 @@ pub fn pooled_delong(e: &Experiment, outcomes: &[Outcome]) -> Result<Vec<Option<
         .collect()
 }
 
-/// The rows of the results table as display strings (Markdown and terminal).
-pub fn display_rows(results: &[VariantResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let rows = results
-        .iter()
-        .map(|r| {
-            vec![
-                r.variant.clone(),
-                if r.failed > 0 { format!("{} ({} failed)", r.seeds, r.failed) } else { r.seeds.to_string() },
-                pm(r.valid_auc),
-                pm(r.test_auc),
-                pm(r.test_gauc),
-                pm(r.test_logloss),
-                r.rela_impr.map_or("".into(), |x| format!("{x:+.2}%")),
-                r.delong_p.map_or("".into(), fmt_p),
-                if r.samples_per_sec.is_nan() { "n/a".into() } else { format!("{:.0}", r.samples_per_sec) },
-                r.parameters.to_string(),
-                format!("{:.1}", r.wall_seconds),
-            ]
-        })
-        .collect();
-    (HEADER.to_vec(), rows)
+/// The results table: for people (terminal, Markdown, the report) and machines (`results.csv`:
+/// mean and std in their own columns, full precision).
+pub fn results_table(results: &[VariantResult]) -> Table {
+    let mut t = Table::new(vec![
+        Column::new("variant", "variant"),
+        Column::new("seeds", "seeds"),
+        Column::machine_only("failed"),
+        Column::new("valid_auc", "valid AUC"),
+        Column::new("test_auc", "test AUC"),
+        Column::new("test_gauc", "test GAUC"),
+        Column::new("test_logloss", "test LogLoss"),
+        Column::new("rela_impr_pct", "RelaImpr"),
+        Column::new("delong_p", "p (DeLong)"),
+        Column::new("samples_per_sec", "samples/s"),
+        Column::new("parameters", "parameters"),
+        Column::new("wall_seconds", "wall s"),
+    ]);
+    // Two seeds give a std: the cell says so whatever a seed's metric was (NaN for a missing one).
+    let ms = |(mean, std): (f64, f64), n: usize| Cell::MeanStd { mean, std, n, digits: 4 };
+    for r in results {
+        let seeds = Cell::int(r.seeds);
+        t.push(vec![
+            Cell::text(&r.variant),
+            if r.failed > 0 { seeds.noted(format!("{} failed", r.failed)) } else { seeds },
+            Cell::int(r.failed),
+            ms(r.valid_auc, r.seeds),
+            ms(r.test_auc, r.seeds),
+            ms(r.test_gauc, r.seeds),
+            ms(r.test_logloss, r.seeds),
+            Cell::or_empty(r.rela_impr.map(|x| Cell::Delta { value: x, digits: 2, unit: "%" })),
+            Cell::or_empty(r.delong_p.map(Cell::P)),
+            Cell::num(r.samples_per_sec, 0),
+            Cell::Int(r.parameters),
+            Cell::num(r.wall_seconds, 1),
+        ]);
+    }
+    t
 }
 
 /// Writes `results.csv` (full precision: mean and std in their own columns) and `results.md`
 /// into the experiment folder, and `failed.txt` listing failed runs with their errors.
 pub fn write_results(e: &Experiment, outcomes: &[Outcome], results: &[VariantResult]) -> Result<()> {
-    let mut csv = String::from(
-        "variant,seeds,failed,valid_auc_mean,valid_auc_std,test_auc_mean,test_auc_std,test_gauc_mean,test_gauc_std,\
-         test_logloss_mean,test_logloss_std,rela_impr_pct,delong_p,samples_per_sec,parameters,wall_seconds\n",
-    );
-    let num = |x: f64| if x.is_nan() { String::new() } else { x.to_string() };
-    for r in results {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.variant, r.seeds, r.failed, num(r.valid_auc.0), num(r.valid_auc.1), num(r.test_auc.0), num(r.test_auc.1),
-            num(r.test_gauc.0), num(r.test_gauc.1), num(r.test_logloss.0), num(r.test_logloss.1),
-            r.rela_impr.map_or(String::new(), num), r.delong_p.map_or(String::new(), num), num(r.samples_per_sec),
-            r.parameters, r.wall_seconds
-        ));
-    }
-    write_atomic(&e.out.join("results.csv"), csv.as_bytes())?;
-    let (header, rows) = display_rows(results);
+    let table = results_table(results);
+    write_atomic(&e.out.join("results.csv"), table.render(Format::Csv).as_bytes())?;
     let mut md = format!("# {}\n\nMean ± sample std over seeds", e.name);
     if let Some(b) = &e.baseline {
         md.push_str(&format!(
@@ -172,10 +164,7 @@ pub fn write_results(e: &Experiment, outcomes: &[Outcome], results: &[VariantRes
         ));
     }
     md.push_str(".\n\n");
-    md.push_str(&format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len())));
-    for r in rows {
-        md.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
+    md.push_str(&table.render(Format::Markdown));
     write_atomic(&e.out.join("results.md"), md.as_bytes())?;
     let failed: Vec<String> = e
         .runs

@@ -2,6 +2,7 @@
 use attnrec::data::protocol::{HistoryRule, ItemFeature, ProtocolConfig, Split, SplitRule, UserFeature};
 use attnrec::data::synth::Preset;
 use attnrec::data::Format;
+use attnrec::table::Format as TableFormat;
 use attnrec::train::Monitor;
 use attnrec::util::Choice;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -43,6 +44,15 @@ pub enum Command {
     Data(DataCommand),
 }
 
+/// How a command prints its results table.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TableFlag {
+    /// How to print the results table; with csv or json, stdout is the table alone (full
+    /// precision, a mean ± std as two columns) and every other line goes to stderr.
+    #[arg(long, value_name = "FORMAT", value_parser = choice::<TableFormat>(), default_value = "text")]
+    pub table: TableFormat,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The experiment file.
@@ -56,6 +66,8 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +121,8 @@ pub struct InspectArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +331,8 @@ pub struct TrainArgs {
     pub force: bool,
     #[command(flatten)]
     pub flags: TrainFlags,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +358,8 @@ pub struct EvalArgs {
     /// probabilities at full precision), written whole or not at all.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +384,8 @@ pub struct DemoArgs {
     pub json: bool,
     #[command(flatten)]
     pub flags: TrainFlags,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +461,8 @@ pub struct BenchArgs {
     /// (with --reference: attnrec against the PyTorch reference, and the ratio).
     #[arg(long, conflicts_with_all = ["prepare", "score"])]
     pub all: bool,
+    #[command(flatten)]
+    pub print: TableFlag,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! Progress of training, in one of three modes: an indicatif bar per epoch with one summary line
 //! per evaluation (bars hidden when stderr is not a terminal), JSON lines on stdout for scripts,
 //! or nothing.
+use attnrec::experiment::{Outcome, PlannedRun, RunObserver};
 use attnrec::train::{EvalReport, Observer};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -32,6 +33,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     /// Where bars go when another bar (an experiment's) is shown with them.
     multi: Option<MultiProgress>,
+    /// The bar over an experiment's runs, drawn above the epoch bars.
+    runs: Option<ProgressBar>,
     epoch: usize,
     batch: usize,
     batches: usize,
@@ -49,6 +52,7 @@ impl Progress {
             mode,
             bar: None,
             multi: None,
+            runs: None,
             epoch: 0,
             batch: 0,
             batches: 0,
@@ -60,10 +64,28 @@ impl Progress {
         }
     }
 
-    /// Draws the epoch bars in `multi`, below the bars already there.
-    pub fn in_multi(mut self, multi: MultiProgress) -> Self {
-        self.multi = Some(multi);
-        self
+    /// For an experiment of `total` runs: one bar over the runs (`name [===>  ] 3/8 runs`), the
+    /// run in progress's epoch bars below it, and a line as each run starts.
+    pub fn for_runs(name: &str, mode: Mode, total: usize) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let runs = multi.add(ProgressBar::new(total as u64));
+        runs.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        runs.set_prefix(name.to_string());
+        if mode != Mode::Bars {
+            runs.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        Progress { multi: Some(multi), runs: Some(runs), ..Progress::new(name, mode) }
+    }
+
+    /// Clears the bar over the runs.
+    pub fn finish(&self) {
+        if let Some(runs) = &self.runs {
+            runs.finish_and_clear();
+        }
     }
 
     fn rate(&self) -> f64 {
@@ -80,6 +102,42 @@ pub fn emit(value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
+}
+
+impl RunObserver for Progress {
+    fn run_start(&mut self, index: usize, run: &PlannedRun) {
+        self.label = format!("{} seed {}", run.variant, run.seed);
+        let total = self.runs.as_ref().and_then(|b| b.length()).unwrap_or(0);
+        if let Some(runs) = &self.runs {
+            runs.set_position(index as u64);
+        }
+        if self.mode == Mode::Bars {
+            let line = format!("[{}/{total}] {} → {}", index + 1, self.label, run.dir.display());
+            match &self.multi {
+                Some(m) => m.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+
+    fn run_end(&mut self, _index: usize, run: &PlannedRun, outcome: &Outcome) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.mode != Mode::JsonLines {
+            return;
+        }
+        match outcome {
+            Outcome::Done { summary, reused } => {
+                let mut v = serde_json::to_value(summary).expect("serializable");
+                v["event"] = "done".into();
+                v["run"] = run.dir.display().to_string().into();
+                v["reused"] = (*reused).into();
+                emit(v);
+            }
+            Outcome::Failed(f) => emit(json!({"event": "failed", "run": run.dir.display().to_string(), "error": f.message})),
+        }
+    }
 }
 
 fn fmt_opt(x: Option<f64>) -> String {

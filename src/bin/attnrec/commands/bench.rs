@@ -2,7 +2,8 @@
 //! prefetch depths, as one table; data preparation (`--prepare`) and scoring (`--score`) as their
 //! own tables; `--all` runs the three and ends with one summary table of attnrec against the
 //! PyTorch reference (`--reference`).
-use super::print_table;
+use super::{print_table, table_note};
+use attnrec::table::{Cell, Table};
 use crate::cli::BenchArgs;
 use attnrec::bench::{sgemm_gflops, train_throughput};
 use attnrec::config::RunConfig;
@@ -29,19 +30,30 @@ struct Summary {
     unit: &'static str,
 }
 
-impl Summary {
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.stage.to_string(),
-            self.preset.clone(),
-            self.model.clone(),
-            self.batch.clone(),
-            self.threads.clone(),
-            format!("{:.0} {}", self.attnrec, self.unit),
-            self.reference.map_or("".into(), |r| format!("{r:.0} {}", self.unit)),
-            self.reference.map_or("".into(), |r| format!("{:.2}×", self.attnrec / r)),
-        ]
+fn summary_table(summary: &[Summary]) -> Table {
+    let mut t = Table::with_columns(&[
+        ("stage", "stage"),
+        ("preset", "preset"),
+        ("model", "model"),
+        ("batch", "batch"),
+        ("threads", "threads"),
+        ("attnrec", "attnrec"),
+        ("reference", "PyTorch reference"),
+        ("ratio", "ratio"),
+    ]);
+    for s in summary {
+        t.push(vec![
+            Cell::text(s.stage),
+            Cell::text(&s.preset),
+            Cell::text(&s.model),
+            Cell::text(&s.batch),
+            Cell::text(&s.threads),
+            Cell::unit(s.attnrec, 0, s.unit),
+            Cell::or_empty(s.reference.map(|r| Cell::unit(r, 0, s.unit))),
+            Cell::or_empty(s.reference.map(|r| Cell::ratio(s.attnrec / r))),
+        ]);
     }
+    t
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -60,9 +72,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         score_bench(&a, &mut summary)?;
         train_bench(&a, &mut summary)?;
         if !a.json {
-            println!("\nsummary (PyTorch reference: benchmarks/reference/attnrec_ref.py, same data and settings, run right after attnrec)");
-            let rows: Vec<Vec<String>> = summary.iter().map(Summary::cells).collect();
-            print_table(&["stage", "preset", "model", "batch", "threads", "attnrec", "PyTorch reference", "ratio"], &rows);
+            table_note(a.print.table, "\nsummary (PyTorch reference: benchmarks/reference/attnrec_ref.py, same data and settings, run right after attnrec)");
+            print_table(&summary_table(&summary), a.print.table);
         }
         return Ok(());
     }
@@ -89,7 +100,22 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     }
     let machine = format!("sgemm 2048² through libtorch: {}", machine.join(", "));
     eprintln!("{machine}");
-    let mut rows = Vec::new();
+    let mut rows = Table::with_columns(&[
+        ("preset", "preset"),
+        ("model", "model"),
+        ("batch", "batch"),
+        ("threads", "threads"),
+        ("prefetch", "prefetch"),
+        ("buckets", "buckets"),
+        ("kernels", "kernels"),
+        ("samples_per_sec", "samples/s"),
+        ("ms_per_step", "ms/step"),
+        ("input_wait_pct", "input wait"),
+        ("gflops", "GFLOP/s"),
+        ("sgemm_share_pct", "of sgemm"),
+        ("reference_samples_per_sec", "PyTorch ref samples/s"),
+        ("ratio", "ratio"),
+    ]);
     for (preset_name, data) in datasets(a)? {
         let t = Instant::now();
         let cfg = RunConfig::new(data.clone(), models[0].clone());
@@ -161,23 +187,23 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             threads: r.threads.to_string(),
                             attnrec: r.samples_per_sec,
                             reference,
-                            unit: "samples/s",
+                            unit: " samples/s",
                         });
                         rows.push(vec![
-                            preset_name.clone(),
-                            r.model.clone(),
-                            batch_size.to_string(),
-                            r.threads.to_string(),
-                            prefetch.to_string(),
-                            buckets.to_string(),
-                            if fused { "fused" } else { "libtorch" }.to_string(),
-                            format!("{:.0}", r.samples_per_sec),
-                            format!("{:.2}", r.ms_per_step),
-                            format!("{:.1}%", 100.0 * r.input_wait_share),
-                            gflops.map_or("".into(), |g| format!("{g:.1}")),
-                            gflops.map_or("".into(), |g| format!("{:.0}%", 100.0 * g / ceiling[&threads])),
-                            reference.map_or("".into(), |rs| format!("{rs:.0}")),
-                            reference.map_or("".into(), |rs| format!("{:.2}×", r.samples_per_sec / rs)),
+                            Cell::text(&preset_name),
+                            Cell::text(&r.model),
+                            Cell::int(batch_size),
+                            Cell::int(r.threads),
+                            Cell::int(prefetch),
+                            Cell::int(buckets),
+                            Cell::text(if fused { "fused" } else { "libtorch" }),
+                            Cell::num(r.samples_per_sec, 0),
+                            Cell::num(r.ms_per_step, 2),
+                            Cell::unit(100.0 * r.input_wait_share, 1, "%"),
+                            Cell::or_empty(gflops.map(|g| Cell::num(g, 1))),
+                            Cell::or_empty(gflops.map(|g| Cell::unit(100.0 * g / ceiling[&threads], 0, "%"))),
+                            Cell::or_empty(reference.map(|rs| Cell::num(rs, 0))),
+                            Cell::or_empty(reference.map(|rs| Cell::ratio(r.samples_per_sec / rs))),
                         ]);
                     }
                 }
@@ -185,11 +211,8 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
         }
     }
     if !a.json {
-        println!("{machine}");
-        print_table(
-            &["preset", "model", "batch", "threads", "prefetch", "buckets", "kernels", "samples/s", "ms/step", "input wait", "GFLOP/s", "of sgemm", "PyTorch ref samples/s", "ratio"],
-            &rows,
-        );
+        table_note(a.print.table, &machine);
+        print_table(&rows, a.print.table);
     }
     Ok(())
 }
@@ -280,7 +303,16 @@ fn preset_data(preset: Preset) -> anyhow::Result<(String, PathBuf)> {
 /// is the preparation's alone (read with wait4).
 fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let mut rows = Vec::new();
+    let mut rows = Table::with_columns(&[
+        ("preset", "preset"),
+        ("ratings", "ratings"),
+        ("wall_seconds", "wall s"),
+        ("rows_per_sec", "rows/s"),
+        ("peak_rss_gib", "peak RSS GiB"),
+        ("stage_seconds", "load / protocol / features / write s"),
+        ("reference_seconds", "PyTorch ref s"),
+        ("ratio", "ratio"),
+    ]);
     for (name, data) in datasets(a)? {
         let root = std::env::temp_dir().join(format!("attnrec-bench-{}-{name}", std::process::id()));
         let start = Instant::now();
@@ -318,14 +350,14 @@ fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()
             );
         }
         rows.push(vec![
-            name.clone(),
-            ratings.to_string(),
-            format!("{wall:.2}"),
-            format!("{:.0}", ratings as f64 / wall),
-            format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
-            format!("{:.2} / {:.2} / {:.2} / {:.2}", st.load, st.protocol, st.features, st.write),
-            reference.map_or("".into(), |r| format!("{r:.2}")),
-            reference.map_or("".into(), |r| format!("{:.2}×", r / wall)),
+            Cell::text(&name),
+            Cell::int(ratings),
+            Cell::num(wall, 2),
+            Cell::num(ratings as f64 / wall, 0),
+            Cell::num(peak_kb as f64 / 1024.0 / 1024.0, 2),
+            Cell::text(format!("{:.2} / {:.2} / {:.2} / {:.2}", st.load, st.protocol, st.features, st.write)),
+            Cell::or_empty(reference.map(|r| Cell::num(r, 2))),
+            Cell::or_empty(reference.map(|r| Cell::ratio(r / wall))),
         ]);
         summary.push(Summary {
             stage: "prepare",
@@ -335,11 +367,11 @@ fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()
             threads: "".into(),
             attnrec: ratings as f64 / wall,
             reference: reference.map(|r| ratings as f64 / r),
-            unit: "rows/s",
+            unit: " rows/s",
         });
     }
     if !a.json {
-        print_table(&["preset", "ratings", "wall s", "rows/s", "peak RSS GiB", "load / protocol / features / write s", "PyTorch ref s", "ratio"], &rows);
+        print_table(&rows, a.print.table);
     }
     Ok(())
 }
@@ -350,8 +382,19 @@ fn prepare_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()
 fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let tmp = tempdir_for("score")?;
-    let result = (|| -> anyhow::Result<Vec<Vec<String>>> {
-        let mut rows = Vec::new();
+    let result = (|| -> anyhow::Result<Table> {
+        let mut rows = Table::with_columns(&[
+            ("preset", "preset"),
+            ("model", "model"),
+            ("rows", "rows"),
+            ("threads", "threads"),
+            ("parts", "parts"),
+            ("wall_seconds", "wall s"),
+            ("rows_per_sec", "rows/s"),
+            ("peak_rss_gib", "peak RSS GiB"),
+            ("reference_rows_per_sec", "PyTorch ref rows/s"),
+            ("ratio", "ratio"),
+        ]);
         for (name, data) in datasets(a)? {
             // The log's pairs, in file order, cycled to the requested row count.
             let ds = attnrec::data::Dataset::load(&data, None)?;
@@ -427,19 +470,19 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                         threads: threads.to_string(),
                         attnrec: n as f64 / wall,
                         reference: reference.map(|r| n as f64 / r),
-                        unit: "rows/s",
+                        unit: " rows/s",
                     });
                     rows.push(vec![
-                        name.clone(),
-                        model.clone(),
-                        n.to_string(),
-                        threads.to_string(),
-                        "one file".into(),
-                        format!("{wall:.1}"),
-                        format!("{:.0}", n as f64 / wall),
-                        format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
-                        reference.map_or("".into(), |r| format!("{:.0}", n as f64 / r)),
-                        reference.map_or("".into(), |r| format!("{:.2}×", r / wall)),
+                        Cell::text(&name),
+                        Cell::text(model),
+                        Cell::int(n),
+                        Cell::int(threads),
+                        Cell::text("one file"),
+                        Cell::num(wall, 1),
+                        Cell::num(n as f64 / wall, 0),
+                        Cell::num(peak_kb as f64 / 1024.0 / 1024.0, 2),
+                        Cell::or_empty(reference.map(|r| Cell::num(n as f64 / r, 0))),
+                        Cell::or_empty(reference.map(|r| Cell::ratio(r / wall))),
                     ]);
                     for &parts in &a.score_parts {
                         let (cands_dir, history) = co_partition(&data, &cands, parts, &tmp)?;
@@ -464,16 +507,16 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
                             );
                         }
                         rows.push(vec![
-                            name.clone(),
-                            model.clone(),
-                            n.to_string(),
-                            threads.to_string(),
-                            shape,
-                            format!("{wall:.1}"),
-                            format!("{:.0}", n as f64 / wall),
-                            format!("{:.2}", peak_kb as f64 / 1024.0 / 1024.0),
-                            String::new(),
-                            String::new(),
+                            Cell::text(&name),
+                            Cell::text(model),
+                            Cell::int(n),
+                            Cell::int(threads),
+                            Cell::Text(shape),
+                            Cell::num(wall, 1),
+                            Cell::num(n as f64 / wall, 0),
+                            Cell::num(peak_kb as f64 / 1024.0 / 1024.0, 2),
+                            Cell::Empty,
+                            Cell::Empty,
                         ]);
                     }
                 }
@@ -484,7 +527,7 @@ fn score_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
     let _ = std::fs::remove_dir_all(&tmp);
     let rows = result?;
     if !a.json {
-        print_table(&["preset", "model", "rows", "threads", "parts", "wall s", "rows/s", "peak RSS GiB", "PyTorch ref rows/s", "ratio"], &rows);
+        print_table(&rows, a.print.table);
     }
     Ok(())
 }

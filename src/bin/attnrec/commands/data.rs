@@ -1,5 +1,6 @@
 //! `attnrec data`: the dataset manifests and fetching.
-use super::print_table;
+use super::{print_table, table_note};
+use attnrec::table::{Cell, Format as TableFormat, Table};
 use crate::cli::{DataCommand, FetchArgs, InspectArgs, PrepareArgs, ProtocolFlags};
 use attnrec::data::Format;
 use std::path::Path;
@@ -14,11 +15,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub fn run(c: DataCommand) -> anyhow::Result<()> {
     match c {
         DataCommand::List => {
-            let rows: Vec<Vec<String>> = Manifest::builtin()
-                .into_iter()
-                .map(|m| vec![m.name, m.format.name().to_string(), m.md5.unwrap_or_else(|| "-".into()), m.url])
-                .collect();
-            print_table(&["name", "layout", "md5", "archive"], &rows);
+            let mut t = Table::with_columns(&[("name", "name"), ("layout", "layout"), ("md5", "md5"), ("archive", "archive")]);
+            for m in Manifest::builtin() {
+                t.push(vec![Cell::Text(m.name), Cell::text(m.format.name()), Cell::or_empty(m.md5.map(Cell::Text)), Cell::Text(m.url)]);
+            }
+            print_table(&t, TableFormat::Text);
             Ok(())
         }
         DataCommand::Fetch(a) => fetch_cmd(a),
@@ -81,7 +82,8 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    println!(
+    let format = a.print.table;
+    table_note(format, format!(
         "{} ({} layout): {} ratings, {} events after the k-core filter, {} users, {} items; label {}, history L = {} of {} earlier events, split {}",
         s.path.display(),
         s.format,
@@ -96,36 +98,42 @@ fn inspect_cmd(a: InspectArgs) -> anyhow::Result<()> {
         s.history_len,
         if cfg.history == attnrec::data::protocol::HistoryRule::Positives { "the clicked" } else { "all" },
         cfg.split.name_of()
-    );
-    println!(
+    ));
+    table_note(format, format!(
         "handled by rule: {} duplicate (user, item, timestamp) rows kept; {} users with one event (test only, empty history); \
          {} rated items without metadata (OOV genre) of {} in the item table; {} sampled negatives",
         s.duplicate_events, s.single_event_users, s.items_without_metadata, s.item_table_rows, s.sampled_negatives
-    );
-    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
-    let rows: Vec<Vec<String>> = s
-        .splits
-        .iter()
-        .map(|p| {
-            vec![
-                p.split.name().to_string(),
-                p.samples.to_string(),
-                format!("{:.4}", p.positive_rate),
-                p.users.to_string(),
-                p.items.to_string(),
-                pct(p.oov_user_rate),
-                pct(p.oov_item_rate),
-                pct(p.oov_genre_rate),
-                format!("{:.1} / {} / {} / {}", p.history.mean, p.history.p50, p.history.p90, p.history.max),
-                pct(p.history.empty_rate),
-                pct(p.history.truncated_rate),
-            ]
-        })
-        .collect();
-    print_table(
-        &["split", "samples", "pos rate", "users", "items", "OOV user", "OOV item", "OOV genre", "hist mean/p50/p90/max", "empty hist", "cut to L"],
-        &rows,
-    );
+    ));
+    let pct = |x: f64| Cell::unit(100.0 * x, 2, "%");
+    let mut t = Table::with_columns(&[
+        ("split", "split"),
+        ("samples", "samples"),
+        ("positive_rate", "pos rate"),
+        ("users", "users"),
+        ("items", "items"),
+        ("oov_user_pct", "OOV user"),
+        ("oov_item_pct", "OOV item"),
+        ("oov_genre_pct", "OOV genre"),
+        ("history", "hist mean/p50/p90/max"),
+        ("empty_history_pct", "empty hist"),
+        ("truncated_history_pct", "cut to L"),
+    ]);
+    for p in &s.splits {
+        t.push(vec![
+            Cell::text(p.split.name()),
+            Cell::int(p.samples),
+            Cell::num(p.positive_rate, 4),
+            Cell::int(p.users),
+            Cell::int(p.items),
+            pct(p.oov_user_rate),
+            pct(p.oov_item_rate),
+            pct(p.oov_genre_rate),
+            Cell::text(format!("{:.1} / {} / {} / {}", p.history.mean, p.history.p50, p.history.p90, p.history.max)),
+            pct(p.history.empty_rate),
+            pct(p.history.truncated_rate),
+        ]);
+    }
+    print_table(&t, a.print.table);
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-use super::{fmt_metric, print_table};
+use super::{print_table, table_note};
+use attnrec::table::{Cell, Table};
 use crate::cli::EvalArgs;
 use attnrec::run::{compare, predict_run_on};
 
@@ -42,29 +43,43 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         println!("{obj}");
         return Ok(());
     }
+    let mut t = Table::with_columns(&[
+        ("run", "run"),
+        ("samples", "samples"),
+        ("ctr", "CTR"),
+        ("mean_prediction", "mean pred"),
+        ("auc", "AUC"),
+        ("gauc", "GAUC"),
+        ("logloss", "LogLoss"),
+        ("ece", "ECE"),
+    ]);
     let row = |name: String, m: &attnrec::metrics::SplitMetrics| {
         vec![
-            name,
-            m.samples.to_string(),
-            format!("{:.4}", m.positive_rate),
-            format!("{:.4}", m.mean_prediction),
-            fmt_metric(m.auc),
-            fmt_metric(m.gauc),
-            format!("{:.4}", m.logloss),
-            format!("{:.4}", m.ece),
+            Cell::Text(name),
+            Cell::int(m.samples),
+            Cell::num(m.positive_rate, 4),
+            Cell::num(m.mean_prediction, 4),
+            Cell::maybe(m.auc, 4),
+            Cell::maybe(m.gauc, 4),
+            Cell::num(m.logloss, 4),
+            Cell::num(m.ece, 4),
         ]
     };
-    let mut rows = vec![row(a.run.display().to_string(), &m)];
+    t.push(row(a.run.display().to_string(), &m));
     if let (Some(c), Some(b)) = (&cmp, &a.baseline) {
-        rows.push(row(format!("{} (baseline)", b.display()), &c.baseline));
+        t.push(row(format!("{} (baseline)", b.display()), &c.baseline));
     }
-    println!("split: {}", a.split.name());
-    print_table(&["run", "samples", "CTR", "mean pred", "AUC", "GAUC", "LogLoss", "ECE"], &rows);
+    let format = a.print.table;
+    table_note(format, format!("split: {}", a.split.name()));
+    print_table(&t, format);
     if let Some(c) = &cmp {
         let d = &c.delong;
-        println!(
-            "AUC difference {:+.4} (95% CI {:+.4} to {:+.4}), DeLong z = {:.2}, p = {:.3e}; RelaImpr {:+.2}%",
-            d.diff, d.ci95.0, d.ci95.1, d.z, d.p_value, c.rela_impr
+        table_note(
+            format,
+            format!(
+                "AUC difference {:+.4} (95% CI {:+.4} to {:+.4}), DeLong z = {:.2}, p = {:.3e}; RelaImpr {:+.2}%",
+                d.diff, d.ci95.0, d.ci95.1, d.z, d.p_value, c.rela_impr
+            ),
         );
     }
     Ok(())

@@ -12,6 +12,7 @@ mod train;
 
 use crate::cli::{Cli, Command, TrainFlags};
 use attnrec::config::RunConfig;
+use attnrec::table::{Format as TableFormat, Table};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -88,26 +89,17 @@ pub fn apply_flags(cfg: &mut RunConfig, f: &TrainFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A plain text table with right-aligned numeric columns.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(c, s)| if c == 0 { format!("{s:<w$}", w = widths[c]) } else { format!("{s:>w$}", w = widths[c]) })
-            .collect();
-        println!("{}", parts.join("  "));
-    };
-    line(header.to_vec());
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
+/// Prints a results table in the chosen format to stdout.
+pub fn print_table(table: &Table, format: TableFormat) {
+    print!("{}", table.render(format));
 }
 
-pub fn fmt_metric(x: Option<f64>) -> String {
-    x.map_or("n/a".into(), |v| format!("{v:.4}"))
+/// A line that goes with a table (the dataset, the machine): on stdout above a table for people,
+/// on stderr when stdout is a table for machines (CSV, JSON), so that it stays parseable.
+pub fn table_note(format: TableFormat, line: impl std::fmt::Display) {
+    if format.is_machine() {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }

@@ -1,9 +1,10 @@
-use super::{apply_flags, fmt_metric, override_data, print_table};
+use super::{apply_flags, override_data, print_table};
 use crate::cli::TrainArgs;
 use crate::progress::{emit, Mode, Progress};
 use attnrec::config::RunConfig;
 use attnrec::models::ModelConfig;
 use attnrec::run::{final_dir, resume_run, train_run, RunSummary, CONFIG_FILE};
+use attnrec::table::{Cell, Format as TableFormat, Table};
 use std::path::Path;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
@@ -21,7 +22,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
         let mut progress = Progress::new(run.display().to_string(), mode);
         let s = resume_run(run, &mut progress)?;
-        return report(&s, &final_dir(run), mode);
+        return report(&s, &final_dir(run), mode, a.print.table);
     }
     let out = a.out.clone().expect("clap requires --out without --resume");
     let mut cfg = match (&a.config, &a.data, &a.model) {
@@ -40,10 +41,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     apply_flags(&mut cfg, &a.flags)?;
     let mut progress = Progress::new(cfg.model.name(), mode);
     let s = train_run(&cfg, &out, a.force, &mut progress)?;
-    report(&s, &out, mode)
+    report(&s, &out, mode, a.print.table)
 }
 
-fn report(s: &RunSummary, out: &Path, mode: Mode) -> anyhow::Result<()> {
+fn report(s: &RunSummary, out: &Path, mode: Mode, format: TableFormat) -> anyhow::Result<()> {
     if mode == Mode::JsonLines {
         let mut v = serde_json::to_value(s)?;
         v["event"] = "done".into();
@@ -51,19 +52,27 @@ fn report(s: &RunSummary, out: &Path, mode: Mode) -> anyhow::Result<()> {
         emit(v);
         return Ok(());
     }
-    print_table(
-        &["model", "best epoch", "valid AUC", "test AUC", "test GAUC", "test LogLoss", "samples/s", "wall s"],
-        &[vec![
-            s.model.clone(),
-            s.best_epoch.to_string(),
-            fmt_metric(s.valid.auc),
-            fmt_metric(s.test.auc),
-            fmt_metric(s.test.gauc),
-            format!("{:.4}", s.test.logloss),
-            format!("{:.0}", s.train_samples_per_sec),
-            format!("{:.1}", s.wall_seconds),
-        ]],
-    );
+    let mut t = Table::with_columns(&[
+        ("model", "model"),
+        ("best_epoch", "best epoch"),
+        ("valid_auc", "valid AUC"),
+        ("test_auc", "test AUC"),
+        ("test_gauc", "test GAUC"),
+        ("test_logloss", "test LogLoss"),
+        ("samples_per_sec", "samples/s"),
+        ("wall_seconds", "wall s"),
+    ]);
+    t.push(vec![
+        Cell::text(&s.model),
+        Cell::int(s.best_epoch),
+        Cell::maybe(s.valid.auc, 4),
+        Cell::maybe(s.test.auc, 4),
+        Cell::maybe(s.test.gauc, 4),
+        Cell::num(s.test.logloss, 4),
+        Cell::num(s.train_samples_per_sec, 0),
+        Cell::num(s.wall_seconds, 1),
+    ]);
+    print_table(&t, format);
     if let Some(dir) = &s.prepared_from {
         eprintln!("samples read from the prepared cache {}", dir.display());
     }

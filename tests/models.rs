@@ -670,3 +670,56 @@ fn model_kinds_name_their_configs() {
     let err = ModelConfig::by_name("dinn").err().unwrap().to_string();
     assert!(err.contains("unknown model 'dinn'") && err.contains("din_sa") && err.contains("local_p"), "{err}");
 }
+
+/// A model written here, as a user would add one, with no line for the fused kernels: shared
+/// embeddings, DIN's target attention from the library (which takes its fused kernel on its
+/// own), a linear head. One training step as the trainer runs it (tape recording, kernels on)
+/// leaves every one of its parameters with a non-zero gradient.
+struct UserModel {
+    emb: attnrec::models::Embeddings,
+    attn: attnrec::attention::Attention,
+    head: nn::Linear,
+}
+
+impl CtrModel for UserModel {
+    fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
+        let target = self.emb.target(b);
+        let history = self.emb.history(b);
+        let (interest, _) = self.attn.forward_t(&target, &history, &history, &b.hist_mask, train);
+        let x = Tensor::cat(&[self.emb.user(b), target, interest], -1);
+        nn::Module::forward(&self.head, &x).squeeze_dim(-1)
+    }
+
+    fn param_groups(&self) -> attnrec::models::ParamGroups {
+        self.emb.param_groups()
+    }
+}
+
+#[test]
+fn a_new_model_using_the_library_din_attention_trains_every_parameter() {
+    use attnrec::attention::{Attention, AttentionConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let cfg = RunConfig::new(data.clone(), ModelConfig::by_name("din").unwrap());
+    let prepared = prepare(&cfg, &data, None).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let emb = attnrec::models::Embeddings::new(&root / "emb", &prepared.feature_map, 8).unwrap();
+    let d = emb.item_dim();
+    let attn = Attention::new(&root / "attn", &AttentionConfig::preset("din").unwrap(), d, d, d).unwrap();
+    let head = nn::linear(&root / "head", emb.user_dim() + 2 * d, 1, Default::default());
+    let model = UserModel { emb, attn, head };
+    let train = prepared.encoded.indices(Split::Train);
+    assert!(cfg.train.fused, "the trainer's default: kernels on");
+    let mut stepper = attnrec::train::Stepper::new(&model, &vs, &prepared.encoded, &train, &cfg.train).unwrap();
+    let b = attnrec::features::Batcher::new(&prepared.encoded, Device::Cpu).batch(&train[..256]);
+    assert!(stepper.step(&b, 0).is_finite());
+    let vars = vs.variables();
+    assert!(vars.len() >= 6, "{:?}", vars.keys());
+    for (name, v) in &vars {
+        let g = v.grad();
+        assert!(g.defined(), "{name} got no gradient");
+        assert!(g.abs().sum(Kind::Double).double_value(&[]) > 0.0, "{name}'s gradient is zero");
+    }
+}

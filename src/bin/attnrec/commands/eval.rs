@@ -19,26 +19,16 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         None => None,
     };
     if a.json {
-        let mut obj = serde_json::json!({
-            "run": a.run.display().to_string(),
-            "split": a.split.name(),
-            "auc": m.auc,
-            "gauc": m.gauc,
-            "logloss": m.logloss,
-            "samples": m.samples,
-            "positive_rate": m.positive_rate,
-            "mean_prediction": m.mean_prediction,
-            "ece": m.ece,
-        });
+        // Every metric of the split as it serializes, so that a new metric appears here unasked.
+        let mut obj = serde_json::to_value(m)?;
+        obj["run"] = a.run.display().to_string().into();
+        obj["split"] = a.split.name().into();
         if let (Some(c), Some(b)) = (&cmp, &a.baseline) {
-            obj["baseline"] = serde_json::json!({
-                "run": b.display().to_string(),
-                "auc": c.baseline.auc,
-                "gauc": c.baseline.gauc,
-                "logloss": c.baseline.logloss,
-                "rela_impr": c.rela_impr,
-                "delong": c.delong,
-            });
+            let mut base = serde_json::to_value(c.baseline)?;
+            base["run"] = b.display().to_string().into();
+            base["rela_impr"] = c.rela_impr.into();
+            base["delong"] = serde_json::to_value(&c.delong)?;
+            obj["baseline"] = base;
         }
         println!("{obj}");
         return Ok(());

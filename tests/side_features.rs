@@ -84,3 +84,19 @@ fn user_features_need_a_user_table() {
     assert!(err.contains("ml-25m") && err.contains("needs a user table"), "{err}");
     assert!(!err.contains('\n'));
 }
+
+/// `user_id = false`: no user vocabulary, every event's user is the out-of-vocabulary user, the
+/// rest of the features unchanged; with ids (the default) the fixture's three users are apart.
+#[test]
+fn without_user_ids_every_user_is_out_of_vocabulary() {
+    let ds = fixture("ml-1m");
+    let with = ProtocolConfig { split: SplitRule::GlobalTime, train_ratio: 0.5, valid_ratio: 0.1, ..Default::default() };
+    let without = ProtocolConfig { user_id: false, ..with.clone() };
+    let ev = build_samples(&ds, &with).unwrap();
+    let (fm_with, enc_with) = fit_encode(&ds, &ev, &with, None).unwrap();
+    let (fm, enc) = fit_encode(&ds, &ev, &without, None).unwrap();
+    assert!(fm_with.user.size() > 2 && enc_with.user.iter().any(|&u| u != OOV));
+    assert_eq!(fm.user.size(), 2, "padding and OOV only");
+    assert!(enc.user.iter().all(|&u| u == OOV), "{:?}", enc.user);
+    assert_eq!((enc.item.clone(), enc.raw_user.clone()), (enc_with.item.clone(), enc_with.raw_user.clone()), "items and GAUC's groups unchanged");
+}

@@ -49,6 +49,11 @@ pub struct ProtocolConfig {
     /// from 0.7845 to 0.7859, and leaves din's on the synthetic `small` preset where it was
     /// (0.8053 → 0.8048); see README, *Results*.
     pub history_feedback: bool,
+    /// Embeds each user's id (the default). `false` fits no user vocabulary: every user is the
+    /// one out-of-vocabulary user, so a model knows a user only through their history (and side
+    /// features), as it knows a user first seen in test. A diagnostic of what attention reads off
+    /// a history that a per-user embedding does not already hold (README, *Results*).
+    pub user_id: bool,
     /// Side features of the user, from the dataset's user table (see [`UserFeature`]).
     pub user_features: Vec<UserFeature>,
     /// Side features of the item, target and history alike (see [`ItemFeature`]).
@@ -102,6 +107,7 @@ impl Default for ProtocolConfig {
             history: HistoryRule::All,
             time_gap: false,
             history_feedback: true,
+            user_id: true,
             user_features: Vec::new(),
             item_features: Vec::new(),
         }

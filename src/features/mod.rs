@@ -314,7 +314,8 @@ impl FeatureMap {
     pub fn fit(events: &Events, item_genre: &HashMap<i64, String>, protocol: &ProtocolConfig) -> FeatureMap {
         let history_len = protocol.history_len;
         let train: Vec<usize> = events.indices(Split::Train);
-        let user = Vocab::fit(train.iter().map(|&k| events.user[k]));
+        // Without user ids every user is out of vocabulary (see ProtocolConfig::user_id).
+        let user = Vocab::fit(train.iter().filter(|_| protocol.user_id).map(|&k| events.user[k]));
         let item = Vocab::fit(train.iter().map(|&k| events.item[k]));
         // The genres of the distinct train items: the same set as over train events, without
         // hashing a string per event.

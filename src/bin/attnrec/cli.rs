@@ -250,6 +250,10 @@ pub struct ProtocolFlags {
     /// off [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub history_feedback: Option<bool>,
+    /// Embed each user's id; `false` makes every user the one out-of-vocabulary user, so models
+    /// know users only by their history and side features [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub user_id: Option<bool>,
     /// User side features, comma-separated: age, gender, occupation (needs a user table).
     #[arg(long, value_parser = choice::<UserFeature>(), value_delimiter = ',')]
     pub user_features: Option<Vec<UserFeature>>,
@@ -290,6 +294,9 @@ impl ProtocolFlags {
         }
         if let Some(v) = self.history_feedback {
             p.history_feedback = v;
+        }
+        if let Some(v) = self.user_id {
+            p.user_id = v;
         }
         if let Some(v) = &self.user_features {
             p.user_features = v.clone();

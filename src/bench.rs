@@ -70,16 +70,16 @@ pub fn train_throughput(
     let l = prepared.feature_map.history_len;
     let mean_history = timed.iter().map(|&k| data.history(k).len().min(l)).sum::<usize>() as f64 / timed.len().max(1) as f64;
     let (mut k, mut samples, mut waited_total) = (0usize, 0usize, 0.0f64);
+    let mut loss_sum = tch::Tensor::from(0.0f64).to_device(device);
     let mut start = Instant::now();
     loader::for_each_batch(data, device, &chunks, cfg.prefetch, negatives.as_ref(), |b, waited| {
         if k == warmup {
             start = Instant::now();
             waited_total = 0.0;
         }
-        let loss = stepper.step(&b, k);
-        if !loss.is_finite() {
-            return Err(Error::internal(format!("bench: training diverged at step {k}")));
-        }
+        // Summed on the device and read once at the end, as training reads it on a GPU: a read
+        // per step would time the host round trips too.
+        let _ = loss_sum.g_add_(&stepper.step(&b, k).to_kind(tch::Kind::Double));
         if k >= warmup {
             samples += b.size() as usize;
         }
@@ -90,7 +90,12 @@ pub fn train_throughput(
         k += 1;
         Ok(ControlFlow::Continue(()))
     })?;
+    // The read waits for the queued steps, so it ends the timed interval.
+    let total = loss_sum.double_value(&[]);
     let secs = start.elapsed().as_secs_f64().max(1e-9);
+    if !total.is_finite() {
+        return Err(Error::internal("bench: training diverged (the summed loss is not finite)".to_string()));
+    }
     Ok(TrainThroughput {
         model: model.name().to_string(),
         batch_size: cfg.batch_size,

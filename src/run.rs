@@ -200,7 +200,7 @@ impl Observer for MetricsLog<'_> {
     fn epoch_start(&mut self, epoch: usize, batches: usize, done: usize) {
         self.inner.epoch_start(epoch, batches, done)
     }
-    fn batch_end(&mut self, loss: f64, samples: usize) {
+    fn batch_end(&mut self, loss: Option<f64>, samples: usize) {
         self.inner.batch_end(loss, samples)
     }
     fn evaluated(&mut self, report: &EvalReport) {

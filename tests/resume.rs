@@ -174,3 +174,43 @@ fn resumed_after_the_early_stop_trains_no_further() {
         assert!(a.equal(b), "{k} differs after the resume");
     }
 }
+
+/// The train loss is summed on the device and read every `loss_sync_steps` steps (every 20 on a
+/// GPU): read every 7 steps instead of every step, training reports bit for bit the same losses
+/// and ends with the same weights, and the observer hears the loss only at the reads.
+#[test]
+fn reading_the_loss_less_often_changes_nothing() {
+    use attnrec::config::RunConfig;
+    use attnrec::data::synth::{generate, Preset};
+    use attnrec::models::ModelConfig;
+    use attnrec::train::{fit, Observer};
+    struct Reads(usize, usize);
+    impl Observer for Reads {
+        fn batch_end(&mut self, loss: Option<f64>, _samples: usize) {
+            self.0 += 1;
+            self.1 += loss.is_some() as usize;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    generate(&Preset::Tiny.spec(), 42, &data).unwrap();
+    let run = |sync: usize| {
+        let mut cfg = RunConfig::new(data.clone(), ModelConfig::by_name("din").unwrap());
+        (cfg.train.epochs, cfg.train.batch_size, cfg.train.threads, cfg.train.loss_sync_steps) = (2, 64, 1, sync);
+        let prepared = attnrec::run::prepare(&cfg, &data, None).unwrap();
+        let (vs, model) = cfg.model.fresh(&prepared.feature_map, tch::Device::Cpu, cfg.train.seed).unwrap();
+        let mut reads = Reads(0, 0);
+        let out = fit(model.as_ref(), &vs, &prepared.encoded, &cfg.train, None, &mut reads).unwrap();
+        let mut weights: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (out.evals.iter().map(|e| e.train_loss.to_bits()).collect::<Vec<_>>(), weights, reads)
+    };
+    let (every, w1, r1) = run(0);
+    let (seventh, w7, r7) = run(7);
+    assert_eq!(every, seventh, "train losses");
+    assert_eq!(r1.0, r1.1, "on CPU every step is read by default");
+    assert!(r7.1 < r7.0 / 5 && r7.1 >= r7.0 / 7, "{} reads of {} steps", r7.1, r7.0);
+    for ((k, a), (_, b)) in w1.iter().zip(&w7) {
+        assert!(a.equal(b), "{k} differs");
+    }
+}

@@ -73,6 +73,11 @@ pub struct TrainConfig {
     pub fused: bool,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Read the train loss from the device every this many steps (it is summed there, in f64,
+    /// between reads); also before every evaluation and checkpoint. 0 = automatic: every step on
+    /// CPU, where a read costs nothing and a diverged step stops at once, every 20 on CUDA, where
+    /// a read waits for the queued kernels. The losses and metrics are the same whatever it is.
+    pub loss_sync_steps: usize,
 }
 
 /// A valid metric to select on; AUC and GAUC are maximized, LogLoss minimized.
@@ -124,6 +129,7 @@ impl Default for TrainConfig {
             threads: 0,
             fused: true,
             device: "cpu".to_string(),
+            loss_sync_steps: 0,
         }
     }
 }
@@ -196,7 +202,10 @@ pub struct EvalReport {
 pub trait Observer {
     /// An epoch starts with `batches` batches, of which `done` already ran before a resume.
     fn epoch_start(&mut self, _epoch: usize, _batches: usize, _done: usize) {}
-    fn batch_end(&mut self, _loss: f64, _samples: usize) {}
+    /// A batch of `samples` was trained on. `loss` is the mean cross-entropy of the batches since
+    /// the last one that carried it, at the steps where the trainer reads the loss from the
+    /// device ([`TrainConfig::loss_sync_steps`]; every step on CPU), `None` in between.
+    fn batch_end(&mut self, _loss: Option<f64>, _samples: usize) {}
     fn evaluated(&mut self, _report: &EvalReport) {}
     /// A resumable checkpoint was written after `step` steps.
     fn checkpointed(&mut self, _step: usize) {}
@@ -318,6 +327,11 @@ pub fn fit(
     // checkpoint's evaluations, which include the one that decided an early stop.
     let patience_spent = |evals: &[EvalReport]| evals.iter().rev().take_while(|r| !r.improved).count() >= cfg.patience.max(1);
     let mut stop = patience_spent(&st.evals);
+    // The train loss since the last evaluation, summed on the model's device so that a step needs
+    // no host round trip; read every `sync_steps` steps and before an evaluation or a checkpoint.
+    let sync_steps = loss_sync_steps(cfg.loss_sync_steps, device);
+    let mut loss_sum = Tensor::from(st.loss_sum).to_device(device);
+    let mut synced_samples = st.loss_samples;
     while st.epoch <= cfg.epochs && !stop {
         next_order(&mut order, &mut rng, st.epoch);
         let epoch = st.epoch;
@@ -325,18 +339,14 @@ pub fn fit(
         let chunks: Vec<&[usize]> = order.chunks(cfg.batch_size).skip(st.batch).collect();
         loader::for_each_batch(data, device, &chunks, cfg.prefetch, negatives.as_ref(), |b, waited| {
             let bce = stepper.step(&b, st.step);
-            if !bce.is_finite() {
-                return Err(Error::internal(format!("training diverged at epoch {epoch} (loss {bce}); lower train.lr")));
-            }
             let n = b.size() as usize;
+            // On the device, in f64: the same additions the host made when it read every loss.
+            let _ = loss_sum.g_add_(&(bce.to_kind(Kind::Double) * n as f64));
             st.step += 1;
             st.batch += 1;
-            st.loss_sum += bce * n as f64;
             st.loss_samples += n;
             interval.samples += n;
             interval.waited += waited;
-            observer.batch_end(bce, n);
-            crate::util::crash_point("train.step");
             let epoch_done = st.batch == n_batches;
             if epoch_done {
                 st.epoch += 1;
@@ -346,6 +356,20 @@ pub fn fit(
                 0 => epoch_done,
                 k => st.step % k == 0 || (epoch_done && epoch == cfg.epochs),
             };
+            let save_now = saver.as_ref().is_some_and(|s| eval_now || s.due(st.step));
+            let loss = if eval_now || save_now || epoch_done || st.step % sync_steps == 0 {
+                let total = loss_sum.double_value(&[]);
+                if !total.is_finite() {
+                    return Err(Error::internal(format!("training diverged at epoch {epoch} (loss {total}); lower train.lr")));
+                }
+                let mean = (total - st.loss_sum) / (st.loss_samples - synced_samples).max(1) as f64;
+                (st.loss_sum, synced_samples) = (total, st.loss_samples);
+                Some(mean)
+            } else {
+                None
+            };
+            observer.batch_end(loss, n);
+            crate::util::crash_point("train.step");
             if eval_now {
                 let secs = interval.clock.elapsed().as_secs_f64();
                 (run_samples, run_seconds, run_wait) =
@@ -371,16 +395,15 @@ pub fn fit(
                     input_wait_seconds: interval.waited,
                     improved,
                 };
-                (st.loss_sum, st.loss_samples) = (0.0, 0);
+                (st.loss_sum, st.loss_samples, synced_samples) = (0.0, 0, 0);
+                let _ = loss_sum.zero_();
                 observer.evaluated(&report);
                 st.evals.push(report);
                 stop = patience_spent(&st.evals);
             }
-            if let Some(s) = saver.as_mut() {
-                if eval_now || s.due(st.step) {
-                    s.save(vs, &stepper.opt, best.as_deref(), &st)?;
-                    observer.checkpointed(st.step);
-                }
+            if let Some(s) = saver.as_mut().filter(|_| save_now) {
+                s.save(vs, &stepper.opt, best.as_deref(), &st)?;
+                observer.checkpointed(st.step);
             }
             if eval_now {
                 interval = Interval::start();
@@ -403,6 +426,18 @@ pub fn fit(
 }
 
 /// A copy of every variable (weights and buffers such as batch-norm statistics).
+/// How often training reads its loss from the device ([`TrainConfig::loss_sync_steps`], where 0
+/// means: every step on CPU, where reading costs nothing and a diverged step stops at once; every
+/// 20 steps on CUDA, where a read waits for the queued kernels and leaves the GPU idle while the
+/// next step is launched).
+pub fn loss_sync_steps(configured: usize, device: Device) -> usize {
+    match configured {
+        0 if device.is_cuda() => 20,
+        0 => 1,
+        n => n,
+    }
+}
+
 /// One training update at a time: loss (with the optional mini-batch-aware penalty), gradients,
 /// clipping, and the optimizer's step at the scheduled learning rate.
 pub struct Stepper<'a> {
@@ -431,9 +466,11 @@ impl<'a> Stepper<'a> {
         Ok(Stepper { model, cfg, opt: Optimizer::new(vs, &groups, spec), mba, total_steps })
     }
 
-    /// Update number `step` (0-based) on batch `b`; returns the batch's mean cross-entropy, which
-    /// the caller checks for divergence. libtorch is reseeded first (see [`step_seed`]).
-    pub fn step(&mut self, b: &Batch, step: usize) -> f64 {
+    /// Update number `step` (0-based) on batch `b`; returns the batch's mean cross-entropy, a
+    /// detached scalar on the model's device (reading it is a host round trip: the caller decides
+    /// when), which the caller checks for divergence. libtorch is reseeded first (see
+    /// [`step_seed`]).
+    pub fn step(&mut self, b: &Batch, step: usize) -> Tensor {
         let cfg = self.cfg;
         tch::manual_seed(step_seed(cfg.seed, step));
         let bce = crate::nn::with_fused(cfg.fused, || {
@@ -441,7 +478,7 @@ impl<'a> Stepper<'a> {
             let tape = Tape::record();
             let (logits, aux) = self.model.forward_train(b);
             let bce_loss = logits.binary_cross_entropy_with_logits::<Tensor>(&b.label, None, None, Reduction::Mean);
-            let bce = bce_loss.double_value(&[]);
+            let bce = bce_loss.detach();
             let loss = match aux {
                 Some(aux) => bce_loss + aux,
                 None => bce_loss,

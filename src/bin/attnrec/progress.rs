@@ -39,8 +39,11 @@ pub struct Progress {
     batch: usize,
     batches: usize,
     samples: usize,
+    /// Sample-weighted sum of the losses read, over `losses` samples; `unread` samples trained
+    /// since the last read.
     loss_sum: f64,
     losses: usize,
+    unread: usize,
     start: Instant,
     last_line: Instant,
 }
@@ -59,6 +62,7 @@ impl Progress {
             samples: 0,
             loss_sum: 0.0,
             losses: 0,
+            unread: 0,
             start: Instant::now(),
             last_line: Instant::now(),
         }
@@ -150,7 +154,7 @@ impl Observer for Progress {
             bar.finish_and_clear();
         }
         (self.epoch, self.batch, self.batches) = (epoch, done, batches);
-        (self.samples, self.loss_sum, self.losses, self.start) = (0, 0.0, 0, Instant::now());
+        (self.samples, self.loss_sum, self.losses, self.unread, self.start) = (0, 0.0, 0, 0, Instant::now());
         match self.mode {
             Mode::Quiet => {}
             Mode::JsonLines => {
@@ -174,17 +178,22 @@ impl Observer for Progress {
         }
     }
 
-    fn batch_end(&mut self, loss: f64, samples: usize) {
+    fn batch_end(&mut self, loss: Option<f64>, samples: usize) {
         self.samples += samples;
-        self.loss_sum += loss;
-        self.losses += 1;
+        self.unread += samples;
+        // The trainer reads the loss every few steps on a GPU: a mean over the batches since.
+        if let Some(mean) = loss {
+            self.loss_sum += mean * self.unread as f64;
+            self.losses += self.unread;
+            self.unread = 0;
+        }
         self.batch += 1;
         match self.mode {
             Mode::Quiet => {}
             Mode::Bars => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
-                    if self.losses % 20 == 0 {
+                    if self.batch % 20 == 0 {
                         bar.set_message(format!("loss {:.4} {:.0} samples/s", self.running_loss(), self.rate()));
                     }
                 }

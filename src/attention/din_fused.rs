@@ -24,7 +24,7 @@ use crate::nn::{grad_enabled, Act, Mlp};
 use attnrec_kernels::din;
 use std::sync::{Arc, Mutex};
 use tch::nn::Linear;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// What the backward pass of one forward pass with gradients needs.
 pub(crate) struct Record {
@@ -130,7 +130,7 @@ impl FusedDin {
     /// Whether the kernel takes these inputs now (see [`tape::kernels_apply`]).
     /// (The unit itself was checked by [`Self::new`].)
     pub fn applies(&self, q: &Tensor, keys: &Tensor) -> bool {
-        q.dim() == 2 && keys.dim() == 3 && [q, keys].iter().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float) && tape::kernels_apply()
+        q.dim() == 2 && keys.dim() == 3 && [q, keys].into_iter().all(crate::nn::kernel_takes) && tape::kernels_apply()
     }
 
     /// Scores `[B, L]` of `keys: [B, L, D]` against `q: [B, D]` where `mask: [B, L]` is set (0

@@ -9,7 +9,7 @@
 //! any number of threads fill the mask in parts and get the same mask. The seed is one draw from libtorch's generator, so masks follow
 //! `tch::manual_seed` (the trainer reseeds it before every step: a resumed run draws the masks of
 //! the uninterrupted one). Other devices keep libtorch's dropout.
-use super::kernel_io::{floats_mut, output, threads};
+use super::kernel_io::{floats_mut, kernel_takes, output, threads};
 use attnrec_kernels::dropout::mask;
 use tch::{Device, Kind, Tensor};
 
@@ -19,7 +19,7 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p <= 0.0 {
         return x.shallow_clone();
     }
-    if x.device() != Device::Cpu || x.kind() != Kind::Float || p >= 1.0 {
+    if !kernel_takes(x) || p >= 1.0 {
         return x.dropout(p, train);
     }
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;

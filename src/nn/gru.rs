@@ -16,12 +16,12 @@
 //! through the fused kernel of `attnrec-kernels` (its `gru` module: every step in one call,
 //! forward and backward); elsewhere (CUDA, no tape, `train.fused = false`, export's tracing) as
 //! libtorch operators. Both give the same states and gradients (tests/models.rs).
-use super::kernel_io::{bytes, floats, floats_mut, output, threads};
+use super::kernel_io::{bytes, floats, floats_mut, kernel_takes, output, threads};
 use super::tape::{self, Node};
 use attnrec_kernels::gru as kernel;
 use std::sync::{Arc, Mutex};
 use tch::nn;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Which update a [`Gru`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl Gru {
     /// share (and through it `x` and `W_ih`), `W_hh`, `b_hh` and the attention weights.
     fn fused(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Option<Tensor> {
         let (b, l) = (x.size()[0], x.size()[1]);
-        if !tape::kernels_apply() || x.device() != Device::Cpu || x.kind() != Kind::Float || l == 0 {
+        if !tape::kernels_apply() || !kernel_takes(x) || l == 0 {
             return None;
         }
         assert_eq!(att.is_some(), self.cell == Cell::Augru, "an AUGRU takes attention weights and a GRU none");

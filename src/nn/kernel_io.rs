@@ -2,6 +2,13 @@
 //! storage, and the thread count they split their work over.
 use tch::{Device, Kind, Tensor};
 
+/// Whether a fused kernel can take `t`: an `f32` tensor on the CPU. The kernels are CPU-only;
+/// on CUDA (or in another dtype) every fused layer, the dropout mask and the optimizer's update
+/// take libtorch's path instead. This is the one place that decides it.
+pub(crate) fn kernel_takes(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && t.kind() == Kind::Float
+}
+
 /// A contiguous CPU tensor's elements as `T`s.
 ///
 /// # Safety

@@ -10,9 +10,10 @@
 //! whose backward adds the leaf's gradient into its table's ([`Record::finish`]). The result is
 //! libtorch's, up to the order of float additions. Plain `embedding` on other devices, while no
 //! tape records, or with the fused kernels off ([`super::tape::with_fused`]).
+use super::kernel_io::kernel_takes;
 use super::tape::{self, Node};
 use tch::nn::{self, Module};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// A lookup awaiting its backward pass.
 pub(crate) struct Record {
@@ -28,7 +29,7 @@ pub(crate) struct Record {
 /// the table was built with.
 pub fn embed(table: &nn::Embedding, padding: Option<i64>, idx: &Tensor) -> Tensor {
     let ws = &table.ws;
-    let fused = ws.requires_grad() && ws.device() == Device::Cpu && ws.kind() == Kind::Float && ws.is_contiguous() && idx.kind() == Kind::Int64 && tape::lookups_apply();
+    let fused = ws.requires_grad() && kernel_takes(ws) && ws.is_contiguous() && idx.kind() == Kind::Int64 && tape::lookups_apply();
     if !fused {
         return table.forward(idx);
     }

@@ -13,6 +13,7 @@ pub mod transformer;
 pub use activation::{Act, Activation, Dice};
 pub use dropout::dropout;
 pub use tape::{with_fused, Tape};
+pub(crate) use kernel_io::kernel_takes;
 pub use gru::{Cell, Gru};
 pub use mlp::{Mlp, MlpConfig};
 pub use transformer::{Encoder, FfnActivation, TransformerBlock, TransformerConfig};

@@ -11,7 +11,7 @@
 //! another device, takes the tensor operators.
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -142,7 +142,7 @@ impl Optimizer {
                 if !g.defined() {
                     continue;
                 }
-                let cpu_f32 = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+                let cpu_f32 = |t: &Tensor| crate::nn::kernel_takes(t) && t.is_contiguous();
                 if s.fused && cpu_f32(&p.var) && cpu_f32(g) && p.state.iter().all(cpu_f32) && p.var.numel() > 0 {
                     // SAFETY: contiguous CPU f32 tensors of the parameter's size (the state was
                     // made with `zeros_like`, the gradient by autograd), alive until the kernel

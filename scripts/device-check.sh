@@ -16,7 +16,8 @@
 #         - the DEVICE-trained run evaluated on the CPU and on DEVICE (goal ≤ 1e-5: a run trained
 #           on the GPU scores the same wherever it is served), scored by `attnrec score` (which
 #           runs on the CPU) on 20,000 rows, every row written, and exported (`attnrec export`);
-#         - then training samples/s on DEVICE at batch 1,024 and 8,192 (`attnrec bench`).
+#         - then training samples/s on DEVICE at batch 1,024 and 8,192 (`attnrec bench`), beside
+#           the PyTorch reference's on the same device where its python has numpy and pyarrow.
 #       It prints one table. --quick trains 1 epoch instead of 2 and skips the bench.
 #
 # On the device tool:  run(command="bash scripts/device-check.sh run --device cuda", carry=["target/device-pack"])
@@ -111,7 +112,11 @@ run_checks() {
   printf '%s\n' "${rows[@]}"
   if [ "$quick" = 0 ] && [ "$device" != cpu ]; then
     echo
-    "$bin" bench --presets small --models din,bst,dien,base --batch-sizes 1024,8192 --threads 1 --device "$device" --steps 50 --warmup 10
+    # With the PyTorch reference on the same GPU where the machine's python can run it (torch,
+    # numpy, pyarrow): its samples/s and the ratio beside attnrec's.
+    local reference=()
+    if python3 -c 'import torch, numpy, pyarrow' 2>/dev/null; then reference=(--reference); fi
+    "$bin" bench --presets small --models din,bst,dien,base --batch-sizes 1024,8192 --threads 1 --device "$device" --steps 50 --warmup 10 "${reference[@]}"
   fi
   if printf '%s\n' "${rows[@]}" | grep -q FAIL; then exit 1; fi
 }

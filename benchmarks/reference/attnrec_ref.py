@@ -349,27 +349,33 @@ def bench(args):
     """Training steps per second of the reference at each batch size, batches built as in
     training (numpy gathers), after warm-up steps."""
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    # On a GPU the clock is read after the queued kernels finish, and no step reads its loss.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     data = Samples(args.cache)
     tr = data.indices(0)
     rng = np.random.default_rng(0)
     for bs in args.batch_sizes:
         torch.manual_seed(0)
-        model = fresh(args.model, *data.sizes, history_len=data.history_len, feedback=data.feedback)
+        model = fresh(args.model, *data.sizes, history_len=data.history_len, feedback=data.feedback).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         order = rng.permutation(tr)
         n = 0
         for step in range(args.warmup + args.steps):
             if step == args.warmup:
+                sync()
                 t0, n = time.perf_counter(), 0
             s = (step * bs) % max(len(order) - bs, 1)
             x, y = data.batch(order[s : s + bs])
+            x, y = tuple(t.to(device, non_blocking=True) for t in x), y.to(device, non_blocking=True)
             loss = nn.functional.binary_cross_entropy_with_logits(model(*x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             n += len(y)
+        sync()
         secs = time.perf_counter() - t0
-        print(json.dumps({"impl": "pytorch-reference", "model": args.model, "batch_size": bs, "threads": args.threads, "steps": args.steps, "samples_per_sec": n / secs, "ms_per_step": 1000 * secs / args.steps}), flush=True)
+        print(json.dumps({"impl": "pytorch-reference", "model": args.model, "batch_size": bs, "threads": args.threads, "device": args.device, "steps": args.steps, "samples_per_sec": n / secs, "ms_per_step": 1000 * secs / args.steps}), flush=True)
 
 
 def read_ml1m(data):
@@ -589,6 +595,7 @@ def main():
             p.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=[256, 1024, 4096])
             p.add_argument("--steps", type=int, default=100)
             p.add_argument("--warmup", type=int, default=10)
+            p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (batches are built on the CPU and copied, as in training)")
     p = sub.add_parser("prepare", help="the default protocol's samples of an ml-1m-format folder, with pandas")
     p.add_argument("data", type=pathlib.Path)
     p.add_argument("--out", type=pathlib.Path, required=True)

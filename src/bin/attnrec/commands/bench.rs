@@ -218,13 +218,26 @@ fn train_bench(a: &BenchArgs, summary: &mut Vec<Summary>) -> anyhow::Result<()> 
 }
 
 /// Samples/s of the PyTorch reference's training steps for `model` at `batch_size` and `threads`,
-/// on the prepared samples in `cache` (`warmup` + `steps` steps).
+/// on the prepared samples in `cache` (`warmup` + `steps` steps), on the bench's `--device`.
 fn reference_throughput(a: &BenchArgs, cache: &Path, model: &str, batch_size: usize, threads: usize) -> anyhow::Result<f64> {
     let v = run_reference(
         a,
         "bench",
         &[cache.as_os_str()],
-        &["--model", model, "--batch-sizes", &batch_size.to_string(), "--threads", &threads.to_string(), "--steps", &a.steps.to_string(), "--warmup", &a.warmup.to_string()],
+        &[
+            "--model",
+            model,
+            "--batch-sizes",
+            &batch_size.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+            "--device",
+            &a.device,
+        ],
     )?;
     v["samples_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("--reference: no samples_per_sec in {v}"))
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""PyTorch reference implementations of attnrec's `base`, `din` and `bst` models.
+"""PyTorch reference implementations of attnrec's `base`, `din`, `bst` and `din_sa` models.
 
 Written the way the PyTorch CTR libraries write them (DeepCTR-Torch's DIN: the activation unit
 is an MLP over the concatenated [q, k, q - k, q * k], the history pooled by the raw weights; the
 base model mean-pools; BST is torch.nn.TransformerEncoderLayer over [history, target] with
-recency position embeddings, as RecBole and FuxiCTR build it), from attnrec's run folders: config.toml for the architecture,
+recency position embeddings, as RecBole and FuxiCTR build it; din_sa the same encoder over the
+history alone, then DIN's unit with softmax), from attnrec's run folders: config.toml for the architecture,
 model.safetensors for the weights (read here without the safetensors package: an 8-byte header
 length, a JSON header, raw little-endian tensors).
 
@@ -168,14 +169,7 @@ class Bst(nn.Module):
         super().__init__()
         self.emb = emb
         d = 2 * emb.item.embedding_dim
-        self.positions = nn.Embedding(history_len + 1, d) if positions else None
-        if positions:
-            nn.init.normal_(self.positions.weight, 0.0, 0.01)
-        leaky = lambda x: nn.functional.leaky_relu(x, 0.01)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(d, heads, ffn or 4 * d, dropout, activation=leaky, batch_first=True, norm_first=False)
-            for _ in range(blocks)
-        )
+        self.positions, self.blocks = encoder_layers(d, history_len, heads, ffn, blocks, dropout, positions)
         self.mlp = Mlp(emb.user.embedding_dim + 3 * d, hidden)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
@@ -183,11 +177,9 @@ class Bst(nn.Module):
         n, length = hist_mask.shape
         target = self.emb.target(item, genre)
         h = torch.cat([self.emb.history(hist_item, hist_genre, hist_feedback), target.unsqueeze(1)], 1)
-        mask = torch.cat([hist_mask, torch.ones(n, 1, dtype=torch.bool)], 1)
+        mask = torch.cat([hist_mask, torch.ones(n, 1, dtype=torch.bool, device=hist_mask.device)], 1)
         if self.positions is not None:
-            m = hist_mask.long()
-            recency = (m.flip(-1).cumsum(-1).flip(-1) - 1).clamp_min(0) * m
-            pos = torch.cat([(recency + 1) * m, torch.zeros(n, 1, dtype=torch.long)], 1)
+            pos = torch.cat([history_positions(hist_mask), torch.zeros(n, 1, dtype=torch.long, device=hist_mask.device)], 1)
             h = h + self.positions(pos)
         for block in self.blocks:
             h = block(h, src_key_padding_mask=~mask)
@@ -197,19 +189,83 @@ class Bst(nn.Module):
         return self.out(self.mlp(x)).squeeze(-1)
 
     def load(self, weights):
+        load_encoder(self.positions, self.blocks, weights)
+
+
+def encoder_layers(d, history_len, heads, ffn, blocks, dropout, positions):
+    """attnrec's history encoder: recency position embeddings N(0, 0.01²) (index 0 for the target
+    and padding) and post-norm Transformer encoder layers with a LeakyReLU (0.01) feed-forward."""
+    table = nn.Embedding(history_len + 1, d) if positions else None
+    if positions:
+        nn.init.normal_(table.weight, 0.0, 0.01)
+    leaky = lambda x: nn.functional.leaky_relu(x, 0.01)
+    layers = nn.ModuleList(
+        nn.TransformerEncoderLayer(d, heads, ffn or 4 * d, dropout, activation=leaky, batch_first=True, norm_first=False)
+        for _ in range(blocks)
+    )
+    return table, layers
+
+
+def history_positions(hist_mask):
+    """Each present event's recency + 1 (1 = the most recent), 0 at padding."""
+    m = hist_mask.long()
+    recency = (m.flip(-1).cumsum(-1).flip(-1) - 1).clamp_min(0) * m
+    return (recency + 1) * m
+
+
+def load_encoder(positions, blocks, weights):
+    """An attnrec encoder's weights (`encoder.positions`, `encoder.blockI.attn.{q,k,v,o}`, `ff1`,
+    `ff2`, `norm1`, `norm2`) into the position table and torch's encoder layers."""
+    if positions is not None:
+        positions.weight.data.copy_(weights.pop("encoder.positions.weight"))
+    for i, block in enumerate(blocks):
+        p = f"encoder.block{i}."
+        take = lambda name: weights.pop(p + name)
+        attn = block.self_attn
+        attn.in_proj_weight.data.copy_(torch.cat([take(f"attn.{x}.weight") for x in "qkv"]))
+        attn.in_proj_bias.data.copy_(torch.cat([take(f"attn.{x}.bias") for x in "qkv"]))
+        attn.out_proj.weight.data.copy_(take("attn.o.weight"))
+        attn.out_proj.bias.data.copy_(take("attn.o.bias"))
+        for ours, theirs in (("ff1", block.linear1), ("ff2", block.linear2), ("norm1", block.norm1), ("norm2", block.norm2)):
+            theirs.weight.data.copy_(take(f"{ours}.weight"))
+            theirs.bias.data.copy_(take(f"{ours}.bias"))
+
+
+class DinSa(nn.Module):
+    """DIN over a self-attention encoding of the history: recency positions added (1 = the most
+    recent event, 0 at padding), torch's Transformer encoder layers over the history alone with the
+    padding masked out, then DIN's activation unit scores each encoded event against the target,
+    softmax over the present events, and an MLP on [user, target, interest]."""
+
+    def __init__(self, emb, unit_hidden, hidden, history_len, heads=2, ffn=None, blocks=1, dropout=0.1, positions=True):
+        super().__init__()
+        self.emb = emb
+        d = 2 * emb.item.embedding_dim
+        self.positions, self.blocks = encoder_layers(d, history_len, heads, ffn, blocks, dropout, positions)
+        self.unit = Mlp(4 * d, unit_hidden)
+        self.unit_out = nn.Linear(self.unit.out_dim, 1)
+        self.mlp = Mlp(emb.user.embedding_dim + 2 * d, hidden)
+        self.out = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
+        q = self.emb.target(item, genre)
+        h = self.emb.history(hist_item, hist_genre, hist_feedback)
         if self.positions is not None:
-            self.positions.weight.data.copy_(weights.pop("encoder.positions.weight"))
-        for i, block in enumerate(self.blocks):
-            p = f"encoder.block{i}."
-            take = lambda name: weights.pop(p + name)
-            attn = block.self_attn
-            attn.in_proj_weight.data.copy_(torch.cat([take(f"attn.{x}.weight") for x in "qkv"]))
-            attn.in_proj_bias.data.copy_(torch.cat([take(f"attn.{x}.bias") for x in "qkv"]))
-            attn.out_proj.weight.data.copy_(take("attn.o.weight"))
-            attn.out_proj.bias.data.copy_(take("attn.o.bias"))
-            for ours, theirs in (("ff1", block.linear1), ("ff2", block.linear2), ("norm1", block.norm1), ("norm2", block.norm2)):
-                theirs.weight.data.copy_(take(f"{ours}.weight"))
-                theirs.bias.data.copy_(take(f"{ours}.bias"))
+            h = h + self.positions(history_positions(hist_mask))
+        # torch's attention over a row without any present event is NaN (attnrec's is finite);
+        # such a row's interest is zero either way, its weights being, so it attends to all here.
+        attend = hist_mask | ~hist_mask.any(1, keepdim=True)
+        for block in self.blocks:
+            h = block(h, src_key_padding_mask=~attend)
+        qe = q.unsqueeze(1).expand_as(h)
+        scores = self.unit_out(self.unit(torch.cat([qe, h, qe - h, qe * h], -1))).squeeze(-1)
+        weights = scores.masked_fill(~hist_mask, -1e30).softmax(-1).masked_fill(~hist_mask, 0.0)
+        interest = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
+        x = torch.cat([self.emb.user(user), q, interest], -1)
+        return self.out(self.mlp(x)).squeeze(-1)
+
+    def load(self, weights):
+        load_encoder(self.positions, self.blocks, weights)
 
 
 def fresh(kind, n_users, n_items, n_genres, dim=16, history_len=50, feedback=False):
@@ -227,7 +283,9 @@ def fresh(kind, n_users, n_items, n_genres, dim=16, history_len=50, feedback=Fal
         return Din(emb, [80, 40], [200, 80])
     if kind == "bst":
         return Bst(emb, [200, 80], history_len)
-    raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst)")
+    if kind == "din_sa":
+        return DinSa(emb, [80, 40], [200, 80], history_len)
+    raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst, din_sa)")
 
 
 class Samples:
@@ -535,10 +593,21 @@ def build(run):
         history_len = cfg.get("protocol", {}).get("history_len", 50)
         model = Bst(emb, hidden, history_len, t.get("heads", 2), t.get("ffn_dim"), t.get("blocks", 1), t.get("dropout", 0.1), t.get("positions", True))
         model.load(weights)
+    elif kind == "din_sa":
+        t = model_cfg.get("encoder", {})
+        att = model_cfg.get("attention", {})
+        score = att.get("score", {})
+        if t.get("ffn_activation", "leaky_relu") != "leaky_relu":
+            raise SystemExit("attnrec_ref: the reference encoder's feed-forward activation is leaky_relu")
+        if score.get("kind", "din_mlp") != "din_mlp" or att.get("align", "softmax") != "softmax" or score.get("activation", "prelu") != "prelu" or att.get("heads", 1) != 1:
+            raise SystemExit("attnrec_ref: the reference din_sa is the default one (din_mlp score, PReLU, softmax, one head)")
+        history_len = cfg.get("protocol", {}).get("history_len", 50)
+        model = DinSa(emb, score.get("hidden", [80, 40]), hidden, history_len, t.get("heads", 2), t.get("ffn_dim"), t.get("blocks", 1), t.get("dropout", 0.1), t.get("positions", True))
+        model.load(weights)
     else:
-        raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst)")
+        raise SystemExit(f"attnrec_ref: no reference for model '{kind}' (base, din, bst, din_sa)")
     emb.load(weights)
-    if kind == "din":
+    if kind in ("din", "din_sa"):
         model.unit.load(weights, "target_attn.score.mlp.")
         model.unit_out.weight.data.copy_(weights.pop("target_attn.score.out.weight"))
         model.unit_out.bias.data.copy_(weights.pop("target_attn.score.out.bias"))
@@ -583,7 +652,7 @@ def main():
     for name, helptext in (("train", "train on attnrec's prepared samples; prints test AUC, GAUC, LogLoss as JSON"), ("bench", "training throughput at several batch sizes")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("cache", type=pathlib.Path, help="a prepared-sample folder (samples.parquet, feature_map.json)")
-        p.add_argument("--model", choices=["base", "din", "bst"], default="din")
+        p.add_argument("--model", choices=["base", "din", "bst", "din_sa"], default="din")
         p.add_argument("--threads", type=int, default=2)
         if name == "train":
             p.add_argument("--epochs", type=int, default=10)

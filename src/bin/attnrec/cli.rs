@@ -457,7 +457,7 @@ pub struct BenchArgs {
     /// With --score-parts: tasks run at once (as a Spark executor's cores would).
     #[arg(long, default_value_t = 1, requires = "score_parts")]
     pub score_tasks: usize,
-    /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py: base, din, bst) right
+    /// Also time the PyTorch reference (benchmarks/reference/attnrec_ref.py: base, din, bst, din_sa) right
     /// after each attnrec measurement, on the same prepared samples, and print the ratio.
     #[arg(long)]
     pub reference: bool,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The models benchmarks/reference/attnrec_ref.py implements.
-const REFERENCE_MODELS: &[&str] = &["base", "din", "bst"];
+const REFERENCE_MODELS: &[&str] = &["base", "din", "bst", "din_sa"];
 
 /// One line of the `--all` summary: a throughput of attnrec and, measured right after it on the
 /// same data, the reference's.

@@ -158,7 +158,7 @@ pub fn sgemm_gflops(n: i64, reps: usize) -> f64 {
 /// activation unit in its split form (see [`crate::attention::score::din_first_layer`]). A
 /// training step costs about 3× the forward pass (the backward pass computes two products per
 /// forward product), so its FLOPs per sample are `6 × forward_macs`. `None` for the models not
-/// counted (din_sa, attn_pool, and din with another attention than its default unit).
+/// counted (attn_pool, and din or din_sa with another attention than DIN's unit).
 pub fn forward_macs(model: &ModelConfig, fm: &FeatureMap, l: i64) -> Option<i64> {
     let fields = |t: &Option<crate::features::side::SideTable>| t.as_ref().map_or(0, |t| t.fields.len() as i64);
     forward_macs_with(model, fields(&fm.item_side), fields(&fm.user_side), l)
@@ -236,7 +236,22 @@ pub fn forward_macs_with(model: &ModelConfig, item_fields: i64, user_fields: i64
             let unit = 4 * d * hidden[0] + mlp(hidden[0], &hidden[1..]);
             Some(2 * l * 6 * d * d + l * unit + mlp(du + 2 * d, &c.mlp.hidden))
         }
-        ModelConfig::DinSa(_) | ModelConfig::AttnPool(_) => None,
+        ModelConfig::DinSa(c) => {
+            let (d, du) = widths(c.embed_dim);
+            let a = &c.attention;
+            let ScoreConfig::DinMlp { hidden, .. } = &a.score else { return None };
+            if a.heads != 1 || a.dim.is_some() || c.pooling.with_mean || matches!(a.align, AlignConfig::LocalP { .. }) {
+                return None;
+            }
+            let ffn = c.encoder.ffn_dim.unwrap_or(4 * d);
+            // The encoder's blocks over the L history tokens (as BST's, without the target), then
+            // DIN's unit over the encoded events as the din arm counts it, the pooling, the head.
+            let block = 4 * l * d * d + 2 * l * l * d + 2 * l * d * ffn;
+            let h1 = hidden[0];
+            let unit = l * (d * h1 + mlp(h1, &hidden[1..])) + 2 * d * h1;
+            Some(c.encoder.blocks * block + unit + l * d + mlp(du + 2 * d, &c.mlp.hidden))
+        }
+        ModelConfig::AttnPool(_) => None,
     }
 }
 
@@ -260,9 +275,12 @@ mod tests {
             c.pooling.with_mean = true;
         }
         assert_eq!(forward_macs_with(&pooled, 0, 0, 50), Some(290_000 + 5_120 + 2 * 1_600 + 22_400 + 16_000 + 80));
+        // din_sa: one block over 50 tokens of width 32 with a 128-wide feed-forward (4·50·32² +
+        // 2·50²·32 + 2·50·32·128 = 774,400), then din's unit, pooling and head as above.
+        assert_eq!(by("din_sa"), Some(774_400 + 290_000 + 5_120 + 1_600 + 32_080));
         // T = 51: 4·51·32·32 + 2·51·51·32 + 2·51·32·128, then MLP 112 → 200 → 80 → 1.
         assert_eq!(by("bst"), Some(208_896 + 166_464 + 417_792 + 22_400 + 16_000 + 80));
-        assert_eq!(by("din_sa"), None);
+        assert_eq!(by("attn_pool"), None, "not counted");
         // Two GRUs: 2·50·6·32·32; the unit: 50 × (128·80 + 80·40 + 40); MLP 80 → 200 → 80 → 1.
         assert_eq!(by("dien"), Some(614_400 + 674_000 + 32_080));
         // Two item side fields widen items to 64, one user field users to 32: base's MLP input is

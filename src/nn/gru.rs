@@ -98,8 +98,11 @@ impl Gru {
         }
         assert_eq!(att.is_some(), self.cell == Cell::Augru, "an AUGRU takes attention weights and a GRU none");
         let hd = self.hidden;
-        let gi_graph = x.matmul(&self.weight_ih.tr()) + &self.bias_ih;
-        let gi = gi_graph.detach().contiguous();
+        // The input's share of every gate, off the graph: the backward pass below turns the gates'
+        // gradient into those of `x`, `W_ih` and `b_ih` itself, so that libtorch never holds nor
+        // passes over a `[B, L, 3H]` gradient (only the tape's one pass over `x`, a third of it).
+        let (xd, w_ih) = (x.detach(), self.weight_ih.detach());
+        let gi = tch::no_grad(|| xd.matmul(&w_ih.tr()) + self.bias_ih.detach()).contiguous();
         let w = self.weight_hh.detach().contiguous();
         let bh = self.bias_hh.detach().contiguous();
         let keep = mask.to_kind(Kind::Uint8).contiguous();
@@ -117,6 +120,8 @@ impl Gru {
         let leaf = states.set_requires_grad(true);
         let kept = leaf.detach();
         let (w_graph, b_graph) = (self.weight_hh.shallow_clone(), self.bias_hh.shallow_clone());
+        let (x_graph, w_ih_graph, b_ih_graph) = (x.shallow_clone(), self.weight_ih.shallow_clone(), self.bias_ih.shallow_clone());
+        let x_size = x.size();
         let att_graph = att.map(Tensor::shallow_clone);
         let spare = Arc::clone(&self.spare);
         tape::push(Node::Kernel {
@@ -125,8 +130,15 @@ impl Gru {
                 let g = g.to_kind(Kind::Float).contiguous();
                 // SAFETY: as in the forward pass; `kept` holds the states the forward pass wrote.
                 let grads = unsafe { kernel::backward(shape, floats(&w), bytes(&keep), a.as_ref().map(|a| floats(a)), floats(&kept), &saved, floats(&g), threads()) };
+                // ∂L/∂gi [B·L, 3H] → ∂L/∂x = gi'·W_ih, ∂L/∂W_ih = gi'ᵀ·x, ∂L/∂b_ih = Σ gi'.
+                let dgi = Tensor::from_slice(&grads.gi).view([-1, 3 * hd]);
+                let dx = dgi.matmul(&w_ih).view(x_size.as_slice());
+                let dw_ih = dgi.tr().matmul(&xd.reshape([-1, x_size[2]]));
+                let db_ih = dgi.sum_dim_intlist(0, false, Kind::Float);
                 let mut out = vec![
-                    (gi_graph, Tensor::from_slice(&grads.gi)),
+                    (x_graph, dx),
+                    (w_ih_graph, dw_ih),
+                    (b_ih_graph, db_ih),
                     (w_graph, Tensor::from_slice(&grads.w_hh)),
                     (b_graph, Tensor::from_slice(&grads.b_hh)),
                 ];

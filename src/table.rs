@@ -232,10 +232,6 @@ impl Table {
         self.rows.push(row);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Text => self.text(),

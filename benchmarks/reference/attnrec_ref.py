@@ -138,23 +138,32 @@ class Base(nn.Module):
 
 
 class Din(nn.Module):
-    """DIN: the activation unit scores each history event against the target, unnormalized."""
+    """DIN: the activation unit scores each history event against the target, unnormalized (or,
+    with `softmax`, normalized over the present events)."""
 
-    def __init__(self, emb, unit_hidden, hidden):
+    def __init__(self, emb, unit_hidden, hidden, softmax=False):
         super().__init__()
         self.emb = emb
+        self.softmax = softmax
         d = 2 * emb.item.embedding_dim
         self.unit = Mlp(4 * d, unit_hidden)
         self.unit_out = nn.Linear(self.unit.out_dim, 1)
         self.mlp = Mlp(emb.user.embedding_dim + 2 * d, hidden)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
+    def encode(self, keys, hist_mask):
+        """The history as the unit sees it: the embeddings themselves here."""
+        return keys
+
     def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
         q = self.emb.target(item, genre)
-        keys = self.emb.history(hist_item, hist_genre, hist_feedback)
+        keys = self.encode(self.emb.history(hist_item, hist_genre, hist_feedback), hist_mask)
         qe = q.unsqueeze(1).expand_as(keys)
         scores = self.unit_out(self.unit(torch.cat([qe, keys, qe - keys, qe * keys], -1))).squeeze(-1)
-        weights = scores.masked_fill(~hist_mask, 0.0)
+        if self.softmax:
+            weights = scores.masked_fill(~hist_mask, -1e30).softmax(-1).masked_fill(~hist_mask, 0.0)
+        else:
+            weights = scores.masked_fill(~hist_mask, 0.0)
         interest = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
         x = torch.cat([self.emb.user(user), q, interest], -1)
         return self.out(self.mlp(x)).squeeze(-1)
@@ -231,25 +240,18 @@ def load_encoder(positions, blocks, weights):
             theirs.bias.data.copy_(take(f"{ours}.bias"))
 
 
-class DinSa(nn.Module):
+class DinSa(Din):
     """DIN over a self-attention encoding of the history: recency positions added (1 = the most
     recent event, 0 at padding), torch's Transformer encoder layers over the history alone with the
     padding masked out, then DIN's activation unit scores each encoded event against the target,
     softmax over the present events, and an MLP on [user, target, interest]."""
 
     def __init__(self, emb, unit_hidden, hidden, history_len, heads=2, ffn=None, blocks=1, dropout=0.1, positions=True):
-        super().__init__()
-        self.emb = emb
+        super().__init__(emb, unit_hidden, hidden, softmax=True)
         d = 2 * emb.item.embedding_dim
         self.positions, self.blocks = encoder_layers(d, history_len, heads, ffn, blocks, dropout, positions)
-        self.unit = Mlp(4 * d, unit_hidden)
-        self.unit_out = nn.Linear(self.unit.out_dim, 1)
-        self.mlp = Mlp(emb.user.embedding_dim + 2 * d, hidden)
-        self.out = nn.Linear(self.mlp.out_dim, 1)
 
-    def forward(self, user, item, genre, hist_item, hist_genre, hist_mask, hist_feedback=None):
-        q = self.emb.target(item, genre)
-        h = self.emb.history(hist_item, hist_genre, hist_feedback)
+    def encode(self, h, hist_mask):
         if self.positions is not None:
             h = h + self.positions(history_positions(hist_mask))
         # torch's attention over a row without any present event is NaN (attnrec's is finite);
@@ -257,12 +259,7 @@ class DinSa(nn.Module):
         attend = hist_mask | ~hist_mask.any(1, keepdim=True)
         for block in self.blocks:
             h = block(h, src_key_padding_mask=~attend)
-        qe = q.unsqueeze(1).expand_as(h)
-        scores = self.unit_out(self.unit(torch.cat([qe, h, qe - h, qe * h], -1))).squeeze(-1)
-        weights = scores.masked_fill(~hist_mask, -1e30).softmax(-1).masked_fill(~hist_mask, 0.0)
-        interest = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
-        x = torch.cat([self.emb.user(user), q, interest], -1)
-        return self.out(self.mlp(x)).squeeze(-1)
+        return h
 
     def load(self, weights):
         load_encoder(self.positions, self.blocks, weights)

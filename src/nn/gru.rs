@@ -89,8 +89,8 @@ impl Gru {
     }
 
     /// Every step's state through the fused kernel, when it applies: the states enter the graph
-    /// as a leaf, and the tape's backward turns their gradient into those of the gates' input
-    /// share (and through it `x` and `W_ih`), `W_hh`, `b_hh` and the attention weights.
+    /// as a leaf, and the tape's backward turns their gradient into those of `x`, `W_ih`, `b_ih`,
+    /// `W_hh`, `b_hh` and the attention weights.
     fn fused(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Option<Tensor> {
         let (b, l) = (x.size()[0], x.size()[1]);
         if !tape::kernels_apply() || !kernel_takes(x) || l == 0 {

@@ -48,7 +48,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let mut progress = Progress::for_runs(&e.name, mode, e.runs.len());
     let outcomes = execute(&e, &mut progress)?;
     progress.finish();
-    // The first failure stops the demo, as a failed `train` would (a diverged loss exits 1).
+    // A failed run fails the demo with its error, as a failed `train` would (a diverged loss
+    // exits 1); the runs after it have still been tried.
     for (r, o) in e.runs.iter().zip(&outcomes) {
         if let Outcome::Failed(f) = o {
             let msg = format!("{} seed {}: {f}", r.variant, r.seed);

@@ -3,13 +3,18 @@
 //! states, the AUGRU, the auxiliary score, for a batch of 1,024 histories of 50 events 32 wide
 //! (DIEN at embed 16 on the synthetic presets), forward and backward.
 //!
-//!     source scripts/env.sh && cargo run --example profile_dien -- [THREADS]
+//!     source scripts/env.sh && cargo run --example profile_dien -- [THREADS] [ONLY]
+//!
+//! `ONLY`: time only the pieces whose name contains it (for `perf record` on one of them).
 use attnrec::attention::{AlignConfig, Attention, AttentionConfig, ContextConfig, Score, ScoreConfig};
 use attnrec::nn::{Activation, Cell, Gru, Tape};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 fn time(name: &str, f: impl Fn() -> Tensor) {
+    if std::env::args().nth(2).is_some_and(|only| !name.contains(&only)) {
+        return;
+    }
     let run = || {
         let tape = Tape::record();
         let loss = f().sum(Kind::Float);

@@ -90,7 +90,9 @@ impl Gru {
 
     /// Every step's state through the fused kernel, when it applies: the states enter the graph
     /// as a leaf, and the tape's backward turns their gradient into those of `x`, `W_ih`, `b_ih`,
-    /// `W_hh`, `b_hh` and the attention weights.
+    /// `W_hh`, `b_hh` and the attention weights. The kernel makes the input's share of the gates
+    /// step by step itself, so that libtorch never holds a `[B, L, 3H]` tensor of it or of its
+    /// gradient.
     fn fused(&self, x: &Tensor, mask: &Tensor, att: Option<&Tensor>) -> Option<Tensor> {
         let (b, l) = (x.size()[0], x.size()[1]);
         if !tape::kernels_apply() || !kernel_takes(x) || l == 0 {
@@ -98,52 +100,47 @@ impl Gru {
         }
         assert_eq!(att.is_some(), self.cell == Cell::Augru, "an AUGRU takes attention weights and a GRU none");
         let hd = self.hidden;
-        // The input's share of every gate, off the graph: the backward pass below turns the gates'
-        // gradient into those of `x`, `W_ih` and `b_ih` itself, so that libtorch never holds nor
-        // passes over a `[B, L, 3H]` gradient (only the tape's one pass over `x`, a third of it).
-        let (xd, w_ih) = (x.detach(), self.weight_ih.detach());
-        let gi = tch::no_grad(|| xd.matmul(&w_ih.tr()) + self.bias_ih.detach()).contiguous();
-        let w = self.weight_hh.detach().contiguous();
-        let bh = self.bias_hh.detach().contiguous();
+        let xd = x.detach().contiguous();
+        let [w_ih, b_ih, w_hh, b_hh] = [&self.weight_ih, &self.bias_ih, &self.weight_hh, &self.bias_hh].map(|t| t.detach().contiguous());
         let keep = mask.to_kind(Kind::Uint8).contiguous();
         let a = att.map(|a| a.detach().to_kind(Kind::Float).contiguous());
-        let shape = kernel::Shape { rows: b as usize, len: l as usize, hidden: hd as usize };
+        let shape = kernel::Shape { rows: b as usize, len: l as usize, input: x.size()[2] as usize, hidden: hd as usize };
         let mut states = output(&[b, l, hd]);
         let record = tape::recording();
         let mut saved = record.then(|| self.spare.lock().ok().and_then(|mut s| s.take()).unwrap_or_default());
         // SAFETY: every tensor read is a contiguous CPU tensor of the kind read, alive and unwritten
         // for the call; `states` comes from `output` and is not shared yet.
         unsafe {
-            kernel::forward(shape, floats(&gi), floats(&w), floats(&bh), bytes(&keep), a.as_ref().map(|a| floats(a)), threads(), floats_mut(&mut states), saved.as_mut());
+            let weights = kernel::Weights { w_ih: floats(&w_ih), b_ih: floats(&b_ih), w_hh: floats(&w_hh), b_hh: floats(&b_hh) };
+            kernel::forward(shape, floats(&xd), weights, bytes(&keep), a.as_ref().map(|a| floats(a)), threads(), floats_mut(&mut states), saved.as_mut());
         }
         let Some(saved) = saved else { return Some(states) };
         let leaf = states.set_requires_grad(true);
         let kept = leaf.detach();
-        let (w_graph, b_graph) = (self.weight_hh.shallow_clone(), self.bias_hh.shallow_clone());
-        let (x_graph, w_ih_graph, b_ih_graph) = (x.shallow_clone(), self.weight_ih.shallow_clone(), self.bias_ih.shallow_clone());
-        let x_size = x.size();
+        let graph = [x, &self.weight_ih, &self.bias_ih, &self.weight_hh, &self.bias_hh].map(Tensor::shallow_clone);
         let att_graph = att.map(Tensor::shallow_clone);
         let spare = Arc::clone(&self.spare);
         tape::push(Node::Kernel {
             leaf: leaf.shallow_clone(),
             backward: Box::new(move |g: &Tensor| {
                 let g = g.to_kind(Kind::Float).contiguous();
-                // SAFETY: as in the forward pass; `kept` holds the states the forward pass wrote.
-                let grads = unsafe { kernel::backward(shape, floats(&w), bytes(&keep), a.as_ref().map(|a| floats(a)), floats(&kept), &saved, floats(&g), threads()) };
-                // ∂L/∂gi [B·L, 3H] → ∂L/∂x = gi'·W_ih, ∂L/∂W_ih = gi'ᵀ·x, ∂L/∂b_ih = Σ gi'.
-                let dgi = Tensor::from_slice(&grads.gi).view([-1, 3 * hd]);
-                let dx = dgi.matmul(&w_ih).view(x_size.as_slice());
-                let dw_ih = dgi.tr().matmul(&xd.reshape([-1, x_size[2]]));
-                let db_ih = dgi.sum_dim_intlist(0, false, Kind::Float);
+                let mut dx = output(&xd.size());
+                // SAFETY: as in the forward pass; `kept` holds the states the forward pass wrote,
+                // and `dx` comes from `output`.
+                let grads = unsafe {
+                    let weights = kernel::Weights { w_ih: floats(&w_ih), b_ih: floats(&b_ih), w_hh: floats(&w_hh), b_hh: floats(&b_hh) };
+                    kernel::backward(shape, floats(&xd), weights, bytes(&keep), a.as_ref().map(|a| floats(a)), floats(&kept), &saved, floats(&g), threads(), floats_mut(&mut dx))
+                };
+                let [x, w_ih, b_ih, w_hh, b_hh] = graph;
                 let mut out = vec![
-                    (x_graph, dx),
-                    (w_ih_graph, dw_ih),
-                    (b_ih_graph, db_ih),
-                    (w_graph, Tensor::from_slice(&grads.w_hh)),
-                    (b_graph, Tensor::from_slice(&grads.b_hh)),
+                    (x, dx),
+                    (w_ih, Tensor::from_slice(&grads.w_ih).view([3 * hd, -1])),
+                    (b_ih, Tensor::from_slice(&grads.b_ih)),
+                    (w_hh, Tensor::from_slice(&grads.w_hh).view([3 * hd, hd])),
+                    (b_hh, Tensor::from_slice(&grads.b_hh)),
                 ];
                 if let (Some(x), Some(d)) = (att_graph, grads.att) {
-                    out.push((x, Tensor::from_slice(&d)));
+                    out.push((x, Tensor::from_slice(&d).view([b, l])));
                 }
                 if let Ok(mut s) = spare.lock() {
                     *s = Some(saved);

@@ -1,17 +1,21 @@
 //! DIEN's recurrences (a GRU, and the AUGRU whose update gate an attention weight scales) over
-//! masked histories, forward and backward, with every step of every row in one call.
+//! masked histories, forward and backward, with every step of every row in one call, the input
+//! projection included.
 //!
 //! Composed of libtorch operators, a step costs about fifteen small operators forward and as many
-//! backward, each dispatched and each a pass over memory; here a step is one small GEMM for the
-//! hidden projections and one pass over the gates, per block of rows, on one thread per block.
+//! backward, each dispatched and each a pass over memory; here a step is two small GEMMs (the
+//! input's and the state's share of the gates) and one pass over the gates, per block of rows, on
+//! one thread per block. The input's share is made step by step from the step's inputs, so no
+//! `[rows, len, 3H]` array of it (nor of its gradient) is ever written: at batch 1,024 that was
+//! 20 MB each way and half of the layer's time.
 //!
-//! Shapes: `rows` histories of `len` steps, `hidden` units (`H`). `gi` `[rows, len, 3H]` is the
-//! input's share of the gates (`x·W_ihᵀ + b_ih`, computed by the caller), `w_hh` `[3H, H]` and
-//! `b_hh` `[3H]` as `torch.nn.GRU` holds them (gates reset, update, new), `keep` `[rows, len]`
-//! nonzero at present steps, `att` `[rows, len]` the AUGRU's weights. The state starts at zero
-//! and a step that `keep` does not mark carries it unchanged. Per step, with `gh = W_hh·h + b_hh`:
-//! `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`, then
-//! `h' = n + z ⊙ (h − n)` (GRU) or `h' = h + a·z ⊙ (n − h)` (AUGRU).
+//! Shapes: `rows` histories of `len` steps of `input` (`D`) features, `hidden` units (`H`). `x`
+//! `[rows, len, D]` the inputs; `w_ih` `[3H, D]`, `b_ih` `[3H]`, `w_hh` `[3H, H]` and `b_hh`
+//! `[3H]` as `torch.nn.GRU` holds them (gates reset, update, new); `keep` `[rows, len]` nonzero at
+//! present steps, `att` `[rows, len]` the AUGRU's weights. The state starts at zero and a step
+//! that `keep` does not mark carries it unchanged. Per step, with `gi = W_ih·x_t + b_ih` and
+//! `gh = W_hh·h + b_hh`: `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`,
+//! then `h' = n + z ⊙ (h − n)` (GRU) or `h' = h + a·z ⊙ (n − h)` (AUGRU).
 use crate::din::{avx2_dispatch, row_parts, split_mut};
 use crate::gemm::{gemm, mat};
 use crate::parallel::run_parts;
@@ -21,21 +25,40 @@ use std::ops::Range;
 pub struct Shape {
     pub rows: usize,
     pub len: usize,
+    pub input: usize,
     pub hidden: usize,
 }
 
+/// A layer's parameters, laid out as `torch.nn.GRU` holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    pub w_ih: &'a [f32],
+    pub b_ih: &'a [f32],
+    pub w_hh: &'a [f32],
+    pub b_hh: &'a [f32],
+}
+
 impl Shape {
-    fn check(&self, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], att: Option<&[f32]>) {
-        let (n, h) = (self.rows * self.len, self.hidden);
+    fn check(&self, x: &[f32], w: &Weights, keep: &[u8], att: Option<&[f32]>) {
+        let (n, d, h) = (self.rows * self.len, self.input, self.hidden);
         assert!(
-            gi.len() == n * 3 * h && w_hh.len() == 3 * h * h && b_hh.len() == 3 * h && keep.len() == n && att.is_none_or(|a| a.len() == n),
+            x.len() == n * d
+                && w.w_ih.len() == 3 * h * d
+                && w.b_ih.len() == 3 * h
+                && w.w_hh.len() == 3 * h * h
+                && w.b_hh.len() == 3 * h
+                && keep.len() == n
+                && att.is_none_or(|a| a.len() == n),
             "GRU kernel: shapes differ"
         );
     }
 }
 
 /// What [`backward`] needs of a forward pass: per row, step and unit, `r`, `z`, `n` and `gh_n`.
-/// A caller may hand the same one to the next forward pass, which then reuses its memory.
+/// A caller may hand the same one to the next forward pass, which then reuses its memory. Each
+/// block of rows keeps them step-major in its run order (step `t` of the `p`-th row run at
+/// `(t·m + p)·H` of the block's share, `m` its rows), so that a step reads and writes one
+/// contiguous stretch instead of one row every `len·H` floats.
 #[derive(Debug, Default)]
 pub struct Saved {
     r: Vec<f32>,
@@ -44,15 +67,32 @@ pub struct Saved {
     ghn: Vec<f32>,
 }
 
+/// `w` `[rows, cols]` row-major, transposed.
+fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| w[r * cols + c])).collect()
+}
+
+/// The biases as the step adds them: `[b_ir + b_hr, b_iz + b_hz, b_in]` and `b_hn` (which `r`
+/// scales, so it stays apart).
+fn step_biases(w: &Weights, h: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut bi: Vec<f32> = w.b_ih.to_vec();
+    for (b, &c) in bi[..2 * h].iter_mut().zip(&w.b_hh[..2 * h]) {
+        *b += c;
+    }
+    (bi, w.b_hh[2 * h..].to_vec())
+}
+
 /// Every step's state into `states` `[rows, len, H]` (a step that `keep` does not mark holds the
 /// state carried through it); with `saved`, also what [`backward`] needs.
 #[allow(clippy::too_many_arguments)]
-pub fn forward(s: Shape, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], att: Option<&[f32]>, threads: usize, states: &mut [f32], saved: Option<&mut Saved>) {
-    s.check(gi, w_hh, b_hh, keep, att);
+pub fn forward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]>, threads: usize, states: &mut [f32], saved: Option<&mut Saved>) {
+    s.check(x, &w, keep, att);
     let h = s.hidden;
     assert_eq!(states.len(), s.rows * s.len * h, "GRU kernel: states shape");
-    // W_hhᵀ [H, 3H], row-major, the right operand of h·W_hhᵀ.
-    let wt: Vec<f32> = (0..h).flat_map(|k| (0..3 * h).map(move |p| (k, p))).map(|(k, p)| w_hh[p * h + k]).collect();
+    // W_ihᵀ [D, 3H] and W_hhᵀ [H, 3H], row-major: the right operands of x·W_ihᵀ and h·W_hhᵀ.
+    let wit = transposed(w.w_ih, 3 * h, s.input);
+    let wht = transposed(w.w_hh, 3 * h, h);
+    let biases = step_biases(&w, h);
     let ranges = row_parts(s.rows, threads);
     let per_row = s.len * h;
     let lens: Vec<usize> = ranges.iter().map(|r| r.len() * per_row).collect();
@@ -60,7 +100,8 @@ pub fn forward(s: Shape, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], at
     let saves: Vec<Option<[&mut [f32]; 4]>> = match saved {
         Some(sv) => {
             let n = s.rows * per_row;
-            // Every element is written below: a reused buffer (see [`Saved`]) is only resized.
+            // Every element backward reads is written below: a reused buffer (see [`Saved`]) is
+            // only resized.
             for v in [&mut sv.r, &mut sv.z, &mut sv.n, &mut sv.ghn] {
                 v.resize(n, 0.0);
             }
@@ -73,44 +114,74 @@ pub fn forward(s: Shape, gi: &[f32], w_hh: &[f32], b_hh: &[f32], keep: &[u8], at
         None => (0..ranges.len()).map(|_| None).collect(),
     };
     let parts: Vec<_> = ranges.into_iter().zip(outs).zip(saves).collect();
-    run_parts(parts, |((rows, out), save)| forward_rows(s, rows, gi, &wt, b_hh, keep, att, out, save));
+    run_parts(parts, |((rows, out), save)| forward_rows(s, rows, x, &wit, &wht, &biases, keep, att, out, save));
 }
 
-/// A block's rows by how far their steps reach: `ends[i]`, one past row `i`'s last kept step (0
-/// for a row with none), and the rows ordered by it, farthest first. Histories are left-aligned,
-/// so past its end a row only carries its state: at step `t` the rows still running are a prefix
-/// of the order, and the step's GEMM and gates cover that prefix alone.
-fn by_reach(keep: &[u8], rows: &Range<usize>, len: usize) -> (Vec<usize>, Vec<usize>) {
-    let ends: Vec<usize> = rows.clone().map(|row| keep[row * len..][..len].iter().rposition(|&k| k != 0).map_or(0, |t| t + 1)).collect();
-    let mut order: Vec<usize> = (0..ends.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ends[i]));
-    (ends, order)
+/// A block's rows by when their steps begin: `starts[i]`, row `i`'s first kept step (`len` for a
+/// row with none), and the rows ordered by it, earliest first. The protocol right-aligns
+/// histories (the most recent event in the last column), so before its first event a row's state
+/// is the initial zero: at step `t` the rows that have begun are a prefix of the order, and the
+/// step's GEMMs and gates cover that prefix alone. (A row with a gap or with padding after its
+/// events is still exact: such steps carry the state, as `keep` says.)
+fn by_start(keep: &[u8], rows: &Range<usize>, len: usize) -> (Vec<usize>, Vec<usize>) {
+    let starts: Vec<usize> = rows.clone().map(|row| keep[row * len..][..len].iter().position(|&k| k != 0).unwrap_or(len)).collect();
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by_key(|&i| starts[i]);
+    (starts, order)
+}
+
+/// The inputs of step `t` of the first `running` rows of `order` into `xb` `[running, D]`.
+fn gather_inputs(x: &[f32], d: usize, len: usize, first: usize, order: &[usize], t: usize, xb: &mut [f32]) {
+    for (p, &i) in order.iter().enumerate() {
+        xb[p * d..][..d].copy_from_slice(&x[((first + i) * len + t) * d..][..d]);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn forward_rows(s: Shape, rows: Range<usize>, gi: &[f32], wt: &[f32], b_hh: &[f32], keep: &[u8], att: Option<&[f32]>, out: &mut [f32], mut save: Option<[&mut [f32]; 4]>) {
-    let (h, len, m) = (s.hidden, s.len, rows.len());
+fn forward_rows(
+    s: Shape,
+    rows: Range<usize>,
+    x: &[f32],
+    wit: &[f32],
+    wht: &[f32],
+    (bi, bhn): &(Vec<f32>, Vec<f32>),
+    keep: &[u8],
+    att: Option<&[f32]>,
+    out: &mut [f32],
+    mut save: Option<[&mut [f32]; 4]>,
+) {
+    let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
-    let (ends, order) = by_reach(keep, &rows, len);
+    let (starts, order) = by_start(keep, &rows, len);
+    // Before its first event a row's state is the initial zero.
+    for (i, &start) in starts.iter().enumerate() {
+        out[i * len * h..][..start * h].fill(0.0);
+    }
     // States in `order`: position p holds row order[p].
     let mut state = vec![0.0f32; m * h];
+    let mut xb = vec![0.0f32; m * d];
+    let mut gi = vec![0.0f32; m * h3];
     let mut gh = vec![0.0f32; m * h3];
     // Where the gates go when nothing is saved.
     let mut scratch = vec![0.0f32; 4 * h];
-    let mut running = m;
+    let mut running = 0;
     for t in 0..len {
-        while running > 0 && ends[order[running - 1]] <= t {
-            running -= 1;
+        while running < m && starts[order[running]] <= t {
+            running += 1;
         }
         if running == 0 {
-            break;
+            continue;
         }
-        gemm(running, h, h3, mat(&state, h, 1), wt, h3, 0.0, &mut gh, h3);
+        gather_inputs(x, d, len, rows.start, &order[..running], t, &mut xb);
+        gemm(running, d, h3, mat(&xb, d, 1), wit, h3, 0.0, &mut gi, h3);
+        gemm(running, h, h3, mat(&state, h, 1), wht, h3, 0.0, &mut gh, h3);
         for (p, &i) in order[..running].iter().enumerate() {
             let k = (rows.start + i) * len + t;
             let local = (i * len + t) * h;
+            // Saved gates step-major in `order` ([`Saved`]).
+            let sv = (t * m + p) * h;
             let (r, rest) = match &mut save {
-                Some([sr, sz, sn, sg]) => ([&mut sr[local..local + h], &mut sz[local..local + h]], [&mut sn[local..local + h], &mut sg[local..local + h]]),
+                Some([sr, sz, sn, sg]) => ([&mut sr[sv..sv + h], &mut sz[sv..sv + h]], [&mut sn[sv..sv + h], &mut sg[sv..sv + h]]),
                 None => {
                     let (a, b) = scratch.split_at_mut(2 * h);
                     let (r, z) = a.split_at_mut(h);
@@ -121,14 +192,7 @@ fn forward_rows(s: Shape, rows: Range<usize>, gi: &[f32], wt: &[f32], b_hh: &[f3
             let [r, z] = r;
             let [n, ghn] = rest;
             let a = att.map_or(1.0, |a| a[k]);
-            step(h, &gi[k * h3..], &gh[p * h3..], b_hh, &mut state[p * h..], a, att.is_some(), keep[k] != 0, &mut out[local..], r, z, n, ghn);
-        }
-    }
-    // Past its end a row's state is carried unchanged to the last step. (The gates saved there
-    // are never read: backward reads them at kept steps only.)
-    for (p, &i) in order.iter().enumerate() {
-        for t in ends[i]..len {
-            out[(i * len + t) * h..][..h].copy_from_slice(&state[p * h..][..h]);
+            step(h, &gi[p * h3..], &gh[p * h3..], bi, bhn, &mut state[p * h..], a, att.is_some(), keep[k] != 0, &mut out[local..], r, z, n, ghn);
         }
     }
 }
@@ -136,12 +200,12 @@ fn forward_rows(s: Shape, rows: Range<usize>, gi: &[f32], wt: &[f32], b_hh: &[f3
 avx2_dispatch! {
     /// One row's step: the gates into `r`, `z`, `n`, `ghn` and the new state into `state` and
     /// `out` (the old state kept where `on` is false).
-    fn step(h: usize, gi: &[f32], gh: &[f32], b: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) => step_body
+    fn step(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) => step_body
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn step_body(h: usize, gi: &[f32], gh: &[f32], b: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) {
+fn step_body(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) {
     // One slice of exactly `h` per gate, so that the loops run without bounds checks and
     // vectorize (indexing `gi[h + j]` kept the gate loop scalar: 12 % of a dien step).
     fn gate(v: &[f32], h: usize, g: usize) -> &[f32] {
@@ -149,14 +213,14 @@ fn step_body(h: usize, gi: &[f32], gh: &[f32], b: &[f32], state: &mut [f32], a: 
     }
     let (gi_r, gi_z, gi_n) = (gate(gi, h, 0), gate(gi, h, 1), gate(gi, h, 2));
     let (gh_r, gh_z, gh_n) = (gate(gh, h, 0), gate(gh, h, 1), gate(gh, h, 2));
-    let (b_r, b_z, b_n) = (gate(b, h, 0), gate(b, h, 1), gate(b, h, 2));
+    let (b_r, b_z, b_n, b_hn) = (gate(bi, h, 0), gate(bi, h, 1), gate(bi, h, 2), &bhn[..h]);
     let (state, out) = (&mut state[..h], &mut out[..h]);
     let (r, z, n, ghn) = (&mut r[..h], &mut z[..h], &mut n[..h], &mut ghn[..h]);
     for j in 0..h {
-        ghn[j] = gh_n[j] + b_n[j];
+        ghn[j] = gh_n[j] + b_hn[j];
         r[j] = sigmoid(gi_r[j] + gh_r[j] + b_r[j]);
         z[j] = sigmoid(gi_z[j] + gh_z[j] + b_z[j]);
-        n[j] = tanh(gi_n[j] + r[j] * ghn[j]);
+        n[j] = tanh(gi_n[j] + b_n[j] + r[j] * ghn[j]);
     }
     if !on {
         out.copy_from_slice(state);
@@ -200,108 +264,127 @@ fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (1.0 + exp(2.0 * x))
 }
 
-/// Gradients of [`backward`]: of `gi` `[rows, len, 3H]`, `w_hh`, `b_hh`, and of `att` (AUGRU).
+/// Gradients of [`backward`] (besides the input's, which it writes into the caller's buffer): of
+/// the parameters, and of `att` (AUGRU).
 #[derive(Debug)]
 pub struct Grads {
-    pub gi: Vec<f32>,
+    pub w_ih: Vec<f32>,
+    pub b_ih: Vec<f32>,
     pub w_hh: Vec<f32>,
     pub b_hh: Vec<f32>,
     pub att: Option<Vec<f32>>,
 }
 
 /// The gradients given `dstates = ∂L/∂states` `[rows, len, H]`, from the forward pass's `states`
-/// and `saved` on the same inputs.
+/// and `saved` on the same inputs; `∂L/∂x` into `dx` `[rows, len, D]` (every element written).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(s: Shape, w_hh: &[f32], keep: &[u8], att: Option<&[f32]>, states: &[f32], saved: &Saved, dstates: &[f32], threads: usize) -> Grads {
-    let (h, len) = (s.hidden, s.len);
+pub fn backward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]>, states: &[f32], saved: &Saved, dstates: &[f32], threads: usize, dx: &mut [f32]) -> Grads {
+    s.check(x, &w, keep, att);
+    let (h, d, len) = (s.hidden, s.input, s.len);
     let n = s.rows * len;
-    assert!(states.len() == n * h && dstates.len() == n * h && saved.r.len() == n * h && keep.len() == n && w_hh.len() == 3 * h * h, "GRU kernel backward: shapes differ");
+    assert!(states.len() == n * h && dstates.len() == n * h && saved.r.len() == n * h && dx.len() == n * d, "GRU kernel backward: shapes differ");
     let ranges = row_parts(s.rows, threads);
-    let mut dgi = vec![0.0f32; n * 3 * h];
     let mut datt = att.map(|_| vec![0.0f32; n]);
-    let gi_parts = split_mut(&mut dgi, ranges.iter().map(|r| r.len() * len * 3 * h));
+    let dx_parts = split_mut(dx, ranges.iter().map(|r| r.len() * len * d));
     let att_parts: Vec<Option<&mut [f32]>> = match &mut datt {
-        Some(d) => split_mut(d, ranges.iter().map(|r| r.len() * len)).into_iter().map(Some).collect(),
+        Some(g) => split_mut(g, ranges.iter().map(|r| r.len() * len)).into_iter().map(Some).collect(),
         None => ranges.iter().map(|_| None).collect(),
     };
-    let parts: Vec<_> = ranges.into_iter().zip(gi_parts).zip(att_parts).collect();
-    let sums = run_parts(parts, |((rows, dgi), datt)| backward_rows(s, rows, w_hh, keep, att, states, saved, dstates, dgi, datt));
-    let mut w = vec![0.0f32; 3 * h * h];
-    let mut b = vec![0.0f32; 3 * h];
-    for (pw, pb) in sums {
-        w.iter_mut().zip(&pw).for_each(|(a, x)| *a += x);
-        b.iter_mut().zip(&pb).for_each(|(a, x)| *a += x);
+    let parts: Vec<_> = ranges.into_iter().zip(dx_parts).zip(att_parts).collect();
+    let sums = run_parts(parts, |((rows, dx), datt)| backward_rows(s, rows, x, &w, keep, att, states, saved, dstates, dx, datt));
+    let mut g = Grads { w_ih: vec![0.0; 3 * h * d], b_ih: vec![0.0; 3 * h], w_hh: vec![0.0; 3 * h * h], b_hh: vec![0.0; 3 * h], att: datt };
+    for part in sums {
+        for (total, p) in [(&mut g.w_ih, &part.w_ih), (&mut g.b_ih, &part.b_ih), (&mut g.w_hh, &part.w_hh), (&mut g.b_hh, &part.b_hh)] {
+            total.iter_mut().zip(p).for_each(|(a, v)| *a += v);
+        }
     }
-    Grads { gi: dgi, w_hh: w, b_hh: b, att: datt }
+    g
 }
 
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
     s: Shape,
     rows: Range<usize>,
-    w_hh: &[f32],
+    x: &[f32],
+    w: &Weights,
     keep: &[u8],
     att: Option<&[f32]>,
     states: &[f32],
     saved: &Saved,
     dstates: &[f32],
-    dgi: &mut [f32],
+    dx: &mut [f32],
     mut datt: Option<&mut [f32]>,
-) -> (Vec<f32>, Vec<f32>) {
-    let (h, len, m) = (s.hidden, s.len, rows.len());
+) -> Grads {
+    let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
-    let (ends, order) = by_reach(keep, &rows, len);
+    let (starts, order) = by_start(keep, &rows, len);
+    // Before its first event a row's input has no effect.
+    for (i, &start) in starts.iter().enumerate() {
+        dx[i * len * d..][..start * d].fill(0.0);
+    }
     // In `order`, as in the forward pass: position p is row order[p].
     let mut dh = vec![0.0f32; m * h];
+    let mut dgi = vec![0.0f32; m * h3];
     let mut dgh = vec![0.0f32; m * h3];
     let mut hprev = vec![0.0f32; m * h];
-    let mut dw = vec![0.0f32; h3 * h];
-    let mut db = vec![0.0f32; h3];
+    let mut xb = vec![0.0f32; m * d];
+    let mut dxb = vec![0.0f32; m * d];
+    let mut g = Grads { w_ih: vec![0.0; h3 * d], b_ih: vec![0.0; h3], w_hh: vec![0.0; h3 * h], b_hh: vec![0.0; h3], att: None };
     let zeros = vec![0.0f32; h];
-    let mut running = 0;
+    let mut running = m;
     for t in (0..len).rev() {
-        while running < m && ends[order[running]] > t {
-            running += 1;
+        while running > 0 && starts[order[running - 1]] > t {
+            running -= 1;
         }
-        for (p, &i) in order.iter().enumerate() {
+        // Before a row's first event its state is the constant initial zero: no gradient flows
+        // on from there, and the rows that have not begun by `t` are done.
+        if running == 0 {
+            break;
+        }
+        for (p, &i) in order[..running].iter().enumerate() {
             let at = ((rows.start + i) * len + t) * h;
             for j in 0..h {
                 dh[p * h + j] += dstates[at + j];
             }
         }
-        // Rows past their end carry the state: their gradient flows through, nothing else.
-        if running == 0 {
-            continue;
-        }
         for (p, &i) in order[..running].iter().enumerate() {
             let k = (rows.start + i) * len + t;
             let at = k * h;
-            let local_gi = (i * len + t) * h3;
             let hp = if t > 0 { &states[at - h..at] } else { &zeros[..] };
             hprev[p * h..][..h].copy_from_slice(hp);
             if keep[k] == 0 {
-                // The state passes through: dh stays, the gates get nothing.
+                // The state passes through: dh stays, the gates and the input get nothing.
+                dgi[p * h3..][..h3].fill(0.0);
                 dgh[p * h3..][..h3].fill(0.0);
                 continue;
             }
             let a = att.map_or(1.0, |a| a[k]);
             let mut da = 0.0;
-            back_step(h, &saved.r[at..], &saved.z[at..], &saved.n[at..], &saved.ghn[at..], hp, &mut dh[p * h..], a, att.is_some(), &mut dgi[local_gi..], &mut dgh[p * h3..], &mut da);
-            if let Some(d) = &mut datt {
-                d[i * len + t] = da;
+            let sv = (rows.start * len + t * m + p) * h;
+            back_step(h, &saved.r[sv..], &saved.z[sv..], &saved.n[sv..], &saved.ghn[sv..], hp, &mut dh[p * h..], a, att.is_some(), &mut dgi[p * h3..], &mut dgh[p * h3..], &mut da);
+            if let Some(g) = &mut datt {
+                g[i * len + t] = da;
             }
         }
-        // dh_prev += dgh · W_hh; dW_hh += dghᵀ · h_prev; db_hh += Σ dgh (running rows only:
-        // the others' dgh is zero).
-        gemm(running, h3, h, mat(&dgh, h3, 1), w_hh, h, 1.0, &mut dh, h);
+        let (dgi_t, dgh_t) = (&dgi[..running * h3], &dgh[..running * h3]);
+        // dh_prev += dgh · W_hh; dW_hh += dghᵀ · h_prev; db_hh += Σ dgh.
+        gemm(running, h3, h, mat(dgh_t, h3, 1), w.w_hh, h, 1.0, &mut dh, h);
         if t > 0 {
-            gemm(h3, running, h, mat(&dgh, 1, h3), &hprev, h, 1.0, &mut dw, h);
+            gemm(h3, running, h, mat(dgh_t, 1, h3), &hprev, h, 1.0, &mut g.w_hh, h);
         }
-        for row in dgh[..running * h3].chunks_exact(h3) {
-            db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+        // dx_t = dgi · W_ih; dW_ih += dgiᵀ · x_t; db_ih += Σ dgi.
+        gather_inputs(x, d, len, rows.start, &order[..running], t, &mut xb);
+        gemm(running, h3, d, mat(dgi_t, h3, 1), w.w_ih, d, 0.0, &mut dxb, d);
+        for (p, &i) in order[..running].iter().enumerate() {
+            dx[(i * len + t) * d..][..d].copy_from_slice(&dxb[p * d..][..d]);
+        }
+        gemm(h3, running, d, mat(dgi_t, 1, h3), &xb, d, 1.0, &mut g.w_ih, d);
+        for (row_i, row_h) in dgi_t.chunks_exact(h3).zip(dgh_t.chunks_exact(h3)) {
+            g.b_ih.iter_mut().zip(row_i).for_each(|(b, v)| *b += v);
+            g.b_hh.iter_mut().zip(row_h).for_each(|(b, v)| *b += v);
         }
     }
-    (dw, db)
+    g
 }
 
 avx2_dispatch! {
@@ -368,25 +451,27 @@ mod tests {
     }
 
     /// The recurrence in f64, one row and one step at a time: the reference of the tests.
-    fn reference(s: Shape, gi: &[f64], w: &[f64], b: &[f64], keep: &[u8], att: Option<&[f64]>) -> Vec<f64> {
-        let h = s.hidden;
+    /// `p` = [x, w_ih, b_ih, w_hh, b_hh, att].
+    fn reference(s: Shape, p: &[Vec<f64>; 6], keep: &[u8], augru: bool) -> Vec<f64> {
+        let (h, d) = (s.hidden, s.input);
+        let [x, wi, bi, w, b, att] = p;
         let mut out = vec![0.0; s.rows * s.len * h];
         for row in 0..s.rows {
             let mut st = vec![0.0f64; h];
             for t in 0..s.len {
                 let k = row * s.len + t;
                 if keep[k] != 0 {
+                    let g: Vec<f64> = (0..3 * h).map(|p| bi[p] + (0..d).map(|q| wi[p * d + q] * x[k * d + q]).sum::<f64>()).collect();
                     let gh: Vec<f64> = (0..3 * h).map(|p| b[p] + (0..h).map(|q| w[p * h + q] * st[q]).sum::<f64>()).collect();
-                    let g = &gi[k * 3 * h..][..3 * h];
                     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
                     st = (0..h)
                         .map(|j| {
                             let r = sig(g[j] + gh[j]);
                             let z = sig(g[h + j] + gh[h + j]);
                             let n = (g[2 * h + j] + r * gh[2 * h + j]).tanh();
-                            match att {
-                                None => (1.0 - z) * n + z * st[j],
-                                Some(a) => (1.0 - a[k] * z) * st[j] + a[k] * z * n,
+                            match augru {
+                                false => (1.0 - z) * n + z * st[j],
+                                true => (1.0 - att[k] * z) * st[j] + att[k] * z * n,
                             }
                         })
                         .collect();
@@ -406,56 +491,61 @@ mod tests {
     /// right-padded and empty, over 1 and 3 threads (row blocks).
     #[test]
     fn forward_and_gradients_match_the_reference() {
-        let s = Shape { rows: 70, len: 5, hidden: 3 };
+        let s = Shape { rows: 70, len: 5, input: 4, hidden: 3 };
         let n = s.rows * s.len;
-        let h = s.hidden;
-        let gi = values(n * 3 * h, 1);
-        let w: Vec<f32> = values(3 * h * h, 2);
-        let b = values(3 * h, 3);
-        // Full, left-padded, holed, right-padded (the protocol's layout: oldest first, of every
-        // length from 1 to len − 1) and empty rows.
+        let (d, h) = (s.input, s.hidden);
+        let x = values(n * d, 1);
+        let w_ih = values(3 * h * d, 6);
+        let b_ih = values(3 * h, 7);
+        let w_hh: Vec<f32> = values(3 * h * h, 2);
+        let b_hh = values(3 * h, 3);
+        let weights = Weights { w_ih: &w_ih, b_ih: &b_ih, w_hh: &w_hh, b_hh: &b_hh };
+        // Full, left-padded (the protocol's layout: the most recent event last; every start from 0
+        // to len − 1), holed, right-padded (of every length from 1 to len − 1) and empty rows.
         let keep: Vec<u8> = (0..n).map(|k| match (k / s.len) % 5 {
             0 => 1,
-            1 => (k % s.len >= 2) as u8,
+            1 => (k % s.len >= (k / s.len / 5) % s.len) as u8,
             2 => (k % 2 == 0) as u8,
             3 => (k % s.len < 1 + (k / s.len / 5) % (s.len - 1)) as u8,
             _ => 0,
         }).collect();
         let att: Vec<f32> = values(n, 4).iter().map(|x| (x + 1.0) / 2.0).collect();
         let g = values(n * h, 5);
-        for cell_att in [None, Some(&att[..])] {
+        let params = [f64s(&x), f64s(&w_ih), f64s(&b_ih), f64s(&w_hh), f64s(&b_hh), f64s(&att)];
+        for augru in [false, true] {
+            let cell_att = augru.then_some(&att[..]);
             for threads in [1, 3] {
-                let mut states = vec![0.0; n * h];
+                // NaN: every element must be written.
+                let mut states = vec![f32::NAN; n * h];
                 let mut saved = Saved::default();
-                forward(s, &gi, &w, &b, &keep, cell_att, threads, &mut states, Some(&mut saved));
-                let want = reference(s, &f64s(&gi), &f64s(&w), &f64s(&b), &keep, cell_att.map(f64s).as_deref());
-                let d = states.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-                assert!(d < 1e-5, "forward differs by {d} (attention {}, {threads} threads)", cell_att.is_some());
-                let grads = backward(s, &w, &keep, cell_att, &states, &saved, &g, threads);
-                let loss = |gi: &[f64], w: &[f64], b: &[f64], a: Option<&[f64]>| -> f64 {
-                    reference(s, gi, w, b, &keep, a).iter().zip(&g).map(|(x, g)| x * *g as f64).sum()
-                };
-                let (gi64, w64, b64, a64) = (f64s(&gi), f64s(&w), f64s(&b), f64s(&att));
-                let a_of = |a: &Vec<f64>| cell_att.map(|_| a.clone());
+                forward(s, &x, weights, &keep, cell_att, threads, &mut states, Some(&mut saved));
+                let want = reference(s, &params, &keep, augru);
+                let dev = states.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+                assert!(dev < 1e-5, "forward differs by {dev} (attention {augru}, {threads} threads)");
+                let mut dx = vec![f32::NAN; n * d];
+                let grads = backward(s, &x, weights, &keep, cell_att, &states, &saved, &g, threads, &mut dx);
+                let loss = |p: &[Vec<f64>; 6]| -> f64 { reference(s, p, &keep, augru).iter().zip(&g).map(|(x, g)| x * *g as f64).sum() };
                 let eps = 1e-6;
                 let fd = |which: usize, idx: usize| {
-                    let mut p = [gi64.clone(), w64.clone(), b64.clone(), a64.clone()];
-                    let mut m = p.clone();
-                    p[which][idx] += eps;
-                    m[which][idx] -= eps;
-                    (loss(&p[0], &p[1], &p[2], a_of(&p[3]).as_deref()) - loss(&m[0], &m[1], &m[2], a_of(&m[3]).as_deref())) / (2.0 * eps)
+                    let (mut plus, mut minus) = (params.clone(), params.clone());
+                    plus[which][idx] += eps;
+                    minus[which][idx] -= eps;
+                    (loss(&plus) - loss(&minus)) / (2.0 * eps)
                 };
                 let check = |name: &str, got: &[f32], which: usize| {
-                    for idx in (0..got.len()).step_by(got.len() / 40 + 1) {
+                    for idx in 0..got.len() {
                         let want = fd(which, idx);
-                        assert!((got[idx] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "{name}[{idx}]: {} vs {want} (attention {})", got[idx], cell_att.is_some());
+                        assert!((got[idx] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "{name}[{idx}]: {} vs {want} (attention {augru}, {threads} threads)", got[idx]);
                     }
                 };
-                check("gi", &grads.gi, 0);
-                check("w_hh", &grads.w_hh, 1);
-                check("b_hh", &grads.b_hh, 2);
+                check("x", &dx, 0);
+                check("w_ih", &grads.w_ih, 1);
+                check("b_ih", &grads.b_ih, 2);
+                check("w_hh", &grads.w_hh, 3);
+                check("b_hh", &grads.b_hh, 4);
+                assert_eq!(grads.att.is_some(), augru);
                 if let Some(da) = &grads.att {
-                    check("att", da, 3);
+                    check("att", da, 5);
                 }
             }
         }

@@ -153,10 +153,7 @@ fn forward_rows(
     let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
     let (starts, order) = by_start(keep, &rows, len);
-    // Before its first event a row's state is the initial zero.
-    for (i, &start) in starts.iter().enumerate() {
-        out[i * len * h..][..start * h].fill(0.0);
-    }
+    zero_before_starts(out, &starts, len, h);
     // States in `order`: position p holds row order[p].
     let mut state = vec![0.0f32; m * h];
     let mut xb = vec![0.0f32; m * d];
@@ -275,6 +272,22 @@ pub struct Grads {
     pub att: Option<Vec<f32>>,
 }
 
+impl Grads {
+    /// Zero gradients of a layer of shape `s`, with `att` as given.
+    fn zeros(s: Shape, att: Option<Vec<f32>>) -> Grads {
+        let (h3, d, h) = (3 * s.hidden, s.input, s.hidden);
+        Grads { w_ih: vec![0.0; h3 * d], b_ih: vec![0.0; h3], w_hh: vec![0.0; h3 * h], b_hh: vec![0.0; h3], att }
+    }
+}
+
+/// Zeros the steps of every row before its first event in `buf` (`[rows, len, width]`, the
+/// block's rows): the state there is the initial zero, and the input there has no effect.
+fn zero_before_starts(buf: &mut [f32], starts: &[usize], len: usize, width: usize) {
+    for (i, &start) in starts.iter().enumerate() {
+        buf[i * len * width..][..start * width].fill(0.0);
+    }
+}
+
 /// The gradients given `dstates = ∂L/∂states` `[rows, len, H]`, from the forward pass's `states`
 /// and `saved` on the same inputs; `∂L/∂x` into `dx` `[rows, len, D]` (every element written).
 #[allow(clippy::too_many_arguments)]
@@ -292,7 +305,7 @@ pub fn backward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]
     };
     let parts: Vec<_> = ranges.into_iter().zip(dx_parts).zip(att_parts).collect();
     let sums = run_parts(parts, |((rows, dx), datt)| backward_rows(s, rows, x, &w, keep, att, states, saved, dstates, dx, datt));
-    let mut g = Grads { w_ih: vec![0.0; 3 * h * d], b_ih: vec![0.0; 3 * h], w_hh: vec![0.0; 3 * h * h], b_hh: vec![0.0; 3 * h], att: datt };
+    let mut g = Grads::zeros(s, datt);
     for part in sums {
         for (total, p) in [(&mut g.w_ih, &part.w_ih), (&mut g.b_ih, &part.b_ih), (&mut g.w_hh, &part.w_hh), (&mut g.b_hh, &part.b_hh)] {
             total.iter_mut().zip(p).for_each(|(a, v)| *a += v);
@@ -318,10 +331,7 @@ fn backward_rows(
     let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
     let (starts, order) = by_start(keep, &rows, len);
-    // Before its first event a row's input has no effect.
-    for (i, &start) in starts.iter().enumerate() {
-        dx[i * len * d..][..start * d].fill(0.0);
-    }
+    zero_before_starts(dx, &starts, len, d);
     // In `order`, as in the forward pass: position p is row order[p].
     let mut dh = vec![0.0f32; m * h];
     let mut dgi = vec![0.0f32; m * h3];
@@ -329,7 +339,7 @@ fn backward_rows(
     let mut hprev = vec![0.0f32; m * h];
     let mut xb = vec![0.0f32; m * d];
     let mut dxb = vec![0.0f32; m * d];
-    let mut g = Grads { w_ih: vec![0.0; h3 * d], b_ih: vec![0.0; h3], w_hh: vec![0.0; h3 * h], b_hh: vec![0.0; h3], att: None };
+    let mut g = Grads::zeros(s, None);
     let zeros = vec![0.0f32; h];
     let mut running = m;
     for t in (0..len).rev() {

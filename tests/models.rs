@@ -723,3 +723,71 @@ fn a_new_model_using_the_library_din_attention_trains_every_parameter() {
         assert!(g.abs().sum(Kind::Double).double_value(&[]) > 0.0, "{name}'s gradient is zero");
     }
 }
+
+/// `batch()`'s rows repeated as a user scored against several candidates would be: rows 0, 0, 0,
+/// 1, 2, 2, 0, each with its own target.
+fn repeated_histories() -> Batch {
+    let b = batch();
+    let rows = Tensor::from_slice(&[0i64, 0, 0, 1, 2, 2, 0]);
+    let pick = |t: &Tensor| t.index_select(0, &rows);
+    let i = |v: &[i64]| Tensor::from_slice(v);
+    Batch {
+        user: pick(&b.user),
+        item: i(&[2, 3, 4, 5, 2, 3, 5]),
+        genre: i(&[2, 3, 2, 3, 3, 2, 2]),
+        hist_item: pick(&b.hist_item),
+        hist_genre: pick(&b.hist_genre),
+        hist_gap: pick(&b.hist_gap),
+        hist_feedback: pick(&b.hist_feedback),
+        hist_mask: pick(&b.hist_mask),
+        user_side: pick(&b.user_side),
+        item_side: i(&[2, 3, 1, 2, 1, 3, 0]),
+        hist_item_side: pick(&b.hist_item_side),
+        label: Tensor::zeros([7], (Kind::Float, Device::Cpu)),
+        negatives: None,
+    }
+}
+
+/// Scoring (no gradients) shares a repeated history's part of BST's first attention across its
+/// rows; the logits are those of the plain pass (gradients on) and of each row scored alone.
+#[test]
+fn bst_scores_repeated_histories_as_the_plain_pass() {
+    let mut two_blocks = ModelConfig::by_name("bst").unwrap();
+    if let ModelConfig::Bst(c) = &mut two_blocks {
+        c.transformer.blocks = 2;
+        c.transformer.heads = 4;
+    }
+    for (name, cfg) in [("bst", ModelConfig::by_name("bst").unwrap()), ("bst, 2 blocks of 4 heads", two_blocks)] {
+        let (_vs, model) = build(&cfg);
+        let b = repeated_histories();
+        let shared = tch::no_grad(|| model.forward_t(&b, false));
+        let plain = model.forward_t(&b, false);
+        // Relative to the logits' size: this head's weights (see `build`) make logits of ~20 and
+        // turn the split softmax's float rounding (~1e-7 in the encoder) into ~1e-6 of them; a
+        // wrong term would move them by whole units. Without repeated rows the two passes agree
+        // exactly.
+        let scale = 1.0 + plain.abs().max().double_value(&[]);
+        assert!(max_diff(&shared, &plain) < 1e-5 * scale, "{name}: {} (logits up to {scale})", max_diff(&shared, &plain));
+        for r in 0..7 {
+            let one = |t: &Tensor| t.narrow(0, r, 1);
+            let row = Batch {
+                user: one(&b.user),
+                item: one(&b.item),
+                genre: one(&b.genre),
+                hist_item: one(&b.hist_item),
+                hist_genre: one(&b.hist_genre),
+                hist_gap: one(&b.hist_gap),
+                hist_feedback: one(&b.hist_feedback),
+                hist_mask: one(&b.hist_mask),
+                user_side: one(&b.user_side),
+                item_side: one(&b.item_side),
+                hist_item_side: one(&b.hist_item_side),
+                label: one(&b.label),
+                negatives: None,
+            };
+            let alone = tch::no_grad(|| model.forward_t(&row, false));
+            let d = (alone.double_value(&[0]) - shared.double_value(&[r])).abs();
+            assert!(d < 1e-5 * scale, "{name}, row {r}: {d}");
+        }
+    }
+}

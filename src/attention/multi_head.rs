@@ -136,6 +136,53 @@ impl Attention {
         }
     }
 
+    /// Self-attention over `[history…, target]` (evaluation mode) for rows whose histories repeat,
+    /// as when a user is scored against many candidates: equal to
+    /// `context_t(seq, seq, seq, mask)` with `seq = [hist[group[r]]…, target[r]]` and the target
+    /// always present, up to float rounding, but the history's projections and its events' scores
+    /// against each other are computed once per distinct history. Per history query `i` and head,
+    /// softmax over the history's keys and the target's is split exactly: with `m` the largest
+    /// history score, `Z = Σ e^(s−m)` and `A = Σ e^(s−m) v` over the history (shared), and `s_t`
+    /// the target key's score (per row), the output is `(A·e^(m−m') + e^(s_t−m') v_t) / (Z·e^(m−m')
+    /// + e^(s_t−m'))` with `m' = max(m, s_t)`. The target's own query attends as usual.
+    ///
+    /// `hist: [U, L, D]` the distinct histories, `hmask: [U, L]`, `target: [B, D]`, `group: [B]`
+    /// i64 (each row's history) → `[B, L + 1, out_dim]`. `None` unless this is the Transformer's
+    /// combination (projections, scaled dot, softmax, soft), the one self-attention uses.
+    pub fn context_shared_history(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor, group: &Tensor) -> Option<Tensor> {
+        let p = self.proj.as_ref().filter(|_| self.fused)?;
+        let h = self.heads;
+        // [U, H, L, dh] and [B, H, 1, dh].
+        let (qh, kh, vh) = (to_heads(&p.q.forward(hist), h), to_heads(&p.k.forward(hist), h), to_heads(&p.v.forward(hist), h));
+        let (qt, kt, vt) = (to_heads(&p.q.forward(target), h), to_heads(&p.k.forward(target), h), to_heads(&p.v.forward(target), h));
+        let scale = 1.0 / (qh.size()[3] as f64).sqrt();
+        let keys_on = hmask.view([hmask.size()[0], 1, 1, -1]);
+        // The history's events against each other, once per distinct history: [U, H, L, L].
+        let s = qh.matmul(&kh.transpose(-1, -2)) * scale;
+        let s = s.masked_fill(&keys_on.logical_not(), f64::NEG_INFINITY);
+        let m = s.amax(-1, true);
+        // A history without events: no term (Z = A = 0), the target alone decides.
+        let m = m.where_self(&m.isfinite(), &m.zeros_like());
+        let e = (&s - &m).exp();
+        let (z, a) = (e.sum_dim_intlist(-1, true, e.kind()), e.matmul(&vh));
+        let at = |t: &Tensor| t.index_select(0, group);
+        let (q_r, k_r, v_r, m_r, z_r, a_r) = (at(&qh), at(&kh), at(&vh), at(&m), at(&z), at(&a));
+        // Each history query against its row's target key: [B, H, L, 1].
+        let st = q_r.matmul(&kt.transpose(-1, -2)) * scale;
+        let top = m_r.maximum(&st);
+        let (old, new) = ((&m_r - &top).exp(), (&st - &top).exp());
+        let hist_out = (a_r * &old + &new * &vt) / (z_r * &old + &new);
+        // The target's query over every key: [B, H, 1, L + 1].
+        let keys = Tensor::cat(&[&k_r, &kt], 2);
+        let values = Tensor::cat(&[&v_r, &vt], 2);
+        let on = Tensor::cat(&[at(hmask), Tensor::ones([target.size()[0], 1], (tch::Kind::Bool, target.device()))], 1);
+        let w = (qt.matmul(&keys.transpose(-1, -2)) * scale).masked_fill(&on.view([target.size()[0], 1, 1, -1]).logical_not(), f64::NEG_INFINITY);
+        let target_out = w.softmax(-1, w.kind()).matmul(&values);
+        // [B, H, L + 1, dh] → [B, L + 1, H·dh]
+        let ctx = Tensor::cat(&[hist_out, target_out], 2).transpose(1, 2).flatten(2, 3);
+        Some(p.o.forward(&ctx))
+    }
+
     fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
         let scores = self.score.forward_masked_t(q, keys, mask, train);
         let weights = self.align.forward(&scores, mask, q);

@@ -50,24 +50,53 @@ impl Bst {
     }
 
     /// The sequence `[history…, target]` `[B, L + 1, D]`, its mask and recency positions
-    /// (0 for the target, 1 for the most recent event, …; 0 at padding, which is masked anyway).
-    fn sequence(&self, b: &Batch) -> (Tensor, Tensor, Tensor, Tensor) {
-        let target = self.emb.target(b);
-        let seq = Tensor::cat(&[self.emb.history(b), target.unsqueeze(1)], 1);
+    /// (0 for the target, 1 for the most recent event, …; 0 at padding, which is masked anyway),
+    /// from the target and the embedded history.
+    fn sequence(&self, b: &Batch, target: &Tensor, hist: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let seq = Tensor::cat(&[hist, &target.unsqueeze(1)], 1);
         let n = b.size();
         let on = Tensor::ones([n, 1], (Kind::Bool, b.hist_mask.device()));
         let mask = Tensor::cat(&[&b.hist_mask, &on], 1);
         let hist_pos = Encoder::history_positions(&b.hist_mask);
         let position = Tensor::cat(&[hist_pos, Tensor::zeros([n, 1], (Kind::Int64, b.hist_mask.device()))], 1);
-        (target, seq, mask, position)
+        (seq, mask, position)
+    }
+
+    /// In evaluation mode without gradients, when consecutive rows repeat a history (a user
+    /// scored against many candidates, the histories built the same way), the encoded sequence
+    /// `[B, L + 1, D]` with the history's share of the first block's attention computed once per
+    /// run of equal histories ([`Encoder::forward_shared_history`]); `None` otherwise, and when
+    /// no history repeats. Rows share a history only when their embedded histories and masks are
+    /// equal element for element, so the result is the plain pass's up to float rounding.
+    fn shared_histories(&self, b: &Batch, train: bool, target: &Tensor, hist: &Tensor) -> Option<Tensor> {
+        let n = b.size();
+        if train || crate::nn::grad_enabled() || n < 2 || b.hist_mask.size()[1] == 0 {
+            return None;
+        }
+        let same_events = hist.narrow(0, 1, n - 1).eq_tensor(&hist.narrow(0, 0, n - 1)).flatten(1, -1).all_dim(1, false);
+        let same_mask = b.hist_mask.narrow(0, 1, n - 1).eq_tensor(&b.hist_mask.narrow(0, 0, n - 1)).all_dim(1, false);
+        // Row r starts a new run unless it repeats row r − 1; group = the run's number.
+        let starts = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, hist.device())), same_events.logical_and(&same_mask).logical_not()], 0);
+        let firsts = starts.nonzero().squeeze_dim(1);
+        if firsts.size()[0] == n {
+            return None;
+        }
+        let group = starts.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
+        Some(self.encoder.forward_shared_history(&hist.index_select(0, &firsts), &b.hist_mask.index_select(0, &firsts), target, &group))
     }
 }
 
 impl CtrModel for Bst {
     fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
-        let (target, seq, mask, position) = self.sequence(b);
-        let h = self.encoder.forward_t(&seq, &mask, &position, train);
         let l = b.hist_mask.size()[1];
+        let (target, hist) = (self.emb.target(b), self.emb.history(b));
+        let h = match self.shared_histories(b, train, &target, &hist) {
+            Some(h) => h,
+            None => {
+                let (seq, mask, position) = self.sequence(b, &target, &hist);
+                self.encoder.forward_t(&seq, &mask, &position, train)
+            }
+        };
         let encoded_target = h.select(1, l);
         let encoded_hist = masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()));
         let x = Tensor::cat(&[self.emb.user(b), target, encoded_target, encoded_hist], -1);
@@ -83,7 +112,7 @@ impl CtrModel for Bst {
 
     /// The last block over `[history…, target]`: `[B, H, L + 1, L + 1]`.
     fn self_attention(&self, b: &Batch) -> Option<Tensor> {
-        let (_, seq, mask, position) = self.sequence(b);
+        let (seq, mask, position) = self.sequence(b, &self.emb.target(b), &self.emb.history(b));
         Some(self.encoder.last_weights(&seq, &mask, &position))
     }
     fn param_groups(&self) -> super::ParamGroups {

@@ -91,14 +91,28 @@ impl TransformerBlock {
     pub fn forward_t(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let a = super::dropout(&self.attn.context_t(x, x, x, mask, train), self.dropout, train);
         let x = self.norm1.forward(&(x + a));
-        let h = self.ff1.forward(&x);
-        let h = match self.act {
+        let h = self.activate(&self.ff1.forward(&x));
+        let f = super::dropout(&self.ff2.forward(&super::dropout(&h, self.dropout, train)), self.dropout, train);
+        self.norm2.forward(&(x + f))
+    }
+
+    /// [`Self::forward_t`] in evaluation mode over `[hist[group[r]]…, target[r]]` (the target
+    /// always present), with the attention's history part computed once per distinct history
+    /// ([`Attention::context_shared_history`]): `hist: [U, L, D]`, `hmask: [U, L]`, `target:
+    /// [B, D]`, `group: [B]` → `[B, L + 1, D]`.
+    fn forward_shared(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor, group: &Tensor) -> Option<Tensor> {
+        let a = self.attn.context_shared_history(hist, hmask, target, group)?;
+        let seq = Tensor::cat(&[hist.index_select(0, group), target.unsqueeze(1)], 1);
+        let x = self.norm1.forward(&(seq + a));
+        Some(self.norm2.forward(&(&x + self.ff2.forward(&self.activate(&self.ff1.forward(&x))))))
+    }
+
+    fn activate(&self, h: &Tensor) -> Tensor {
+        match self.act {
             FfnActivation::Relu => h.relu(),
             FfnActivation::LeakyRelu => h.leaky_relu(),
             FfnActivation::Gelu => h.gelu("none"),
-        };
-        let f = super::dropout(&self.ff2.forward(&super::dropout(&h, self.dropout, train)), self.dropout, train);
-        self.norm2.forward(&(x + f))
+        }
     }
 
     /// The self-attention weights `[B, H, T, T]` (evaluation mode).
@@ -157,6 +171,29 @@ impl Encoder {
         h
     }
 
+    /// [`Self::forward_t`] in evaluation mode over `[history…, target]` for rows whose histories
+    /// repeat: `hist: [U, L, D]` the distinct histories, `hmask: [U, L]`, `target: [B, D]` (at
+    /// position 0), `group: [B]` i64 (each row's history) → `[B, L + 1, D]`. The first block
+    /// attends within each distinct history once (see [`TransformerBlock`]'s shared path); the
+    /// blocks after it see every row's own sequence. Equal to the plain pass up to float rounding.
+    pub fn forward_shared_history(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor, group: &Tensor) -> Tensor {
+        let hist = self.embed(hist, &Self::history_positions(hmask));
+        let target = self.embed(&target.unsqueeze(1), &Tensor::zeros([target.size()[0], 1], (tch::Kind::Int64, target.device()))).squeeze_dim(1);
+        let (first, rest) = self.blocks.split_first().expect("at least one block");
+        let mask = || Tensor::cat(&[hmask.index_select(0, group), Tensor::ones([target.size()[0], 1], (tch::Kind::Bool, target.device()))], 1);
+        let mut h = match first.forward_shared(&hist, hmask, &target, group) {
+            Some(h) => h,
+            None => first.forward_t(&Tensor::cat(&[hist.index_select(0, group), target.unsqueeze(1)], 1), &mask(), false),
+        };
+        if !rest.is_empty() {
+            let mask = mask();
+            for block in rest {
+                h = block.forward_t(&h, &mask, false);
+            }
+        }
+        h
+    }
+
     /// The last block's self-attention weights `[B, H, T, T]` (evaluation mode).
     pub fn last_weights(&self, x: &Tensor, mask: &Tensor, position: &Tensor) -> Tensor {
         let mut h = self.embed(x, position);
@@ -165,5 +202,39 @@ impl Encoder {
             h = block.forward_t(&h, mask, false);
         }
         last.weights(&h, mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// The shared-history pass equals the plain pass over every row's own `[history…, target]`
+    /// sequence: histories repeated across rows, partly padded and empty, 1 and 2 blocks, 1 and 4
+    /// heads, with and without positions.
+    #[test]
+    fn shared_history_pass_equals_the_plain_pass() {
+        let (d, l) = (8, 5);
+        for (blocks, heads, positions) in [(1, 2, true), (2, 4, true), (1, 1, false)] {
+            tch::manual_seed(7);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = TransformerConfig { blocks, heads, positions, ..Default::default() };
+            let enc = Encoder::new(vs.root() / "enc", &cfg, d, l).unwrap();
+            // Three distinct histories: full, two events, none.
+            let hist = Tensor::randn([3, l, d], (Kind::Float, Device::Cpu));
+            let hmask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]).view([3, l]).to_kind(Kind::Bool);
+            let group = Tensor::from_slice(&[0i64, 0, 0, 1, 2, 2, 0]);
+            let target = Tensor::randn([7, d], (Kind::Float, Device::Cpu)) * 2.0;
+            let shared = tch::no_grad(|| enc.forward_shared_history(&hist, &hmask, &target, &group));
+            let seq = Tensor::cat(&[hist.index_select(0, &group), target.unsqueeze(1)], 1);
+            let mask = Tensor::cat(&[hmask.index_select(0, &group), Tensor::ones([7, 1], (Kind::Bool, Device::Cpu))], 1);
+            let hist_pos = Encoder::history_positions(&hmask.index_select(0, &group));
+            let position = Tensor::cat(&[hist_pos, Tensor::zeros([7, 1], (Kind::Int64, Device::Cpu))], 1);
+            let plain = tch::no_grad(|| enc.forward_t(&seq, &mask, &position, false));
+            assert_eq!(shared.size(), plain.size());
+            let diff = (&shared - &plain).abs().max().double_value(&[]);
+            assert!(diff < 2e-6, "{blocks} blocks, {heads} heads, positions {positions}: differs by {diff}");
+        }
     }
 }

@@ -45,6 +45,9 @@ fn main() {
     time("gru (fused) fwd+bwd", || gru.forward(&x, &mask, None));
     time("augru (fused) fwd+bwd", || augru.last(&x, &mask, Some(&w)));
     time("attention weights fwd+bwd", || attn.forward_t(&q, &x, &x, &mask, true).1);
+    let gcfg = AttentionConfig::new(ScoreConfig::General, AlignConfig::Softmax, ContextConfig::Soft);
+    let gattn = Attention::new(vs.root() / "tg", &gcfg, d, d, d).unwrap();
+    time("attention weights, general score fwd+bwd", || gattn.forward_t(&q, &x, &x, &mask, true).1);
     let p = b * (l - 1);
     let h = Tensor::randn([p, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let both = Tensor::randn([p, 2, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);

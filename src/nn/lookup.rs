@@ -39,13 +39,16 @@ pub fn embed(table: &nn::Embedding, padding: Option<i64>, idx: &Tensor) -> Tenso
 }
 
 impl Record {
-    /// Adds the gradient that the graph's backward pass left on the lookup's output into its
-    /// table's gradient.
-    pub(crate) fn finish(self) {
-        let g = self.out.grad();
-        if !g.defined() || self.idx.numel() == 0 {
-            return;
-        }
+    /// The lookup's output, a leaf of the graph.
+    pub(crate) fn leaf(&self) -> &Tensor {
+        &self.out
+    }
+
+    /// Adds the gradient that the graph's backward pass left on the lookup's output, plus what
+    /// kernels handed it straight (`handed`, see the tape), into its table's gradient.
+    pub(crate) fn finish(self, handed: Option<Tensor>) {
+        let g = [Some(self.out.grad()).filter(Tensor::defined), handed].into_iter().flatten().reduce(|a, b| a + b);
+        let Some(g) = g.filter(|_| self.idx.numel() > 0) else { return };
         let g = g.contiguous();
         let mut tg = self.table.grad();
         if !tg.defined() {

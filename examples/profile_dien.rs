@@ -55,6 +55,32 @@ fn main() {
     time("aux score on 2 x 50,176 pairs fwd+bwd", || aux.forward_masked_t(&h, &both, &on, true));
     let general = Score::new(vs.root() / "y", &ScoreConfig::General, d, d).unwrap();
     time("aux general score fwd+bwd", || general.forward_masked_t(&h, &both, &on, true));
+    let items = Tensor::randn([b, l, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let negs = Tensor::randn([b, l, d], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let wg = (Tensor::randn([d, d], (Kind::Float, Device::Cpu)) * 0.1).set_requires_grad(true);
+    time("aux loss, general, fused kernel fwd+bwd", || attnrec::nn::pair_loss::general_pair_bce(&x, &items, &negs, &wg, &mask).unwrap());
+    time("aux loss, general, libtorch fwd+bwd", || {
+        let next = |t: &Tensor| t.narrow(1, 1, l - 1).reshape([-1, d]);
+        let hw = x.narrow(1, 0, l - 1).reshape([-1, d]).matmul(&wg);
+        let both = Tensor::stack(&[next(&items), next(&negs)], 1);
+        let logits = (both * hw.unsqueeze(1)).sum_dim_intlist(-1, false, None);
+        let labels = Tensor::from_slice(&[1.0f32, 0.0]).expand_as(&logits);
+        logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Sum) / (b * (l - 1)) as f64
+    });
+    {
+        use attnrec_kernels::pair_bce as k;
+        let shape = k::Shape { rows: b as usize, len: l as usize, dim: d as usize };
+        let v = |t: &Tensor| Vec::<f32>::try_from(t.detach().reshape([-1])).unwrap();
+        let (xs, is, ns, ws) = (v(&x), v(&items), v(&negs), v(&wg));
+        let keep = vec![1u8; (b * l) as usize];
+        let t = Instant::now();
+        for _ in 0..5 { std::hint::black_box(k::forward(shape, &xs, &is, &ns, &ws, &keep, threads as usize)); }
+        println!("{:40} {:8.2} ms", "aux kernel forward alone", t.elapsed().as_secs_f64() * 200.0);
+        let (mut a, mut c, mut e) = (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; xs.len()]);
+        let t = Instant::now();
+        for _ in 0..5 { std::hint::black_box(k::backward(shape, &xs, &is, &ns, &ws, &keep, 1.0, threads as usize, &mut a, &mut c, &mut e)); }
+        println!("{:40} {:8.2} ms", "aux kernel backward alone", t.elapsed().as_secs_f64() * 200.0);
+    }
     let mlp = attnrec::nn::Mlp::new(vs.root() / "z", 2 * d, &attnrec::nn::MlpConfig { hidden: vec![100, 50], activation: Activation::Sigmoid, dropout: 0.0, batch_norm: false });
     let out = nn::linear(vs.root() / "zo", 50, 1, Default::default());
     let cat = Tensor::cat(&[Tensor::cat(&[&h, &both.select(1, 0)], -1), Tensor::cat(&[&h, &both.select(1, 1)], -1)], 0);

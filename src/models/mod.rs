@@ -352,6 +352,19 @@ impl Embeddings {
             None => items,
         }
     }
+    /// [`Self::history`], and apart the events' item representations alone (no time gap, no
+    /// feedback): what each behavior is, as DIEN's auxiliary loss scores it against a negative.
+    pub fn history_with_items(&self, b: &Batch) -> (Tensor, Tensor) {
+        let items = self.items(&b.hist_item, &b.hist_genre, &b.hist_item_side);
+        let mut history = match &self.gap {
+            Some(gap) => &items + self.embed(gap, &b.hist_gap),
+            None => items.shallow_clone(),
+        };
+        if let Some(f) = &self.feedback {
+            history = history + self.embed(f, &b.hist_feedback);
+        }
+        (history, items)
+    }
     /// [`Self::history`] without the feedback, and the feedback's embedding apart (`[B, L,
     /// item_dim]`, when the feature map has it): for attention that matches on the events alone
     /// and pools what the user thought of them.

@@ -7,6 +7,7 @@ pub mod lookup;
 pub mod mlp;
 pub mod tape;
 pub mod gru;
+pub mod pair_loss;
 pub(crate) mod kernel_io;
 pub mod transformer;
 

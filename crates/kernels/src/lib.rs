@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod gemm;
 pub mod gru;
 pub mod optim;
+pub mod pair_bce;
 pub mod parallel;
 #[cfg(test)]
 mod testing;

@@ -128,7 +128,8 @@ impl Tape {
 /// backward pass: to an earlier kernel's or lookup's output (kept here until that record is
 /// finished) or to a parameter whose gradient exists (added in place). A term `Σ x ⊙ ∂L/∂x` in
 /// what is owed costs a pass over `x` forward and another backward, per input: at batch 1,024 a
-/// `[B, L, D]` input is 6.5 MB, and DIEN hands its extractor's states to two kernels.
+/// `[B, L, D]` input is 6.5 MB, and DIEN's extractor states go to three kernels (its AUGRU, its
+/// target attention and its auxiliary loss).
 struct Handed {
     /// The recorded leaves (kernels' and lookups' outputs) by the address of their data, and
     /// what has been handed to each.

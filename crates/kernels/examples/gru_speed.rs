@@ -1,0 +1,57 @@
+//! DIEN's GRU kernel alone at its training shapes (batch 1,024, 50 steps, 32 in, 32 hidden, full
+//! histories), forward and backward, with the GEMMs' share: the same GEMM shapes timed apart.
+//! `cargo run -p attnrec-kernels --example gru_speed` (the dev profile is the optimized one).
+//! Best of 5 runs each; the machine this was written on swings by ±30 % from run to run.
+use attnrec_kernels::gemm::{gemm, mat};
+use attnrec_kernels::gru::*;
+use std::time::Instant;
+
+fn main() {
+    let (rows, len, d, h) = (1024usize, 50usize, 32usize, 32usize);
+    let s = Shape { rows, len, input: d, hidden: h };
+    let val = |i: usize, k: f32| ((i * 7919) % 23) as f32 * k - 11.0 * k;
+    let x: Vec<f32> = (0..rows * len * d).map(|i| val(i, 0.02)).collect();
+    let (w_ih, w_hh) = ((0..3 * h * d).map(|i| val(i, 0.01)).collect::<Vec<_>>(), (0..3 * h * h).map(|i| val(i + 3, 0.01)).collect::<Vec<_>>());
+    let (b_ih, b_hh) = (vec![0.01f32; 3 * h], vec![-0.01f32; 3 * h]);
+    let w = Weights { w_ih: &w_ih, b_ih: &b_ih, w_hh: &w_hh, b_hh: &b_hh };
+    let keep = vec![1u8; rows * len];
+    let att: Vec<f32> = (0..rows * len).map(|i| (i % 10) as f32 * 0.1).collect();
+    let dstates: Vec<f32> = (0..rows * len * h).map(|i| val(i, 0.001)).collect();
+    // Multiply-adds: forward x·W_ihᵀ and h·W_hhᵀ per row and step; backward twice that.
+    let fwd = (rows * len) as f64 * 2.0 * (d * 3 * h + h * 3 * h) as f64;
+    for threads in [1, 2] {
+        for (name, a) in [("gru", None), ("augru", Some(&att[..]))] {
+            let mut states = vec![0.0f32; rows * len * h];
+            let mut saved = Saved::default();
+            let mut dx = vec![0.0f32; rows * len * d];
+            let (mut tf, mut tb) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = Instant::now();
+                forward(s, &x, w, &keep, a, threads, &mut states, Some(&mut saved));
+                tf = tf.min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                std::hint::black_box(backward(s, &x, w, &keep, a, &states, &saved, &dstates, threads, &mut dx));
+                tb = tb.min(t.elapsed().as_secs_f64());
+            }
+            println!("{name:6} threads {threads}: forward {:6.2} ms ({:5.1} GFLOP/s), backward {:6.2} ms ({:5.1} GFLOP/s)", tf * 1e3, fwd / tf / 1e9, tb * 1e3, 2.0 * fwd / tb / 1e9);
+        }
+    }
+    // The forward pass's two GEMMs per step, one thread over all rows: what they cost alone.
+    let m = rows;
+    let xb: Vec<f32> = x[..m * d].to_vec();
+    let wt: Vec<f32> = w_ih.clone();
+    let mut out = vec![0.0f32; m * 3 * h];
+    let t = Instant::now();
+    for _ in 0..2 * len {
+        gemm(m, d, 3 * h, mat(&xb, d, 1), &wt, 3 * h, 0.0, &mut out, 3 * h);
+    }
+    let tg = t.elapsed().as_secs_f64();
+    println!("forward GEMMs alone, 1 thread: {:6.2} ms ({:5.1} GFLOP/s)", tg * 1e3, fwd / tg / 1e9);
+    let mut dw = vec![0.0f32; 3 * h * d];
+    let t = Instant::now();
+    for _ in 0..2 * len {
+        gemm(3 * h, m, d, mat(&out, 1, 3 * h), &xb, d, 1.0, &mut dw, d);
+    }
+    let tg = t.elapsed().as_secs_f64();
+    println!("weight-gradient GEMMs alone (Aᵀ·B), 1 thread: {:6.2} ms ({:5.1} GFLOP/s)", tg * 1e3, fwd / tg / 1e9);
+}

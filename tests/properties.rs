@@ -127,8 +127,12 @@ fn write(dir: &Path, layout: Format, log: &[Rating], titles: &BTreeMap<i64, Stri
             fs::write(dir.join("ratings.dat"), ratings_text(log, "", "::")).unwrap();
             let mut movies = String::new();
             for (i, t) in titles {
-                // A title may hold a single `:` but not the separator `::`.
-                let t = t.replace("::", ":");
+                // A title may hold a single `:` but not the separator `::`. One `replace` leaves
+                // `::` of a run of three or more colons (`:::` → `::`), so collapse until none.
+                let mut t = t.clone();
+                while t.contains("::") {
+                    t = t.replace("::", ":");
+                }
                 let t = if t.ends_with(':') { format!("{t}x") } else { t };
                 movies.push_str(&format!("{i}::{t}::Drama|Comedy\n"));
                 expected.insert(*i, t);

@@ -39,11 +39,10 @@ fn main() {
     // The forward pass's two GEMMs per step, one thread over all rows: what they cost alone.
     let m = rows;
     let xb: Vec<f32> = x[..m * d].to_vec();
-    let wt: Vec<f32> = w_ih.clone();
     let mut out = vec![0.0f32; m * 3 * h];
     let t = Instant::now();
     for _ in 0..2 * len {
-        gemm(m, d, 3 * h, mat(&xb, d, 1), &wt, 3 * h, 0.0, &mut out, 3 * h);
+        gemm(m, d, 3 * h, mat(&xb, d, 1), &w_ih, 3 * h, 0.0, &mut out, 3 * h);
     }
     let tg = t.elapsed().as_secs_f64();
     println!("forward GEMMs alone, 1 thread: {:6.2} ms ({:5.1} GFLOP/s)", tg * 1e3, fwd / tg / 1e9);

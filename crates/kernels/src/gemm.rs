@@ -21,6 +21,11 @@ pub fn mat(s: &[f32], rs: usize, cs: usize) -> Mat<'_> {
     Mat { s, rs, cs }
 }
 
+/// `w` `[rows, cols]` row-major, transposed: `Wᵀ` row-major, as the right operand of `A·Wᵀ`.
+pub(crate) fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| w[r * cols + c])).collect()
+}
+
 const MR: usize = 6;
 const NR: usize = 16;
 

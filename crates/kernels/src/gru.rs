@@ -17,7 +17,7 @@
 //! `gh = W_hh·h + b_hh`: `r = σ(gi_r + gh_r)`, `z = σ(gi_z + gh_z)`, `n = tanh(gi_n + r ⊙ gh_n)`,
 //! then `h' = n + z ⊙ (h − n)` (GRU) or `h' = h + a·z ⊙ (n − h)` (AUGRU).
 use crate::din::{avx2_dispatch, row_parts, split_mut};
-use crate::gemm::{gemm, mat};
+use crate::gemm::{gemm, mat, transposed};
 use crate::parallel::run_parts;
 use std::ops::Range;
 
@@ -65,11 +65,6 @@ pub struct Saved {
     z: Vec<f32>,
     n: Vec<f32>,
     ghn: Vec<f32>,
-}
-
-/// `w` `[rows, cols]` row-major, transposed.
-fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols).flat_map(|c| (0..rows).map(move |r| w[r * cols + c])).collect()
 }
 
 /// The biases as the step adds them: `[b_ir + b_hr, b_iz + b_hz, b_in]` and `b_hn` (which `r`

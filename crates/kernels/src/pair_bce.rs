@@ -5,14 +5,16 @@
 //! Composed of libtorch operators, this loss was about thirty passes over `[B, L, D]`-sized
 //! tensors (the shifted views' copies, the stacked keys, the broadcast product and its sum, each
 //! once more backward): at batch 1,024 on ml-100k about 30 ms of DIEN's 110 ms step. Here it is
-//! one GEMM for `H·W` per block of rows, a pass over the pairs, and backward two GEMMs.
+//! one GEMM for `H·W` per block of rows and a pass over the pairs; backward makes `H·W` again
+//! (it is not kept between the passes), a pass over the pairs and two GEMMs.
 //!
 //! Shapes: `rows` histories of `len` steps, `dim` (`D`) wide. `states`, `items` and `negs`
 //! `[rows, len, D]` row-major; `w` `[D, D]` row-major, the score being `Σᵢⱼ hᵢ·w[i, j]·eⱼ`; `keep`
 //! `[rows, len]` nonzero at present events. The pair `(r, t)`, `t < len − 1`, counts when events
 //! `t` and `t + 1` are both present. The loss is `Σ softplus(−h_t·W·e_{t+1}) + softplus(h_t·W·n_{t+1})`
 //! over those pairs; [`forward`] returns that sum and the pair count, the caller divides.
-use crate::gemm::{gemm, mat};
+use crate::din::dot;
+use crate::gemm::{gemm, mat, transposed};
 use crate::parallel::{row_parts, run_parts, split_mut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,21 +37,6 @@ impl Shape {
 /// Whether pair `(row, t)` counts (`k = row·len + t`).
 fn pair_on(keep: &[u8], len: usize, k: usize) -> bool {
     k % len + 1 < len && keep[k] != 0 && keep[k + 1] != 0
-}
-
-/// `a·b` over eight partial sums, which the compiler keeps in one vector register (a single
-/// running sum is a chain of dependent adds).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `ln(1 + eˣ)`, stable at both ends.
@@ -110,8 +97,8 @@ pub fn backward(
     let d = s.dim;
     let n = s.rows * s.len * d;
     assert!(dstates.len() == n && ditems.len() == n && dnegs.len() == n, "pair BCE kernel: gradient shapes");
-    // Wᵀ row-major: the right operand of dH = dHW·Wᵀ.
-    let wt: Vec<f32> = (0..d).flat_map(|j| (0..d).map(move |i| w[i * d + j])).collect();
+    // The right operand of dH = dHW·Wᵀ.
+    let wt = transposed(w, d, d);
     let ranges = row_parts(s.rows, threads);
     let lens: Vec<usize> = ranges.iter().map(|r| r.len() * s.len * d).collect();
     let parts: Vec<_> = ranges

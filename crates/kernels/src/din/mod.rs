@@ -190,7 +190,7 @@ fn score(unit: &Unit, a: &[f32]) -> f32 {
 /// `a · b` over 8 running sums, so that it vectorizes (a single running sum cannot: float
 /// addition does not reassociate).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
     let mut acc = [0.0f32; 8];

@@ -122,18 +122,19 @@ impl Dien {
         if l < 2 {
             return Some(zero());
         }
+        let negs = self.emb.items(&neg.item, &neg.genre, &neg.side);
+        // The kernel finds the present pairs itself (and gives 0 without any).
+        if let Score::General { w } = score {
+            if let Some(loss) = general_pair_bce(states, items, &negs, w, &b.hist_mask) {
+                return Some(loss * *weight);
+            }
+        }
         let next = |t: &Tensor| t.narrow(1, 1, l - 1);
         // [B·(L − 1)]: whether event t and t + 1 are both present.
         let pair = b.hist_mask.narrow(1, 0, l - 1).logical_and(&next(&b.hist_mask)).reshape([-1]);
         let count = pair.sum(Kind::Int64).int64_value(&[]);
         if count == 0 {
             return Some(zero());
-        }
-        let negs = self.emb.items(&neg.item, &neg.genre, &neg.side);
-        if let Score::General { w } = score {
-            if let Some(loss) = general_pair_bce(states, items, &negs, w, &b.hist_mask) {
-                return Some(loss * *weight);
-            }
         }
         let h = states.narrow(1, 0, l - 1).reshape([-1, d]);
         let pos = next(items).reshape([-1, d]);

@@ -346,34 +346,34 @@ impl Embeddings {
     /// gap to the sample and of their own label when the feature map has them (as BST adds its
     /// positions).
     pub fn history(&self, b: &Batch) -> Tensor {
-        let (items, feedback) = self.history_and_feedback(b);
-        match feedback {
-            Some(f) => items + f,
-            None => items,
-        }
+        self.history_with_items(b).0
     }
     /// [`Self::history`], and apart the events' item representations alone (no time gap, no
     /// feedback): what each behavior is, as DIEN's auxiliary loss scores it against a negative.
     pub fn history_with_items(&self, b: &Batch) -> (Tensor, Tensor) {
-        let items = self.items(&b.hist_item, &b.hist_genre, &b.hist_item_side);
-        let mut history = match &self.gap {
-            Some(gap) => &items + self.embed(gap, &b.hist_gap),
-            None => items.shallow_clone(),
+        let (items, with_gap, feedback) = self.history_parts(b);
+        let history = match feedback {
+            Some(f) => with_gap + f,
+            None => with_gap,
         };
-        if let Some(f) = &self.feedback {
-            history = history + self.embed(f, &b.hist_feedback);
-        }
         (history, items)
     }
     /// [`Self::history`] without the feedback, and the feedback's embedding apart (`[B, L,
     /// item_dim]`, when the feature map has it): for attention that matches on the events alone
     /// and pools what the user thought of them.
     pub fn history_and_feedback(&self, b: &Batch) -> (Tensor, Option<Tensor>) {
-        let mut items = self.items(&b.hist_item, &b.hist_genre, &b.hist_item_side);
-        if let Some(gap) = &self.gap {
-            items = items + self.embed(gap, &b.hist_gap);
-        }
-        (items, self.feedback.as_ref().map(|f| self.embed(f, &b.hist_feedback)))
+        let (_, with_gap, feedback) = self.history_parts(b);
+        (with_gap, feedback)
+    }
+    /// The history's item representations alone, the same plus their time gaps' embeddings (the
+    /// items themselves without gaps), and the feedback's embeddings when the feature map has them.
+    fn history_parts(&self, b: &Batch) -> (Tensor, Tensor, Option<Tensor>) {
+        let items = self.items(&b.hist_item, &b.hist_genre, &b.hist_item_side);
+        let with_gap = match &self.gap {
+            Some(gap) => &items + self.embed(gap, &b.hist_gap),
+            None => items.shallow_clone(),
+        };
+        (items, with_gap, self.feedback.as_ref().map(|f| self.embed(f, &b.hist_feedback)))
     }
     /// User `[B, user_dim]`.
     pub fn user(&self, b: &Batch) -> Tensor {

@@ -47,7 +47,7 @@ impl Record {
     /// Adds the gradient that the graph's backward pass left on the lookup's output, plus what
     /// kernels handed it straight (`handed`, see the tape), into its table's gradient.
     pub(crate) fn finish(self, handed: Option<Tensor>) {
-        let g = [Some(self.out.grad()).filter(Tensor::defined), handed].into_iter().flatten().reduce(|a, b| a + b);
+        let g = tape::sum_of([tape::defined_grad(&self.out), handed]);
         let Some(g) = g.filter(|_| self.idx.numel() > 0) else { return };
         let g = g.contiguous();
         let mut tg = self.table.grad();

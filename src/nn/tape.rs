@@ -157,10 +157,7 @@ impl Handed {
     fn give(&mut self, x: &Tensor, gx: Tensor) -> Option<Tensor> {
         if let Some(key) = self.key(x) {
             let slot = self.leaves.get_mut(&key).expect("checked by key");
-            *slot = Some(match slot.take() {
-                Some(before) => before + gx,
-                None => gx,
-            });
+            *slot = sum_of([slot.take(), Some(gx)]);
             return None;
         }
         let mut grad = x.grad();
@@ -196,8 +193,17 @@ impl Drop for Tape {
 /// handed it; `None` when none of these exists.
 fn grad_of(owed: &Tensor, leaf: &Tensor, handed: Option<Tensor>) -> Option<Tensor> {
     let now = if owed.requires_grad() { Tensor::run_backward(&[owed], &[leaf], true, false).pop().filter(Tensor::defined) } else { None };
-    let before = Some(leaf.grad()).filter(Tensor::defined);
-    [now, before, handed].into_iter().flatten().reduce(|a, b| a + b)
+    sum_of([now, defined_grad(leaf), handed])
+}
+
+/// `t`'s gradient, when it has one.
+pub(crate) fn defined_grad(t: &Tensor) -> Option<Tensor> {
+    Some(t.grad()).filter(Tensor::defined)
+}
+
+/// The sum of the gradients that exist; `None` when none does.
+pub(crate) fn sum_of(parts: impl IntoIterator<Item = Option<Tensor>>) -> Option<Tensor> {
+    parts.into_iter().flatten().reduce(|a, b| a + b)
 }
 
 /// Whether a fused operation may record on this thread now: a tape records and gradients are on.

@@ -68,6 +68,29 @@ fn user_mistakes_are_one_line_and_exit_2() {
     assert!(!d.join("run.partial").exists());
 }
 
+/// Training writes nothing else to stderr: every model, through its fused kernels and the tape. (The
+/// tape once asked libtorch for the gradient of a non-leaf tensor, and libtorch warned on every
+/// step: thousands of lines in a dien run.)
+#[test]
+fn training_is_quiet_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    attnrec().args(["synth", "--preset", "tiny", "--out", data.to_str().unwrap()]).assert().success();
+    for model in ["base", "din", "dien", "bst", "din_sa", "attn_pool"] {
+        let run = dir.path().join(model);
+        let out = attnrec()
+            .args(["train", "--data", data.to_str().unwrap(), "--model", model, "--out", run.to_str().unwrap()])
+            .args(["--epochs", "1", "--threads", "2", "--quiet"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        // Besides the one line that says where the run was written.
+        let err = String::from_utf8_lossy(&out.stderr);
+        let other: Vec<&str> = err.lines().filter(|l| !l.starts_with("run written to ")).collect();
+        assert!(other.is_empty(), "{model} wrote {} other lines to stderr, the first: {}", other.len(), other[0]);
+    }
+}
+
 #[test]
 fn synth_train_eval_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();

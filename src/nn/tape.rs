@@ -160,9 +160,13 @@ impl Handed {
             *slot = sum_of([slot.take(), Some(gx)]);
             return None;
         }
-        let mut grad = x.grad();
-        if x.is_leaf() && grad.defined() && grad.size() == x.size() && grad.kind() == gx.kind() && tch::no_grad(|| grad.f_add_(&gx)).is_ok() {
-            return None;
+        // Only a leaf's gradient is asked for: libtorch warns (on stderr, at every call) when a
+        // non-leaf's is.
+        if x.is_leaf() {
+            let mut grad = x.grad();
+            if grad.defined() && grad.size() == x.size() && grad.kind() == gx.kind() && tch::no_grad(|| grad.f_add_(&gx)).is_ok() {
+                return None;
+            }
         }
         Some(gx)
     }

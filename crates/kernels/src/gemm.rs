@@ -28,6 +28,8 @@ pub(crate) fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 const MR: usize = 6;
 const NR: usize = 16;
+/// The longest `k` one pass over the tiles covers (see [`body`]).
+const KC: usize = 128;
 
 /// `c[m×n]` (row-major, row stride `ldc`) `= beta·c + a[m×k] · b[k×n]` with `b` row-major (row
 /// stride `ldb`). `beta = 0` ignores `c`'s contents (NaN included). Panics if an operand is too
@@ -57,6 +59,28 @@ unsafe fn gemm_fma(m: usize, k: usize, n: usize, a: Mat, b: &[f32], ldb: usize, 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn body<const FMA: bool>(m: usize, k: usize, n: usize, a: Mat, b: &[f32], ldb: usize, beta: f32, c: &mut [f32], ldc: usize) {
+    // A long `k` (a weight gradient `Aᵀ·B` summed over a block's rows) in slices of `KC`: over
+    // the whole of it, every tile streamed all of `A` and `B` again, from L2 once they outgrew
+    // L1; a slice of both stays in L1 while every tile reads it, and `C` (small there) collects
+    // the slices. (A loop here, not a recursive call, so that all of it is inlined into
+    // `gemm_fma` and compiled with its target features.)
+    // (`k` = 0 still makes one empty slice: `C = βC`.)
+    let mut p = 0;
+    loop {
+        let kc = (k - p).min(KC);
+        let a_p = Mat { s: &a.s[(p * a.cs).min(a.s.len())..], ..a };
+        panel::<FMA>(m, kc, n, a_p, &b[(p * ldb).min(b.len())..], ldb, if p == 0 { beta } else { 1.0 }, c, ldc);
+        p += KC;
+        if p >= k {
+            return;
+        }
+    }
+}
+
+/// [`body`] for one slice of `k`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn panel<const FMA: bool>(m: usize, k: usize, n: usize, a: Mat, b: &[f32], ldb: usize, beta: f32, c: &mut [f32], ldc: usize) {
     let mut i = 0;
     while i < m {
         let rows = (m - i).min(MR);
@@ -137,7 +161,7 @@ mod tests {
     #[test]
     fn matches_the_triple_loop_at_every_tail_and_stride() {
         let val = |i: usize| ((i * 7919) % 23) as f32 * 0.25 - 2.5;
-        for (m, k, n) in [(1, 1, 1), (7, 3, 21), (13, 0, 5), (6, 17, 16), (11, 9, 40), (2, 64, 80), (19, 5, 3)] {
+        for (m, k, n) in [(1, 1, 1), (7, 3, 21), (13, 0, 5), (6, 17, 16), (11, 9, 40), (2, 64, 80), (19, 5, 3), (7, 300, 21), (13, 257, 40), (3, 129, 5)] {
             for transposed in [false, true] {
                 let av: Vec<f32> = (0..m * k + 3).map(val).collect();
                 let a = if transposed { mat(&av, 1, m) } else { mat(&av, k, 1) };

@@ -116,7 +116,6 @@ impl Gru {
         }
         let Some(saved) = saved else { return Some(states) };
         let leaf = states.set_requires_grad(true);
-        let kept = leaf.detach();
         let graph = [x, &self.weight_ih, &self.bias_ih, &self.weight_hh, &self.bias_hh].map(Tensor::shallow_clone);
         let att_graph = att.map(Tensor::shallow_clone);
         let spare = Arc::clone(&self.spare);
@@ -125,11 +124,11 @@ impl Gru {
             backward: Box::new(move |g: &Tensor| {
                 let g = g.to_kind(Kind::Float).contiguous();
                 let mut dx = output(&xd.size());
-                // SAFETY: as in the forward pass; `kept` holds the states the forward pass wrote,
-                // and `dx` comes from `output`.
+                // SAFETY: as in the forward pass; `dx` comes from `output`. (What the kernel needs of
+                // the forward pass, the states included, is in `saved`.)
                 let grads = unsafe {
                     let weights = kernel::Weights { w_ih: floats(&w_ih), b_ih: floats(&b_ih), w_hh: floats(&w_hh), b_hh: floats(&b_hh) };
-                    kernel::backward(shape, floats(&xd), weights, bytes(&keep), a.as_ref().map(|a| floats(a)), floats(&kept), &saved, floats(&g), threads(), floats_mut(&mut dx))
+                    kernel::backward(shape, weights, bytes(&keep), a.as_ref().map(|a| floats(a)), &saved, floats(&g), threads(), floats_mut(&mut dx))
                 };
                 let [x, w_ih, b_ih, w_hh, b_hh] = graph;
                 let mut out = vec![

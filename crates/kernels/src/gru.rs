@@ -9,6 +9,13 @@
 //! `[rows, len, 3H]` array of it (nor of its gradient) is ever written: at batch 1,024 that was
 //! 20 MB each way and half of the layer's time.
 //!
+//! Each block first copies its rows' inputs (and, backward, the states' gradients) into
+//! step-major order, in one pass over each row, and copies the states (the input's gradient)
+//! back at the end: a step then reads and writes contiguous `[rows, width]` stretches, where
+//! reading one row every `len·width` floats at every step was a cache miss per row and step
+//! (a sixth of the backward pass by `perf`). The gates of a step run in one call per block, not
+//! one per row.
+//!
 //! Shapes: `rows` histories of `len` steps of `input` (`D`) features, `hidden` units (`H`). `x`
 //! `[rows, len, D]` the inputs; `w_ih` `[3H, D]`, `b_ih` `[3H]`, `w_hh` `[3H, H]` and `b_hh`
 //! `[3H]` as `torch.nn.GRU` holds them (gates reset, update, new); `keep` `[rows, len]` nonzero at
@@ -39,11 +46,10 @@ pub struct Weights<'a> {
 }
 
 impl Shape {
-    fn check(&self, x: &[f32], w: &Weights, keep: &[u8], att: Option<&[f32]>) {
+    fn check(&self, w: &Weights, keep: &[u8], att: Option<&[f32]>) {
         let (n, d, h) = (self.rows * self.len, self.input, self.hidden);
         assert!(
-            x.len() == n * d
-                && w.w_ih.len() == 3 * h * d
+            w.w_ih.len() == 3 * h * d
                 && w.b_ih.len() == 3 * h
                 && w.w_hh.len() == 3 * h * h
                 && w.b_hh.len() == 3 * h
@@ -54,17 +60,61 @@ impl Shape {
     }
 }
 
-/// What [`backward`] needs of a forward pass: per row, step and unit, `r`, `z`, `n` and `gh_n`.
-/// A caller may hand the same one to the next forward pass, which then reuses its memory. Each
-/// block of rows keeps them step-major in its run order (step `t` of the `p`-th row run at
-/// `(t·m + p)·H` of the block's share, `m` its rows), so that a step reads and writes one
-/// contiguous stretch instead of one row every `len·H` floats.
+/// What [`backward`] needs of a forward pass: per row, step and unit the gates `r`, `z`, `n`,
+/// `gh_n` and the state; per row and step the input. A caller may hand the same one to the next
+/// forward pass, which then reuses its memory. Each block of rows keeps its share step-major in
+/// its run order (step `t` of the `p`-th row run at `(t·m + p)·W` of the block's share, `m` its
+/// rows, `W` the width; see [`by_start`]), so that a step reads and writes one contiguous
+/// `[m, W]` stretch instead of one row every `len·W` floats.
 #[derive(Debug, Default)]
 pub struct Saved {
     r: Vec<f32>,
     z: Vec<f32>,
     n: Vec<f32>,
     ghn: Vec<f32>,
+    h: Vec<f32>,
+    x: Vec<f32>,
+}
+
+/// One block's share of a [`Saved`]. `r`, `z`, `n` and `ghn` hold every step, or one step when
+/// nothing is kept for a backward pass (scoring).
+struct Part<'a> {
+    r: &'a mut [f32],
+    z: &'a mut [f32],
+    n: &'a mut [f32],
+    ghn: &'a mut [f32],
+    h: &'a mut [f32],
+    x: &'a mut [f32],
+}
+
+impl Saved {
+    /// Sizes the arrays for `s` and splits them into the shares of the blocks `ranges`; the
+    /// gates for every step with `all_gates`, else for one. Every element a pass reads is
+    /// written before (see [`forward_rows`]), so a reused buffer is only resized.
+    fn parts(&mut self, s: Shape, ranges: &[Range<usize>], all_gates: bool) -> Vec<Part<'_>> {
+        let (h, d, len) = (s.hidden, s.input, s.len);
+        let steps = if all_gates { len } else { 1 };
+        fn shares<'a>(v: &'a mut Vec<f32>, ranges: &[Range<usize>], width: usize) -> std::vec::IntoIter<&'a mut [f32]> {
+            v.resize(ranges.last().map_or(0, |r| r.end) * width, 0.0);
+            split_mut(v, ranges.iter().map(|r| r.len() * width)).into_iter()
+        }
+        let mut r = shares(&mut self.r, ranges, steps * h);
+        let mut z = shares(&mut self.z, ranges, steps * h);
+        let mut n = shares(&mut self.n, ranges, steps * h);
+        let mut ghn = shares(&mut self.ghn, ranges, steps * h);
+        let mut hs = shares(&mut self.h, ranges, len * h);
+        let mut xs = shares(&mut self.x, ranges, len * d);
+        (0..ranges.len())
+            .map(|_| Part {
+                r: r.next().unwrap(),
+                z: z.next().unwrap(),
+                n: n.next().unwrap(),
+                ghn: ghn.next().unwrap(),
+                h: hs.next().unwrap(),
+                x: xs.next().unwrap(),
+            })
+            .collect()
+    }
 }
 
 /// The biases as the step adds them: `[b_ir + b_hr, b_iz + b_hz, b_in]` and `b_hn` (which `r`
@@ -78,38 +128,26 @@ fn step_biases(w: &Weights, h: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Every step's state into `states` `[rows, len, H]` (a step that `keep` does not mark holds the
+
+/// Every step's state into `states` `[rows, len, H]` (a step that `keep` does not mark holds the
 /// state carried through it); with `saved`, also what [`backward`] needs.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]>, threads: usize, states: &mut [f32], saved: Option<&mut Saved>) {
-    s.check(x, &w, keep, att);
+    s.check(&w, keep, att);
     let h = s.hidden;
-    assert_eq!(states.len(), s.rows * s.len * h, "GRU kernel: states shape");
+    assert!(x.len() == s.rows * s.len * s.input && states.len() == s.rows * s.len * h, "GRU kernel: shapes differ");
     // W_ihᵀ [D, 3H] and W_hhᵀ [H, 3H], row-major: the right operands of x·W_ihᵀ and h·W_hhᵀ.
     let wit = transposed(w.w_ih, 3 * h, s.input);
     let wht = transposed(w.w_hh, 3 * h, h);
     let biases = step_biases(&w, h);
     let ranges = row_parts(s.rows, threads);
-    let per_row = s.len * h;
-    let lens: Vec<usize> = ranges.iter().map(|r| r.len() * per_row).collect();
-    let outs = split_mut(states, lens.iter().copied());
-    let saves: Vec<Option<[&mut [f32]; 4]>> = match saved {
-        Some(sv) => {
-            let n = s.rows * per_row;
-            // Every element backward reads is written below: a reused buffer (see [`Saved`]) is
-            // only resized.
-            for v in [&mut sv.r, &mut sv.z, &mut sv.n, &mut sv.ghn] {
-                v.resize(n, 0.0);
-            }
-            let mut r = split_mut(&mut sv.r, lens.iter().copied()).into_iter();
-            let mut z = split_mut(&mut sv.z, lens.iter().copied()).into_iter();
-            let mut nn = split_mut(&mut sv.n, lens.iter().copied()).into_iter();
-            let mut g = split_mut(&mut sv.ghn, lens.iter().copied()).into_iter();
-            (0..ranges.len()).map(|_| Some([r.next().unwrap(), z.next().unwrap(), nn.next().unwrap(), g.next().unwrap()])).collect()
-        }
-        None => (0..ranges.len()).map(|_| None).collect(),
-    };
-    let parts: Vec<_> = ranges.into_iter().zip(outs).zip(saves).collect();
-    run_parts(parts, |((rows, out), save)| forward_rows(s, rows, x, &wit, &wht, &biases, keep, att, out, save));
+    let outs = split_mut(states, ranges.iter().map(|r| r.len() * s.len * h));
+    // Without `saved` (scoring) the same arrays serve as scratch, the gates for one step only.
+    let mut scratch = Saved::default();
+    let all_gates = saved.is_some();
+    let parts = saved.unwrap_or(&mut scratch).parts(s, &ranges, all_gates);
+    let jobs: Vec<_> = ranges.into_iter().zip(outs).zip(parts).collect();
+    run_parts(jobs, |((rows, out), part)| forward_rows(s, rows, x, &wit, &wht, &biases, keep, att, out, part, all_gates));
 }
 
 /// A block's rows by when their steps begin: `starts[i]`, row `i`'s first kept step (`len` for a
@@ -125,10 +163,40 @@ fn by_start(keep: &[u8], rows: &Range<usize>, len: usize) -> (Vec<usize>, Vec<us
     (starts, order)
 }
 
-/// The inputs of step `t` of the first `running` rows of `order` into `xb` `[running, D]`.
-fn gather_inputs(x: &[f32], d: usize, len: usize, first: usize, order: &[usize], t: usize, xb: &mut [f32]) {
+/// `src` (`[m, len, W]`, a block's rows in the caller's layout) into `dst` step-major in run
+/// order (`[len, m, W]`, see [`Saved`]), each row from its first step on.
+fn to_step_major(src: &[f32], starts: &[usize], order: &[usize], len: usize, width: usize, dst: &mut [f32]) {
+    let m = order.len();
     for (p, &i) in order.iter().enumerate() {
-        xb[p * d..][..d].copy_from_slice(&x[((first + i) * len + t) * d..][..d]);
+        let row = &src[i * len * width..][..len * width];
+        for t in starts[i]..len {
+            dst[(t * m + p) * width..][..width].copy_from_slice(&row[t * width..][..width]);
+        }
+    }
+}
+
+/// The inverse of [`to_step_major`]: `src` step-major back into `dst` `[m, len, W]`, zero before
+/// each row's first step.
+fn from_step_major(src: &[f32], starts: &[usize], order: &[usize], len: usize, width: usize, dst: &mut [f32]) {
+    let m = order.len();
+    for (p, &i) in order.iter().enumerate() {
+        let row = &mut dst[i * len * width..][..len * width];
+        row[..starts[i] * width].fill(0.0);
+        for t in starts[i]..len {
+            row[t * width..][..width].copy_from_slice(&src[(t * m + p) * width..][..width]);
+        }
+    }
+}
+
+/// The step's flags and attention weights of the first `running` rows of `order` (AUGRU; 1
+/// otherwise, untouched).
+fn step_inputs(keep: &[u8], att: Option<&[f32]>, first: usize, len: usize, order: &[usize], t: usize, on: &mut [u8], a: &mut [f32]) {
+    for (p, &i) in order.iter().enumerate() {
+        let k = (first + i) * len + t;
+        on[p] = keep[k];
+        if let Some(att) = att {
+            a[p] = att[k];
+        }
     }
 }
 
@@ -143,61 +211,85 @@ fn forward_rows(
     keep: &[u8],
     att: Option<&[f32]>,
     out: &mut [f32],
-    mut save: Option<[&mut [f32]; 4]>,
+    part: Part,
+    all_gates: bool,
 ) {
     let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
     let (starts, order) = by_start(keep, &rows, len);
-    zero_before_starts(out, &starts, len, h);
-    // States in `order`: position p holds row order[p].
-    let mut state = vec![0.0f32; m * h];
-    let mut xb = vec![0.0f32; m * d];
+    let Part { r, z, n, ghn, h: hs, x: xs } = part;
+    // The inputs step-major, in one pass over each row's history: a step's GEMM then reads one
+    // contiguous `[running, D]` stretch (gathered row by row at every step, 6.4 KB apart, the
+    // rows' cache misses were a tenth of the layer).
+    to_step_major(&x[rows.start * len * d..][..m * len * d], &starts, &order, len, d, xs);
+    let zeros = vec![0.0f32; m * h];
     let mut gi = vec![0.0f32; m * h3];
     let mut gh = vec![0.0f32; m * h3];
-    // Where the gates go when nothing is saved.
-    let mut scratch = vec![0.0f32; 4 * h];
+    let (mut on, mut a) = (vec![0u8; m], vec![1.0f32; m]);
     let mut running = 0;
     for t in 0..len {
+        let begun = running;
         while running < m && starts[order[running]] <= t {
             running += 1;
         }
         if running == 0 {
             continue;
         }
-        gather_inputs(x, d, len, rows.start, &order[..running], t, &mut xb);
-        gemm(running, d, h3, mat(&xb, d, 1), wit, h3, 0.0, &mut gi, h3);
-        gemm(running, h, h3, mat(&state, h, 1), wht, h3, 0.0, &mut gh, h3);
-        for (p, &i) in order[..running].iter().enumerate() {
-            let k = (rows.start + i) * len + t;
-            let local = (i * len + t) * h;
-            // Saved gates step-major in `order` ([`Saved`]).
-            let sv = (t * m + p) * h;
-            let (r, rest) = match &mut save {
-                Some([sr, sz, sn, sg]) => ([&mut sr[sv..sv + h], &mut sz[sv..sv + h]], [&mut sn[sv..sv + h], &mut sg[sv..sv + h]]),
-                None => {
-                    let (a, b) = scratch.split_at_mut(2 * h);
-                    let (r, z) = a.split_at_mut(h);
-                    let (n, g) = b.split_at_mut(h);
-                    ([r, z], [n, g])
-                }
-            };
-            let [r, z] = r;
-            let [n, ghn] = rest;
-            let a = att.map_or(1.0, |a| a[k]);
-            step(h, &gi[p * h3..], &gh[p * h3..], bi, bhn, &mut state[p * h..], a, att.is_some(), keep[k] != 0, &mut out[local..], r, z, n, ghn);
-        }
+        // The states before step t: step t − 1's, where the rows that begin at t (run after
+        // those that have) hold their initial zero, for this step and for the backward pass.
+        let (past, now) = hs.split_at_mut(t * m * h);
+        let prev: &[f32] = match t {
+            0 => &zeros,
+            _ => {
+                let prev = &mut past[(t - 1) * m * h..];
+                prev[begun * h..running * h].fill(0.0);
+                prev
+            }
+        };
+        step_inputs(keep, att, rows.start, len, &order[..running], t, &mut on, &mut a);
+        gemm(running, d, h3, mat(&xs[t * m * d..], d, 1), wit, h3, 0.0, &mut gi, h3);
+        gemm(running, h, h3, mat(prev, h, 1), wht, h3, 0.0, &mut gh, h3);
+        let g = if all_gates { t * m * h } else { 0 };
+        steps(h, running, &gi, &gh, bi, bhn, prev, &mut now[..m * h], &a, &on, att.is_some(), &mut r[g..], &mut z[g..], &mut n[g..], &mut ghn[g..]);
     }
+    from_step_major(hs, &starts, &order, len, h, out);
 }
 
 avx2_dispatch! {
-    /// One row's step: the gates into `r`, `z`, `n`, `ghn` and the new state into `state` and
-    /// `out` (the old state kept where `on` is false).
-    fn step(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) => step_body
+    /// A step of the first `running` rows of the run order: from their states `prev`
+    /// `[running, H]` and their gates' shares `gi`, `gh` `[running, 3H]`, the new states into
+    /// `now` (a row that `on` does not mark keeps its state) and the gates into `r`, `z`, `n`,
+    /// `ghn`. One call per step and block, so that the loop over its rows is compiled inside.
+    fn steps(h: usize, running: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], prev: &[f32], now: &mut [f32], a: &[f32], on: &[u8], augru: bool, r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) => steps_body::<FMA>
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn step_body(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], state: &mut [f32], a: f32, augru: bool, on: bool, out: &mut [f32], r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) {
+fn steps_body<const FMA: bool>(h: usize, running: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], prev: &[f32], now: &mut [f32], a: &[f32], on: &[u8], augru: bool, r: &mut [f32], z: &mut [f32], n: &mut [f32], ghn: &mut [f32]) {
+    let h3 = 3 * h;
+    for p in 0..running {
+        let at = p * h;
+        step::<FMA>(
+            h,
+            &gi[p * h3..][..h3],
+            &gh[p * h3..][..h3],
+            bi,
+            bhn,
+            &prev[at..][..h],
+            &mut now[at..][..h],
+            a[p],
+            augru,
+            on[p] != 0,
+            [&mut r[at..][..h], &mut z[at..][..h], &mut n[at..][..h], &mut ghn[at..][..h]],
+        );
+    }
+}
+
+/// One row's step: the gates into `r`, `z`, `n`, `ghn` and the new state into `out` (`prev`
+/// where `on` is false).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step<const FMA: bool>(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], prev: &[f32], out: &mut [f32], a: f32, augru: bool, on: bool, [r, z, n, ghn]: [&mut [f32]; 4]) {
     // One slice of exactly `h` per gate, so that the loops run without bounds checks and
     // vectorize (indexing `gi[h + j]` kept the gate loop scalar: 12 % of a dien step).
     fn gate(v: &[f32], h: usize, g: usize) -> &[f32] {
@@ -206,37 +298,41 @@ fn step_body(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f32], state: &
     let (gi_r, gi_z, gi_n) = (gate(gi, h, 0), gate(gi, h, 1), gate(gi, h, 2));
     let (gh_r, gh_z, gh_n) = (gate(gh, h, 0), gate(gh, h, 1), gate(gh, h, 2));
     let (b_r, b_z, b_n, b_hn) = (gate(bi, h, 0), gate(bi, h, 1), gate(bi, h, 2), &bhn[..h]);
-    let (state, out) = (&mut state[..h], &mut out[..h]);
+    let (prev, out) = (&prev[..h], &mut out[..h]);
     let (r, z, n, ghn) = (&mut r[..h], &mut z[..h], &mut n[..h], &mut ghn[..h]);
     for j in 0..h {
         ghn[j] = gh_n[j] + b_hn[j];
-        r[j] = sigmoid(gi_r[j] + gh_r[j] + b_r[j]);
-        z[j] = sigmoid(gi_z[j] + gh_z[j] + b_z[j]);
-        n[j] = tanh(gi_n[j] + b_n[j] + r[j] * ghn[j]);
+        r[j] = sigmoid::<FMA>(gi_r[j] + gh_r[j] + b_r[j]);
+        z[j] = sigmoid::<FMA>(gi_z[j] + gh_z[j] + b_z[j]);
+        n[j] = tanh::<FMA>(gi_n[j] + b_n[j] + r[j] * ghn[j]);
     }
     if !on {
-        out.copy_from_slice(state);
+        out.copy_from_slice(prev);
         return;
     }
     for j in 0..h {
-        let hp = state[j];
-        let next = if augru { hp + a * z[j] * (n[j] - hp) } else { n[j] + z[j] * (hp - n[j]) };
-        state[j] = next;
-        out[j] = next;
+        let hp = prev[j];
+        out[j] = if augru { hp + a * z[j] * (n[j] - hp) } else { n[j] + z[j] * (hp - n[j]) };
     }
 }
 
 /// `eˣ` to about 2 ulp, branch-free (so that loops over it vectorize): `x = k·ln 2 + r` with
 /// `|r| ≤ ln 2 / 2`, `eʳ` by its Taylor polynomial of degree 7, `2ᵏ` from the exponent bits.
-/// Inputs are clamped to `[−87, 88]`, where `eˣ` is a normal `f32`.
+/// Inputs are clamped to `[−87, 88]`, where `eˣ` is a normal `f32`. `FMA`: the polynomial in
+/// fused multiply-adds (half the instructions; only where the CPU has them, see `avx2_dispatch`).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp<const FMA: bool>(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
     let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // Horner's rule, `c + r·p` per coefficient, highest first.
+    const C: [f32; 8] = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    let mut p = C[0];
+    for &c in &C[1..] {
+        p = if FMA { r.mul_add(p, c) } else { c + r * p };
+    }
     // 2ᵏ: `k + 127` lands in the low mantissa bits of `2²³ + k + 127` (its ulp is 1), and the
     // shift moves it into the exponent field. Plain float and bit operations, so that the loop
     // vectorizes (`k as i32` is a saturating conversion, which kept it scalar), and defined for a
@@ -246,14 +342,14 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
+fn sigmoid<const FMA: bool>(x: f32) -> f32 {
+    1.0 / (1.0 + exp::<FMA>(-x))
 }
 
 /// `tanh x = 1 − 2 / (1 + e²ˣ)`, exact at both saturations.
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (1.0 + exp(2.0 * x))
+fn tanh<const FMA: bool>(x: f32) -> f32 {
+    1.0 - 2.0 / (1.0 + exp::<FMA>(2.0 * x))
 }
 
 /// Gradients of [`backward`] (besides the input's, which it writes into the caller's buffer): of
@@ -275,22 +371,17 @@ impl Grads {
     }
 }
 
-/// Zeros the steps of every row before its first event in `buf` (`[rows, len, width]`, the
-/// block's rows): the state there is the initial zero, and the input there has no effect.
-fn zero_before_starts(buf: &mut [f32], starts: &[usize], len: usize, width: usize) {
-    for (i, &start) in starts.iter().enumerate() {
-        buf[i * len * width..][..start * width].fill(0.0);
-    }
-}
-
-/// The gradients given `dstates = ∂L/∂states` `[rows, len, H]`, from the forward pass's `states`
-/// and `saved` on the same inputs; `∂L/∂x` into `dx` `[rows, len, D]` (every element written).
+/// The gradients given `dstates = ∂L/∂states` `[rows, len, H]`, from what the forward pass on
+/// the same inputs kept in `saved`; `∂L/∂x` into `dx` `[rows, len, D]` (every element written).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]>, states: &[f32], saved: &Saved, dstates: &[f32], threads: usize, dx: &mut [f32]) -> Grads {
-    s.check(x, &w, keep, att);
+pub fn backward(s: Shape, w: Weights, keep: &[u8], att: Option<&[f32]>, saved: &Saved, dstates: &[f32], threads: usize, dx: &mut [f32]) -> Grads {
+    s.check(&w, keep, att);
     let (h, d, len) = (s.hidden, s.input, s.len);
     let n = s.rows * len;
-    assert!(states.len() == n * h && dstates.len() == n * h && saved.r.len() == n * h && dx.len() == n * d, "GRU kernel backward: shapes differ");
+    assert!(
+        dstates.len() == n * h && dx.len() == n * d && saved.r.len() == n * h && saved.h.len() == n * h && saved.x.len() == n * d,
+        "GRU kernel backward: shapes differ (or the forward pass kept nothing)"
+    );
     let ranges = row_parts(s.rows, threads);
     let mut datt = att.map(|_| vec![0.0f32; n]);
     let dx_parts = split_mut(dx, ranges.iter().map(|r| r.len() * len * d));
@@ -299,7 +390,7 @@ pub fn backward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]
         None => ranges.iter().map(|_| None).collect(),
     };
     let parts: Vec<_> = ranges.into_iter().zip(dx_parts).zip(att_parts).collect();
-    let sums = run_parts(parts, |((rows, dx), datt)| backward_rows(s, rows, x, &w, keep, att, states, saved, dstates, dx, datt));
+    let sums = run_parts(parts, |((rows, dx), datt)| backward_rows(s, rows, &w, keep, att, saved, dstates, dx, datt));
     let mut g = Grads::zeros(s, datt);
     for part in sums {
         for (total, p) in [(&mut g.w_ih, &part.w_ih), (&mut g.b_ih, &part.b_ih), (&mut g.w_hh, &part.w_hh), (&mut g.b_hh, &part.b_hh)] {
@@ -313,11 +404,9 @@ pub fn backward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]
 fn backward_rows(
     s: Shape,
     rows: Range<usize>,
-    x: &[f32],
     w: &Weights,
     keep: &[u8],
     att: Option<&[f32]>,
-    states: &[f32],
     saved: &Saved,
     dstates: &[f32],
     dx: &mut [f32],
@@ -326,16 +415,22 @@ fn backward_rows(
     let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
     let (starts, order) = by_start(keep, &rows, len);
-    zero_before_starts(dx, &starts, len, d);
-    // In `order`, as in the forward pass: position p is row order[p].
+    // The block's shares of what the forward pass kept, step-major in run order ([`Saved`]).
+    fn part<'a>(v: &'a [f32], rows: &Range<usize>, len: usize, width: usize) -> &'a [f32] {
+        &v[rows.start * len * width..][..rows.len() * len * width]
+    }
+    let [r, z, n, ghn, hs] = [&saved.r, &saved.z, &saved.n, &saved.ghn, &saved.h].map(|v| part(v, &rows, len, h));
+    let xs = part(&saved.x, &rows, len, d);
+    // ∂L/∂states step-major too, in one pass over each row.
+    let mut dhs = vec![0.0f32; m * len * h];
+    to_step_major(&dstates[rows.start * len * h..][..m * len * h], &starts, &order, len, h, &mut dhs);
+    let mut dxs = vec![0.0f32; m * len * d];
     let mut dh = vec![0.0f32; m * h];
     let mut dgi = vec![0.0f32; m * h3];
     let mut dgh = vec![0.0f32; m * h3];
-    let mut hprev = vec![0.0f32; m * h];
-    let mut xb = vec![0.0f32; m * d];
-    let mut dxb = vec![0.0f32; m * d];
+    let (mut on, mut a, mut da) = (vec![0u8; m], vec![1.0f32; m], vec![0.0f32; m]);
+    let zeros = vec![0.0f32; m * h];
     let mut g = Grads::zeros(s, None);
-    let zeros = vec![0.0f32; h];
     let mut running = m;
     for t in (0..len).rev() {
         while running > 0 && starts[order[running - 1]] > t {
@@ -346,64 +441,67 @@ fn backward_rows(
         if running == 0 {
             break;
         }
-        for (p, &i) in order[..running].iter().enumerate() {
-            let at = ((rows.start + i) * len + t) * h;
-            for j in 0..h {
-                dh[p * h + j] += dstates[at + j];
-            }
-        }
-        for (p, &i) in order[..running].iter().enumerate() {
-            let k = (rows.start + i) * len + t;
-            let at = k * h;
-            let hp = if t > 0 { &states[at - h..at] } else { &zeros[..] };
-            hprev[p * h..][..h].copy_from_slice(hp);
-            if keep[k] == 0 {
-                // The state passes through: dh stays, the gates and the input get nothing.
-                dgi[p * h3..][..h3].fill(0.0);
-                dgh[p * h3..][..h3].fill(0.0);
-                continue;
-            }
-            let a = att.map_or(1.0, |a| a[k]);
-            let mut da = 0.0;
-            let sv = (rows.start * len + t * m + p) * h;
-            back_step(h, &saved.r[sv..], &saved.z[sv..], &saved.n[sv..], &saved.ghn[sv..], hp, &mut dh[p * h..], a, att.is_some(), &mut dgi[p * h3..], &mut dgh[p * h3..], &mut da);
-            if let Some(g) = &mut datt {
-                g[i * len + t] = da;
+        let at = t * m * h;
+        dh[..running * h].iter_mut().zip(&dhs[at..at + running * h]).for_each(|(dh, g)| *dh += g);
+        // The states before step t, the initial zero for the rows that begin at t (kept so by
+        // the forward pass).
+        let hprev = if t > 0 { &hs[at - m * h..][..running * h] } else { &zeros[..running * h] };
+        step_inputs(keep, att, rows.start, len, &order[..running], t, &mut on, &mut a);
+        back_steps(h, running, [&r[at..], &z[at..], &n[at..], &ghn[at..]], hprev, &mut dh, &a, &on, att.is_some(), &mut dgi, &mut dgh, &mut da);
+        if let Some(g) = &mut datt {
+            for (p, &i) in order[..running].iter().enumerate() {
+                g[i * len + t] = da[p];
             }
         }
         let (dgi_t, dgh_t) = (&dgi[..running * h3], &dgh[..running * h3]);
         // dh_prev += dgh · W_hh; dW_hh += dghᵀ · h_prev; db_hh += Σ dgh.
         gemm(running, h3, h, mat(dgh_t, h3, 1), w.w_hh, h, 1.0, &mut dh, h);
         if t > 0 {
-            gemm(h3, running, h, mat(dgh_t, 1, h3), &hprev, h, 1.0, &mut g.w_hh, h);
+            gemm(h3, running, h, mat(dgh_t, 1, h3), hprev, h, 1.0, &mut g.w_hh, h);
         }
         // dx_t = dgi · W_ih; dW_ih += dgiᵀ · x_t; db_ih += Σ dgi.
-        gather_inputs(x, d, len, rows.start, &order[..running], t, &mut xb);
-        gemm(running, h3, d, mat(dgi_t, h3, 1), w.w_ih, d, 0.0, &mut dxb, d);
-        for (p, &i) in order[..running].iter().enumerate() {
-            dx[(i * len + t) * d..][..d].copy_from_slice(&dxb[p * d..][..d]);
-        }
-        gemm(h3, running, d, mat(dgi_t, 1, h3), &xb, d, 1.0, &mut g.w_ih, d);
+        gemm(running, h3, d, mat(dgi_t, h3, 1), w.w_ih, d, 0.0, &mut dxs[t * m * d..], d);
+        gemm(h3, running, d, mat(dgi_t, 1, h3), &xs[t * m * d..], d, 1.0, &mut g.w_ih, d);
         for (row_i, row_h) in dgi_t.chunks_exact(h3).zip(dgh_t.chunks_exact(h3)) {
             g.b_ih.iter_mut().zip(row_i).for_each(|(b, v)| *b += v);
             g.b_hh.iter_mut().zip(row_h).for_each(|(b, v)| *b += v);
         }
     }
+    from_step_major(&dxs, &starts, &order, len, d, dx);
     g
 }
 
 avx2_dispatch! {
-    /// One row's step backward: `dh` (∂L/∂ the step's new state) becomes ∂L/∂ the old state
-    /// except through `W_hh` (which the caller adds); the gates' gradients go to `dgi` and
-    /// `dgh`; ∂L/∂a (AUGRU) into `da`.
-    fn back_step(h: usize, r: &[f32], z: &[f32], n: &[f32], ghn: &[f32], hp: &[f32], dh: &mut [f32], a: f32, augru: bool, dgi: &mut [f32], dgh: &mut [f32], da: &mut f32) => back_step_body
+    /// A step backward of the first `running` rows of the run order: `dh` (∂L/∂ their new
+    /// states) becomes ∂L/∂ the old ones except through `W_hh` (which the caller adds); the
+    /// gates' gradients go to `dgi` and `dgh`, ∂L/∂a (AUGRU) to `da`. `gates`: the step's saved
+    /// `r`, `z`, `n`, `ghn`; `hp` the states before it.
+    fn back_steps(h: usize, running: usize, gates: [&[f32]; 4], hp: &[f32], dh: &mut [f32], a: &[f32], on: &[u8], augru: bool, dgi: &mut [f32], dgh: &mut [f32], da: &mut [f32]) => back_steps_body
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn back_step_body(h: usize, r: &[f32], z: &[f32], n: &[f32], ghn: &[f32], hp: &[f32], dh: &mut [f32], a: f32, augru: bool, dgi: &mut [f32], dgh: &mut [f32], da_out: &mut f32) {
+fn back_steps_body(h: usize, running: usize, [r, z, n, ghn]: [&[f32]; 4], hp: &[f32], dh: &mut [f32], a: &[f32], on: &[u8], augru: bool, dgi: &mut [f32], dgh: &mut [f32], da: &mut [f32]) {
+    let h3 = 3 * h;
+    for p in 0..running {
+        let (at, (dgi, dgh)) = (p * h, (&mut dgi[p * h3..][..h3], &mut dgh[p * h3..][..h3]));
+        if on[p] == 0 {
+            // The state passes through: dh stays, the gates and the input get nothing.
+            dgi.fill(0.0);
+            dgh.fill(0.0);
+            da[p] = 0.0;
+            continue;
+        }
+        da[p] = back_step(h, [&r[at..], &z[at..], &n[at..], &ghn[at..]], &hp[at..], &mut dh[at..], a[p], augru, dgi, dgh);
+    }
+}
+
+/// One row's step backward (see [`back_steps`]); returns ∂L/∂a.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn back_step(h: usize, [r, z, n, ghn]: [&[f32]; 4], hp: &[f32], dh: &mut [f32], a: f32, augru: bool, dgi: &mut [f32], dgh: &mut [f32]) -> f32 {
     let (r, z, n, ghn, hp, dh) = (&r[..h], &z[..h], &n[..h], &ghn[..h], &hp[..h], &mut dh[..h]);
-    // One slice of exactly `h` per gate (see `step_body`).
+    // One slice of exactly `h` per gate (see `step`).
     let (dgi_r, rest) = dgi[..3 * h].split_at_mut(h);
     let (dgi_z, dgi_n) = rest.split_at_mut(h);
     let (dgh_r, rest) = dgh[..3 * h].split_at_mut(h);
@@ -429,7 +527,7 @@ fn back_step_body(h: usize, r: &[f32], z: &[f32], n: &[f32], ghn: &[f32], hp: &[
         dgh_n[j] = dan * r[j];
         dh[j] = dhp;
     }
-    *da_out = da;
+    da
 }
 
 #[cfg(test)]
@@ -441,6 +539,14 @@ mod tests {
     /// see and past both clamps; `tanh` and `sigmoid` at their saturations.
     #[test]
     fn fast_exp_is_accurate() {
+        // Both builds of the polynomial: plain, and in fused multiply-adds (here `mul_add`
+        // through libm, the same rounding as the FMA instruction).
+        fast_exp_is_accurate_with::<false>();
+        fast_exp_is_accurate_with::<true>();
+    }
+
+    fn fast_exp_is_accurate_with<const FMA: bool>() {
+        let (exp, tanh, sigmoid) = (exp::<FMA>, tanh::<FMA>, sigmoid::<FMA>);
         let mut worst = 0.0f64;
         for i in -197_000..=200_000 {
             // [−86.7, 88]: inside the clamps.
@@ -448,7 +554,7 @@ mod tests {
             let want = (x as f64).exp();
             worst = worst.max(((exp(x) as f64) - want).abs() / want);
         }
-        assert!(worst < 3e-7, "relative error {worst}");
+        assert!(worst < 3e-7, "FMA {FMA}: relative error {worst}");
         assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37 && exp(1000.0).is_finite());
         assert_eq!((tanh(-100.0), tanh(100.0), tanh(0.0)), (-1.0, 1.0, 0.0));
         assert_eq!((sigmoid(-200.0) < 1e-37, sigmoid(200.0)), (true, 1.0));
@@ -493,7 +599,8 @@ mod tests {
 
     /// Forward against the f64 reference, and every gradient against central differences of
     /// `Σ states ⊙ g` through it, for both cells, on rows that are full, left-padded, holed,
-    /// right-padded and empty, over 1 and 3 threads (row blocks).
+    /// right-padded and empty, over 1 and 3 threads (row blocks); and scoring's forward pass
+    /// (nothing kept) equal to it.
     #[test]
     fn forward_and_gradients_match_the_reference() {
         let s = Shape { rows: 70, len: 5, input: 4, hidden: 3 };
@@ -522,13 +629,24 @@ mod tests {
             for threads in [1, 3] {
                 // NaN: every element must be written.
                 let mut states = vec![f32::NAN; n * h];
+                // A reused `Saved` (as the layer hands it on), poisoned: every element backward
+                // reads must be written by the forward pass it follows.
                 let mut saved = Saved::default();
+                forward(s, &x, weights, &vec![1; n], cell_att, threads, &mut states, Some(&mut saved));
+                for v in [&mut saved.r, &mut saved.z, &mut saved.n, &mut saved.ghn, &mut saved.h, &mut saved.x] {
+                    v.fill(f32::NAN);
+                }
+                states.fill(f32::NAN);
                 forward(s, &x, weights, &keep, cell_att, threads, &mut states, Some(&mut saved));
                 let want = reference(s, &params, &keep, augru);
-                let dev = states.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+                // (`f64::max` passes over a NaN: count one as infinitely far.)
+                let dev = states.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).map(|e| if e.is_nan() { f64::INFINITY } else { e }).fold(0.0, f64::max);
                 assert!(dev < 1e-5, "forward differs by {dev} (attention {augru}, {threads} threads)");
+                let mut scored = vec![f32::NAN; n * h];
+                forward(s, &x, weights, &keep, cell_att, threads, &mut scored, None);
+                assert_eq!(scored, states, "scoring's forward pass (attention {augru}, {threads} threads)");
                 let mut dx = vec![f32::NAN; n * d];
-                let grads = backward(s, &x, weights, &keep, cell_att, &states, &saved, &g, threads, &mut dx);
+                let grads = backward(s, weights, &keep, cell_att, &saved, &g, threads, &mut dx);
                 let loss = |p: &[Vec<f64>; 6]| -> f64 { reference(s, p, &keep, augru).iter().zip(&g).map(|(x, g)| x * *g as f64).sum() };
                 let eps = 1e-6;
                 let fd = |which: usize, idx: usize| {

@@ -114,7 +114,7 @@ impl Gru {
             let weights = kernel::Weights { w_ih: floats(&w_ih), b_ih: floats(&b_ih), w_hh: floats(&w_hh), b_hh: floats(&b_hh) };
             kernel::forward(shape, floats(&xd), weights, bytes(&keep), a.as_ref().map(|a| floats(a)), threads(), floats_mut(&mut states), saved.as_mut());
         }
-        let Some(saved) = saved else { return Some(states) };
+        let Some(mut saved) = saved else { return Some(states) };
         let leaf = states.set_requires_grad(true);
         let graph = [x, &self.weight_ih, &self.bias_ih, &self.weight_hh, &self.bias_hh].map(Tensor::shallow_clone);
         let att_graph = att.map(Tensor::shallow_clone);
@@ -128,7 +128,7 @@ impl Gru {
                 // the forward pass, the states included, is in `saved`.)
                 let grads = unsafe {
                     let weights = kernel::Weights { w_ih: floats(&w_ih), b_ih: floats(&b_ih), w_hh: floats(&w_hh), b_hh: floats(&b_hh) };
-                    kernel::backward(shape, weights, bytes(&keep), a.as_ref().map(|a| floats(a)), &saved, floats(&g), threads(), floats_mut(&mut dx))
+                    kernel::backward(shape, weights, bytes(&keep), a.as_ref().map(|a| floats(a)), &mut saved, floats(&g), threads(), floats_mut(&mut dx))
                 };
                 let [x, w_ih, b_ih, w_hh, b_hh] = graph;
                 let mut out = vec![

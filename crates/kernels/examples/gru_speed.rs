@@ -42,7 +42,7 @@ fn main() {
         for _ in 0..50 {
             match pass.as_str() {
                 "forward" => forward(s, &x, w, &keep, None, 1, &mut states, Some(&mut saved)),
-                "backward" => drop(std::hint::black_box(backward(s, w, &keep, None, &saved, &dstates, 1, &mut dx))),
+                "backward" => drop(std::hint::black_box(backward(s, w, &keep, None, &mut saved, &dstates, 1, &mut dx))),
                 _ => panic!("usage: gru_speed [forward|backward]"),
             }
         }
@@ -64,7 +64,7 @@ fn main() {
                 forward(s, &x, w, &keep, a, threads, &mut states, Some(&mut saved));
                 tf = tf.min(t.elapsed().as_secs_f64());
                 let t = Instant::now();
-                std::hint::black_box(backward(s, w, &keep, a, &saved, &dstates, threads, &mut dx));
+                std::hint::black_box(backward(s, w, &keep, a, &mut saved, &dstates, threads, &mut dx));
                 tb = tb.min(t.elapsed().as_secs_f64());
             }
             println!(

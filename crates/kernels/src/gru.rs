@@ -74,6 +74,9 @@ pub struct Saved {
     ghn: Vec<f32>,
     h: Vec<f32>,
     x: Vec<f32>,
+    /// Scratch of [`backward`] (per block, the states' gradients and the input's, step-major),
+    /// kept so that a later call neither allocates nor zeroes it again.
+    grads: Vec<f32>,
 }
 
 /// One block's share of a [`Saved`]. `r`, `z`, `n` and `ghn` hold every step, or one step when
@@ -374,7 +377,7 @@ impl Grads {
 /// The gradients given `dstates = ∂L/∂states` `[rows, len, H]`, from what the forward pass on
 /// the same inputs kept in `saved`; `∂L/∂x` into `dx` `[rows, len, D]` (every element written).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(s: Shape, w: Weights, keep: &[u8], att: Option<&[f32]>, saved: &Saved, dstates: &[f32], threads: usize, dx: &mut [f32]) -> Grads {
+pub fn backward(s: Shape, w: Weights, keep: &[u8], att: Option<&[f32]>, saved: &mut Saved, dstates: &[f32], threads: usize, dx: &mut [f32]) -> Grads {
     s.check(&w, keep, att);
     let (h, d, len) = (s.hidden, s.input, s.len);
     let n = s.rows * len;
@@ -389,8 +392,13 @@ pub fn backward(s: Shape, w: Weights, keep: &[u8], att: Option<&[f32]>, saved: &
         Some(g) => split_mut(g, ranges.iter().map(|r| r.len() * len)).into_iter().map(Some).collect(),
         None => ranges.iter().map(|_| None).collect(),
     };
-    let parts: Vec<_> = ranges.into_iter().zip(dx_parts).zip(att_parts).collect();
-    let sums = run_parts(parts, |((rows, dx), datt)| backward_rows(s, rows, &w, keep, att, saved, dstates, dx, datt));
+    let Saved { r, z, n: nn, ghn, h: hs, x: xs, grads } = saved;
+    let kept = [&r[..], &z[..], &nn[..], &ghn[..], &hs[..], &xs[..]];
+    // Every element of the scratch is written before it is read (see `backward_rows`).
+    grads.resize(n * (h + d), 0.0);
+    let scratch = split_mut(grads, ranges.iter().map(|r| r.len() * len * (h + d)));
+    let parts: Vec<_> = ranges.into_iter().zip(dx_parts).zip(att_parts).zip(scratch).collect();
+    let sums = run_parts(parts, |(((rows, dx), datt), scratch)| backward_rows(s, rows, &w, keep, att, kept, dstates, dx, datt, scratch));
     let mut g = Grads::zeros(s, datt);
     for part in sums {
         for (total, p) in [(&mut g.w_ih, &part.w_ih), (&mut g.b_ih, &part.b_ih), (&mut g.w_hh, &part.w_hh), (&mut g.b_hh, &part.b_hh)] {
@@ -407,10 +415,11 @@ fn backward_rows(
     w: &Weights,
     keep: &[u8],
     att: Option<&[f32]>,
-    saved: &Saved,
+    [r, z, n, ghn, hs, xs]: [&[f32]; 6],
     dstates: &[f32],
     dx: &mut [f32],
     mut datt: Option<&mut [f32]>,
+    scratch: &mut [f32],
 ) -> Grads {
     let (h, d, len, m) = (s.hidden, s.input, s.len, rows.len());
     let h3 = 3 * h;
@@ -419,12 +428,12 @@ fn backward_rows(
     fn part<'a>(v: &'a [f32], rows: &Range<usize>, len: usize, width: usize) -> &'a [f32] {
         &v[rows.start * len * width..][..rows.len() * len * width]
     }
-    let [r, z, n, ghn, hs] = [&saved.r, &saved.z, &saved.n, &saved.ghn, &saved.h].map(|v| part(v, &rows, len, h));
-    let xs = part(&saved.x, &rows, len, d);
-    // ∂L/∂states step-major too, in one pass over each row.
-    let mut dhs = vec![0.0f32; m * len * h];
-    to_step_major(&dstates[rows.start * len * h..][..m * len * h], &starts, &order, len, h, &mut dhs);
-    let mut dxs = vec![0.0f32; m * len * d];
+    let [r, z, n, ghn, hs] = [r, z, n, ghn, hs].map(|v| part(v, &rows, len, h));
+    let xs = part(xs, &rows, len, d);
+    // ∂L/∂states step-major too, in one pass over each row, and ∂L/∂x step-major until the end.
+    // Of both, only the steps from each row's first on are written, and only those are read.
+    let (dhs, dxs) = scratch.split_at_mut(m * len * h);
+    to_step_major(&dstates[rows.start * len * h..][..m * len * h], &starts, &order, len, h, dhs);
     let mut dh = vec![0.0f32; m * h];
     let mut dgi = vec![0.0f32; m * h3];
     let mut dgh = vec![0.0f32; m * h3];
@@ -467,7 +476,7 @@ fn backward_rows(
             g.b_hh.iter_mut().zip(row_h).for_each(|(b, v)| *b += v);
         }
     }
-    from_step_major(&dxs, &starts, &order, len, d, dx);
+    from_step_major(dxs, &starts, &order, len, d, dx);
     g
 }
 
@@ -646,7 +655,10 @@ mod tests {
                 forward(s, &x, weights, &keep, cell_att, threads, &mut scored, None);
                 assert_eq!(scored, states, "scoring's forward pass (attention {augru}, {threads} threads)");
                 let mut dx = vec![f32::NAN; n * d];
-                let grads = backward(s, weights, &keep, cell_att, &saved, &g, threads, &mut dx);
+                // Backward's scratch poisoned too (a second call reuses it).
+                saved.grads.resize(n * (h + d), f32::NAN);
+                saved.grads.fill(f32::NAN);
+                let grads = backward(s, weights, &keep, cell_att, &mut saved, &g, threads, &mut dx);
                 let loss = |p: &[Vec<f64>; 6]| -> f64 { reference(s, p, &keep, augru).iter().zip(&g).map(|(x, g)| x * *g as f64).sum() };
                 let eps = 1e-6;
                 let fd = |which: usize, idx: usize| {

@@ -160,11 +160,8 @@ impl Handed {
             *slot = sum_of([slot.take(), Some(gx)]);
             return None;
         }
-        // Only a leaf's gradient is asked for: libtorch warns (on stderr, at every call) when a
-        // non-leaf's is.
-        if x.is_leaf() {
-            let mut grad = x.grad();
-            if grad.defined() && grad.size() == x.size() && grad.kind() == gx.kind() && tch::no_grad(|| grad.f_add_(&gx)).is_ok() {
+        if let Some(mut grad) = defined_grad(x) {
+            if grad.size() == x.size() && grad.kind() == gx.kind() && tch::no_grad(|| grad.f_add_(&gx)).is_ok() {
                 return None;
             }
         }
@@ -200,9 +197,10 @@ fn grad_of(owed: &Tensor, leaf: &Tensor, handed: Option<Tensor>) -> Option<Tenso
     sum_of([now, defined_grad(leaf), handed])
 }
 
-/// `t`'s gradient, when it has one.
+/// `t`'s gradient, when it has one. Only a leaf's is asked for: a non-leaf has none here (nothing
+/// retains one), and libtorch warns on stderr, at every call, when asked for it.
 pub(crate) fn defined_grad(t: &Tensor) -> Option<Tensor> {
-    Some(t.grad()).filter(Tensor::defined)
+    t.is_leaf().then(|| t.grad()).filter(Tensor::defined)
 }
 
 /// The sum of the gradients that exist; `None` when none does.

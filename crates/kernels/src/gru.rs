@@ -131,8 +131,6 @@ fn step_biases(w: &Weights, h: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Every step's state into `states` `[rows, len, H]` (a step that `keep` does not mark holds the
-
-/// Every step's state into `states` `[rows, len, H]` (a step that `keep` does not mark holds the
 /// state carried through it); with `saved`, also what [`backward`] needs.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(s: Shape, x: &[f32], w: Weights, keep: &[u8], att: Option<&[f32]>, threads: usize, states: &mut [f32], saved: Option<&mut Saved>) {

@@ -79,7 +79,7 @@ class Options:
     logit: bool = False
     explain: bool = False
     strict: bool = False
-    batch_size: int = 128
+    batch_size: int | None = None  # default: attnrec's, which depends on the model
 
 
 class UserError(Exception):
@@ -178,8 +178,9 @@ def make_task(opts: Options, layout: Layout, cand_cols: list[str], out_schema, b
             write_history(hist, layout, SparkFiles.get(items_name) if items_name else None, d / "history")
             cmd = [exe, "score", "-q", "--run", SparkFiles.get(run_name), "--candidates", str(d / "candidates.parquet"),
                    "--output", str(d / "scores.parquet"), "--history", str(d / "history"), "--threads", str(opts.threads),
-                   "--user-col", opts.user_col, "--item-col", opts.item_col, "--time-col", opts.time_col,
-                   "--batch-size", str(opts.batch_size)]
+                   "--user-col", opts.user_col, "--item-col", opts.item_col, "--time-col", opts.time_col]
+            if opts.batch_size:
+                cmd += ["--batch-size", str(opts.batch_size)]
             if opts.top_k:
                 cmd += ["--top-k", str(opts.top_k)]
             cmd += [flag for flag, on in (("--logit", opts.logit), ("--explain", opts.explain), ("--strict", opts.strict)) if on]
@@ -299,7 +300,7 @@ def parse_args(argv):
     p.add_argument("--history-value", help="rating or 0/1 label column [default: rating, or the run's [data.log] one]")
     p.add_argument("--history-category", help="item category column, for a generic-log run [default: its [data.log] one]")
     p.add_argument("--threads", type=int, default=1, help="attnrec threads per task (one per task core)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, help="rows per forward pass [default: attnrec score's, by model]")
     p.add_argument("--top-k", type=int, help="each user's best K candidates (users are whole in one task)")
     p.add_argument("--logit", action="store_true")
     p.add_argument("--explain", action="store_true")
@@ -307,7 +308,7 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.partitions is not None and a.partitions < 1:
         p.error("--partitions must be at least 1")
-    if a.threads < 1 or a.batch_size < 1 or (a.top_k is not None and a.top_k < 1):
+    if a.threads < 1 or (a.batch_size is not None and a.batch_size < 1) or (a.top_k is not None and a.top_k < 1):
         p.error("--threads, --batch-size and --top-k must be at least 1")
     for flag, path in (("--attnrec", a.attnrec), ("--run", a.run)):
         if not os.path.exists(path):

@@ -152,19 +152,10 @@ impl Attention {
     pub fn context_shared_history(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor, group: &Tensor) -> Option<Tensor> {
         let p = self.proj.as_ref().filter(|_| self.fused)?;
         let h = self.heads;
-        // [U, H, L, dh] and [B, H, 1, dh].
-        let (qh, kh, vh) = (to_heads(&p.q.forward(hist), h), to_heads(&p.k.forward(hist), h), to_heads(&p.v.forward(hist), h));
+        // [B, H, 1, dh].
         let (qt, kt, vt) = (to_heads(&p.q.forward(target), h), to_heads(&p.k.forward(target), h), to_heads(&p.v.forward(target), h));
+        let HistorySoftmax { q: qh, k: kh, v: vh, max: m, sum: z, acc: a } = self.history_softmax(p, hist, hmask);
         let scale = 1.0 / (qh.size()[3] as f64).sqrt();
-        let keys_on = hmask.view([hmask.size()[0], 1, 1, -1]);
-        // The history's events against each other, once per distinct history: [U, H, L, L].
-        let s = qh.matmul(&kh.transpose(-1, -2)) * scale;
-        let s = s.masked_fill(&keys_on.logical_not(), f64::NEG_INFINITY);
-        let m = s.amax(-1, true);
-        // A history without events: no term (Z = A = 0), the target alone decides.
-        let m = m.where_self(&m.isfinite(), &m.zeros_like());
-        let e = (&s - &m).exp();
-        let (z, a) = (e.sum_dim_intlist(-1, true, e.kind()), e.matmul(&vh));
         let at = |t: &Tensor| t.index_select(0, group);
         let (q_r, k_r, v_r, m_r, z_r, a_r) = (at(&qh), at(&kh), at(&vh), at(&m), at(&z), at(&a));
         // Each history query against its row's target key: [B, H, L, 1].
@@ -183,11 +174,73 @@ impl Attention {
         Some(p.o.forward(&ctx))
     }
 
+    /// The history's share of [`Self::context_shared_history`], once per distinct history
+    /// `hist: [U, L, D]`: its projections per head `[U, H, L, dh]`, and per history query the
+    /// largest score against the history's events `max`, `sum = Σ e^(s − max)` `[U, H, L, 1]`
+    /// and `acc = Σ e^(s − max) v` `[U, H, L, dh]` (zeros, with `max` 0, for a history without
+    /// events).
+    fn history_softmax(&self, p: &Projections, hist: &Tensor, hmask: &Tensor) -> HistorySoftmax {
+        let h = self.heads;
+        let (q, k, v) = (to_heads(&p.q.forward(hist), h), to_heads(&p.k.forward(hist), h), to_heads(&p.v.forward(hist), h));
+        let scale = 1.0 / (q.size()[3] as f64).sqrt();
+        let keys_on = hmask.view([hmask.size()[0], 1, 1, -1]);
+        // The history's events against each other: [U, H, L, L].
+        let s = (q.matmul(&k.transpose(-1, -2)) * scale).masked_fill(&keys_on.logical_not(), f64::NEG_INFINITY);
+        let m = s.amax(-1, true);
+        let max = m.where_self(&m.isfinite(), &m.zeros_like());
+        let e = (&s - &max).exp();
+        let (sum, acc) = (e.sum_dim_intlist(-1, true, e.kind()), e.matmul(&v));
+        HistorySoftmax { q, k, v, max, sum, acc }
+    }
+
+    /// What the fused one-block encoder of `attnrec_kernels::encoder::encode_shared` reads from
+    /// this attention, for distinct histories `hist: [U, L, D]` and the rows' `target: [B, D]`,
+    /// in the layouts it reads, every tensor contiguous. `None` unless this is the
+    /// Transformer's combination.
+    pub(crate) fn shared_parts(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor) -> Option<SharedParts> {
+        let p = self.proj.as_ref().filter(|_| self.fused)?;
+        let HistorySoftmax { q, k, v, max, sum, acc } = self.history_softmax(p, hist, hmask);
+        // [U, H, L, w] → [U, L, H·w]; [U, H, L, dh] → [U, H, dh, L]; [U, H, L, 1] → [U, H, L].
+        let side_by_side = |t: Tensor| t.transpose(1, 2).flatten(2, 3).contiguous();
+        let per_head = |t: Tensor| t.transpose(2, 3).contiguous();
+        let o = &p.o;
+        Some(SharedParts {
+            heads: self.heads,
+            hist: [per_head(q), per_head(k), side_by_side(v), max.squeeze_dim(-1).contiguous(), sum.squeeze_dim(-1).contiguous(), side_by_side(acc)],
+            target: [p.q.forward(target).contiguous(), p.k.forward(target).contiguous(), p.v.forward(target).contiguous()],
+            wo: o.ws.shallow_clone(),
+            bo: o.bs.as_ref()?.shallow_clone(),
+        })
+    }
+
     fn attend(&self, q: &Tensor, keys: &Tensor, values: &Tensor, mask: &Tensor, train: bool) -> (Tensor, Tensor) {
         let scores = self.score.forward_masked_t(q, keys, mask, train);
         let weights = self.align.forward(&scores, mask, q);
         self.context.apply(&weights, values, mask, train)
     }
+}
+
+/// See [`Attention::history_softmax`].
+struct HistorySoftmax {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    max: Tensor,
+    sum: Tensor,
+    acc: Tensor,
+}
+
+/// See [`Attention::shared_parts`].
+pub(crate) struct SharedParts {
+    pub heads: i64,
+    /// The history's `q`, `k` `[U, H, dh, L]`, `v` `[U, L, D]`, `max`, `sum` `[U, H, L]`, `acc`
+    /// `[U, L, D]` (see `attnrec_kernels::encoder::Histories`).
+    pub hist: [Tensor; 6],
+    /// The targets' `q`, `k`, `v` `[B, D]`.
+    pub target: [Tensor; 3],
+    /// The output projection `[D, D]`, `[D]`.
+    pub wo: Tensor,
+    pub bo: Tensor,
 }
 
 /// `[B, (T,) H·dh]` → `[B, H, (T,) dh]` as 4-d `[B, H, T, dh]` (T = 1 for a 2-d input).

@@ -260,27 +260,54 @@ pub struct Row {
 }
 
 impl Batch {
-    pub fn to_device(&self, device: Device) -> Batch {
+    /// Every tensor of the batch through `f` (the negatives' too).
+    pub fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Batch {
         Batch {
-            user: self.user.to_device(device),
-            item: self.item.to_device(device),
-            genre: self.genre.to_device(device),
-            hist_item: self.hist_item.to_device(device),
-            hist_genre: self.hist_genre.to_device(device),
-            hist_gap: self.hist_gap.to_device(device),
-            hist_feedback: self.hist_feedback.to_device(device),
-            hist_mask: self.hist_mask.to_device(device),
-            user_side: self.user_side.to_device(device),
-            item_side: self.item_side.to_device(device),
-            hist_item_side: self.hist_item_side.to_device(device),
-            label: self.label.to_device(device),
-            negatives: self.negatives.as_ref().map(|n| Negatives {
-                item: n.item.to_device(device),
-                genre: n.genre.to_device(device),
-                side: n.side.to_device(device),
-            }),
+            user: f(&self.user),
+            item: f(&self.item),
+            genre: f(&self.genre),
+            hist_item: f(&self.hist_item),
+            hist_genre: f(&self.hist_genre),
+            hist_gap: f(&self.hist_gap),
+            hist_feedback: f(&self.hist_feedback),
+            hist_mask: f(&self.hist_mask),
+            user_side: f(&self.user_side),
+            item_side: f(&self.item_side),
+            hist_item_side: f(&self.hist_item_side),
+            label: f(&self.label),
+            negatives: self.negatives.as_ref().map(|n| Negatives { item: f(&n.item), genre: f(&n.genre), side: f(&n.side) }),
         }
     }
+
+    pub fn to_device(&self, device: Device) -> Batch {
+        self.map(|t| t.to_device(device))
+    }
+
+    /// The rows `rows` (`[R]` i64), in that order.
+    pub fn rows(&self, rows: &Tensor) -> Batch {
+        self.map(|t| t.index_select(0, rows))
+    }
+
+    /// `[B]` bool: whether row `r`'s history differs from row `r − 1`'s (row 0: true), in any
+    /// of the history's inputs: its events' items, genres, side rows, time gaps, feedback and
+    /// presence. Rows where it is false carry the history of the row before, so a model's
+    /// history embeddings (a function of these inputs alone) are equal there. A new `[B, L]`
+    /// history input belongs in this list.
+    pub fn history_starts(&self) -> Tensor {
+        let n = self.size();
+        let first = Tensor::ones([n.min(1)], (Kind::Bool, self.hist_mask.device()));
+        if n < 2 {
+            return first;
+        }
+        let inputs = [&self.hist_item, &self.hist_genre, &self.hist_item_side, &self.hist_gap, &self.hist_feedback, &self.hist_mask];
+        let same = inputs
+            .iter()
+            .map(|t| t.narrow(0, 1, n - 1).eq_tensor(&t.narrow(0, 0, n - 1)).flatten(1, -1).all_dim(1, false))
+            .reduce(|a, b| a.logical_and(&b))
+            .expect("history inputs");
+        Tensor::cat(&[first, same.logical_not()], 0)
+    }
+
     /// `[B, L]` f32 mask (1 where present).
     pub fn mask_f32(&self) -> Tensor {
         self.hist_mask.to_kind(Kind::Float)

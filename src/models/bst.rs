@@ -63,43 +63,62 @@ impl Bst {
     }
 
     /// In evaluation mode without gradients, when consecutive rows repeat a history (a user
-    /// scored against many candidates, the histories built the same way), the encoded sequence
-    /// `[B, L + 1, D]` with the history's share of the first block's attention computed once per
-    /// run of equal histories ([`Encoder::forward_shared_history`]); `None` otherwise, and when
-    /// no history repeats. Rows share a history only when their embedded histories and masks are
-    /// equal element for element, so the result is the plain pass's up to float rounding.
-    fn shared_histories(&self, b: &Batch, train: bool, target: &Tensor, hist: &Tensor) -> Option<Tensor> {
+    /// scored against many candidates, the histories built the same way), the encoder's work with
+    /// each distinct history embedded once and its share of the first block's attention computed
+    /// once per run of equal histories: the readout whole from the fused kernel for one block
+    /// ([`Encoder::readout_shared_history`]), else the encoded sequence `[B, L + 1, D]`
+    /// ([`Encoder::forward_shared_history`]); `None` otherwise, and when no history repeats. Rows
+    /// share a history only when all its inputs are equal ([`Batch::history_starts`]), so the
+    /// result is the plain pass's up to float rounding.
+    fn shared_histories(&self, b: &Batch, train: bool, target: &Tensor) -> Option<Shared> {
         let n = b.size();
         if train || crate::nn::grad_enabled() || n < 2 || b.hist_mask.size()[1] == 0 {
             return None;
         }
-        let same_events = hist.narrow(0, 1, n - 1).eq_tensor(&hist.narrow(0, 0, n - 1)).flatten(1, -1).all_dim(1, false);
-        let same_mask = b.hist_mask.narrow(0, 1, n - 1).eq_tensor(&b.hist_mask.narrow(0, 0, n - 1)).all_dim(1, false);
         // Row r starts a new run unless it repeats row r − 1; group = the run's number.
-        let starts = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, hist.device())), same_events.logical_and(&same_mask).logical_not()], 0);
+        let starts = b.history_starts();
         let firsts = starts.nonzero().squeeze_dim(1);
         if firsts.size()[0] == n {
             return None;
         }
         let group = starts.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
-        Some(self.encoder.forward_shared_history(&hist.index_select(0, &firsts), &b.hist_mask.index_select(0, &firsts), target, &group))
+        let distinct = b.rows(&firsts);
+        let (hist, hmask) = (self.emb.history(&distinct), distinct.hist_mask);
+        Some(match self.encoder.readout_shared_history(&hist, &hmask, target, &group) {
+            Some(r) => Shared::Readout(r),
+            None => Shared::Encoded(self.encoder.forward_shared_history(&hist, &hmask, target, &group)),
+        })
     }
+}
+
+/// The encoder's work for rows that share histories: its readout `[encoded target, mean of
+/// the encoded history]` `[B, 2D]` straight from the fused kernel, or the encoded sequence
+/// `[B, L + 1, D]`.
+enum Shared {
+    Readout(Tensor),
+    Encoded(Tensor),
 }
 
 impl CtrModel for Bst {
     fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
         let l = b.hist_mask.size()[1];
-        let (target, hist) = (self.emb.target(b), self.emb.history(b));
-        let h = match self.shared_histories(b, train, &target, &hist) {
-            Some(h) => h,
-            None => {
-                let (seq, mask, position) = self.sequence(b, &target, &hist);
-                self.encoder.forward_t(&seq, &mask, &position, train)
+        let target = self.emb.target(b);
+        let readout = match self.shared_histories(b, train, &target) {
+            Some(Shared::Readout(r)) => r,
+            shared => {
+                let h = match shared {
+                    Some(Shared::Encoded(h)) => h,
+                    _ => {
+                        let (seq, mask, position) = self.sequence(b, &target, &self.emb.history(b));
+                        self.encoder.forward_t(&seq, &mask, &position, train)
+                    }
+                };
+                let encoded_target = h.select(1, l);
+                let encoded_hist = masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()));
+                Tensor::cat(&[encoded_target, encoded_hist], -1)
             }
         };
-        let encoded_target = h.select(1, l);
-        let encoded_hist = masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()));
-        let x = Tensor::cat(&[self.emb.user(b), target, encoded_target, encoded_hist], -1);
+        let x = Tensor::cat(&[self.emb.user(b), target, readout], -1);
         self.out.forward(&self.mlp.forward_t(&x, train)).squeeze_dim(-1)
     }
 

@@ -257,6 +257,17 @@ impl ModelConfig {
         tch::no_grad(|| self.build(vs.root(), &fm)).map(|_| ())
     }
 
+    /// Rows per forward pass when scoring, unless the user sets it: 2,048 for a BST whose
+    /// encoder scores through the fused kernel ([`crate::nn::TransformerConfig::scores_fused`]),
+    /// which takes a batch in chunks that stay in cache, so larger batches only spread libtorch's
+    /// per-batch work thinner; 128 otherwise, where libtorch's intermediates stay in cache.
+    pub fn scoring_batch_size(&self) -> usize {
+        match self {
+            ModelConfig::Bst(c) if c.transformer.scores_fused() => 2048,
+            _ => 128,
+        }
+    }
+
     /// Whether the model weighs history events against the target ([`CtrModel::attention`]).
     pub fn has_target_attention(&self) -> bool {
         !matches!(self, ModelConfig::Base(_))

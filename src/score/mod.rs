@@ -51,7 +51,8 @@ pub struct ScoreOptions {
     pub logit: bool,
     /// Unknown users or items are errors instead of out-of-vocabulary.
     pub strict: bool,
-    pub batch_size: usize,
+    /// Rows per forward pass; `None`: the model's ([`crate::models::ModelConfig::scoring_batch_size`]).
+    pub batch_size: Option<usize>,
     /// Candidates read, scored and written per chunk.
     pub chunk_rows: usize,
     /// Add each row's most attended history events (`top_attended`).
@@ -71,7 +72,7 @@ impl Default for ScoreOptions {
             top_k: None,
             logit: false,
             strict: false,
-            batch_size: 128,
+            batch_size: None,
             chunk_rows: 65_536,
             explain: false,
             workers: 0,
@@ -260,7 +261,8 @@ impl<'a> Job<'a> {
                     }
                     chunk.push(Candidate { record, row, user });
                 }
-                let scored = pool.score(&mut batcher, &chunk, opts.batch_size.max(1))?;
+                let batch_size = opts.batch_size.unwrap_or_else(|| run.config.model.scoring_batch_size()).max(1);
+                let scored = pool.score(&mut batcher, &chunk, batch_size)?;
                 for (c, s) in chunk.drain(..).zip(scored) {
                     let score = 1.0 / (1.0 + (-s.logit).exp());
                     let seq = summary.rows;

@@ -322,7 +322,7 @@ fn step<const FMA: bool>(h: usize, gi: &[f32], gh: &[f32], bi: &[f32], bhn: &[f3
 /// Inputs are clamped to `[−87, 88]`, where `eˣ` is a normal `f32`. `FMA`: the polynomial in
 /// fused multiply-adds (half the instructions; only where the CPU has them, see `avx2_dispatch`).
 #[inline(always)]
-fn exp<const FMA: bool>(x: f32) -> f32 {
+pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);

@@ -6,6 +6,7 @@
 pub mod din;
 pub mod dropout;
 pub mod embedding;
+pub mod encoder;
 pub mod gemm;
 pub mod gru;
 pub mod optim;

@@ -563,9 +563,10 @@ pub struct ScoreArgs {
     /// Name of the optional request-time column: histories are the events strictly before it.
     #[arg(long, default_value = "timestamp")]
     pub time_col: String,
-    /// Rows per forward pass (small batches keep the activation unit's intermediates in cache).
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
+    /// Rows per forward pass [default: 2048 for a one-block bst, whose encoder scores through a
+    /// fused kernel; 128 otherwise, which keeps libtorch's intermediates in cache].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Rows read, scored and written per chunk (bounds memory).
     #[arg(long, default_value_t = 65536)]
     pub chunk_rows: usize,

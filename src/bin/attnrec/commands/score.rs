@@ -9,7 +9,7 @@ use tch::Device;
 
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    if a.batch_size == 0 || a.chunk_rows == 0 {
+    if a.batch_size == Some(0) || a.chunk_rows == 0 {
         anyhow::bail!("--batch-size and --chunk-rows must be at least 1");
     }
     if a.top_k == Some(0) {

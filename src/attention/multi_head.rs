@@ -199,17 +199,19 @@ impl Attention {
     /// Transformer's combination.
     pub(crate) fn shared_parts(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor) -> Option<SharedParts> {
         let p = self.proj.as_ref().filter(|_| self.fused)?;
+        let h = self.heads;
         let HistorySoftmax { q, k, v, max, sum, acc } = self.history_softmax(p, hist, hmask);
-        // [U, H, L, w] → [U, L, H·w]; [U, H, L, dh] → [U, H, dh, L]; [U, H, L, 1] → [U, H, L].
-        let side_by_side = |t: Tensor| t.transpose(1, 2).flatten(2, 3).contiguous();
+        // Each head's share of the output projection, `W_o,hᵀ`: [1, H, dh, D].
+        let d = p.o.ws.size()[0];
+        let wo = p.o.ws.tr().reshape([1, h, -1, d]);
+        // [U, H, L, dh] → [U, H, dh, L].
         let per_head = |t: Tensor| t.transpose(2, 3).contiguous();
-        let o = &p.o;
+        let vt = to_heads(&p.v.forward(target), h);
         Some(SharedParts {
-            heads: self.heads,
-            hist: [per_head(q), per_head(k), side_by_side(v), max.squeeze_dim(-1).contiguous(), sum.squeeze_dim(-1).contiguous(), side_by_side(acc)],
-            target: [p.q.forward(target).contiguous(), p.k.forward(target).contiguous(), p.v.forward(target).contiguous()],
-            wo: o.ws.shallow_clone(),
-            bo: o.bs.as_ref()?.shallow_clone(),
+            heads: h,
+            hist: [per_head(q), per_head(k), max.squeeze_dim(-1).contiguous(), sum.squeeze_dim(-1).contiguous(), acc.matmul(&wo).contiguous(), v.matmul(&wo).contiguous()],
+            target: [p.q.forward(target).contiguous(), p.k.forward(target).contiguous(), vt.matmul(&wo).reshape([target.size()[0], -1]).contiguous()],
+            bo: p.o.bs.as_ref()?.shallow_clone(),
         })
     }
 
@@ -230,16 +232,16 @@ struct HistorySoftmax {
     acc: Tensor,
 }
 
-/// See [`Attention::shared_parts`].
+/// See [`Attention::shared_parts`] and `attnrec_kernels::encoder::{Histories, Targets}`.
 pub(crate) struct SharedParts {
     pub heads: i64,
-    /// The history's `q`, `k` `[U, H, dh, L]`, `v` `[U, L, D]`, `max`, `sum` `[U, H, L]`, `acc`
-    /// `[U, L, D]` (see `attnrec_kernels::encoder::Histories`).
+    /// The history's `q`, `k` `[U, H, dh, L]`, `max`, `sum` `[U, H, L]`, and `acc`, `v` through
+    /// each head's share of the output projection, `[U, H, L, D]`.
     pub hist: [Tensor; 6],
-    /// The targets' `q`, `k`, `v` `[B, D]`.
+    /// The targets' `q`, `k` `[B, D]`, and `v` through each head's share of the output
+    /// projection, `[B, H·D]`.
     pub target: [Tensor; 3],
-    /// The output projection `[D, D]`, `[D]`.
-    pub wo: Tensor,
+    /// The output projection's bias `[D]`.
     pub bo: Tensor,
 }
 

@@ -195,7 +195,7 @@ impl TransformerBlock {
             return None;
         }
         let parts = self.attn.shared_parts(hist, hmask, target)?;
-        if ![&parts.wo, &parts.bo].iter().all(|p| kernel_takes(p) && p.is_contiguous()) {
+        if !(kernel_takes(&parts.bo) && parts.bo.is_contiguous()) {
             return None;
         }
         let (u, len, d) = (hist.size()[0], hist.size()[1], hist.size()[2]);
@@ -207,8 +207,8 @@ impl TransformerBlock {
             return None;
         }
         let mut out = output(&[n, 2 * d]);
-        let [q, k, v, max, sum, acc] = &parts.hist;
-        let [tq, tk, tv] = &parts.target;
+        let [q, k, max, sum, acc_o, v_o] = &parts.hist;
+        let [tq, tk, tv_o] = &parts.target;
         // SAFETY: contiguous CPU tensors of the kinds read (checked above or made so), read only
         // while the kernel runs; `out` is fresh and not shared.
         unsafe {
@@ -223,19 +223,19 @@ impl TransformerBlock {
                 act: t.act,
                 norm2: Norm { weight: floats(&t.norm2[0]), bias: floats(&t.norm2[1]), eps: LN_EPS as f32 },
             };
-            let block = Block { heads: parts.heads as usize, wo: floats(&parts.wo), bo: floats(&parts.bo), tail };
+            let block = Block { heads: parts.heads as usize, bo: floats(&parts.bo), tail };
             let hist = Histories {
                 len: len as usize,
                 x: floats(&hist),
                 mask: bytes(&mask),
                 q: floats(q),
                 k: floats(k),
-                v: floats(v),
                 max: floats(max),
                 sum: floats(sum),
-                acc: floats(acc),
+                acc_o: floats(acc_o),
+                v_o: floats(v_o),
             };
-            let rows = Targets { group: &group, x: floats(&target), q: floats(tq), k: floats(tk), v: floats(tv) };
+            let rows = Targets { group: &group, x: floats(&target), q: floats(tq), k: floats(tk), v_o: floats(tv_o) };
             encode_shared(&block, &hist, &rows, threads(), floats_mut(&mut out));
         }
         Some(out)

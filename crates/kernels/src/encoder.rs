@@ -94,7 +94,10 @@ fn tail_chunk(t: &Tail, w1t: &[f32], w2t: &[f32], x: &[f32], a: &[f32], hidden: 
 /// `h` the softmax of its scores against the history's own keys, unnormalized: the largest
 /// score `max`, `sum = Σⱼ e^(sᵢⱼ − max)` and `acc = Σⱼ e^(sᵢⱼ − max) vⱼ` over the events `j`
 /// the mask marks. The queries and keys are stored per head and transposed, so that a score
-/// against every event is a sum of `dh` vectors over the events.
+/// against every event is a sum of `dh` vectors over the events. Values reach the kernel
+/// through the output projection: head `h`'s share of it is linear, `W_o,h` (`W_o`'s columns
+/// `h·dh..`), so `acc` and every value enter as `acc·W_o,hᵀ` and `v·W_o,hᵀ` (`d` wide), and a
+/// position's attention output is a weighted sum of those, with no product left per row.
 #[derive(Debug, Clone, Copy)]
 pub struct Histories<'a> {
     pub len: usize,
@@ -104,30 +107,30 @@ pub struct Histories<'a> {
     /// The query and key projections per head, transposed: `[U, H, dh, L]`.
     pub q: &'a [f32],
     pub k: &'a [f32],
-    /// The value projections `[U, L, d]`, heads side by side (head `h` in columns `h·dh..`).
-    pub v: &'a [f32],
-    /// `[U, H, L]`, `[U, H, L]`, and `[U, L, d]` with the heads side by side.
+    /// `[U, H, L]` each.
     pub max: &'a [f32],
     pub sum: &'a [f32],
-    pub acc: &'a [f32],
+    /// `acc` and the values through head `h`'s share of the output projection: `[U, H, L, d]`.
+    pub acc_o: &'a [f32],
+    pub v_o: &'a [f32],
 }
 
-/// The rows: each one's history `group[r]` and its target's block input and projections
-/// (`[B, d]` each).
+/// The rows: each one's history `group[r]`, its target's block input and query and key
+/// projections (`[B, d]` each), and its value through each head's share of the output
+/// projection (`[B, H, d]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Targets<'a> {
     pub group: &'a [usize],
     pub x: &'a [f32],
     pub q: &'a [f32],
     pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub v_o: &'a [f32],
 }
 
-/// The block's attention output projection (`[d, d]`, `[d]`) and its heads, beside its tail.
+/// The block's heads and output projection bias (`[d]`), beside its tail.
 #[derive(Debug, Clone, Copy)]
 pub struct Block<'a> {
     pub heads: usize,
-    pub wo: &'a [f32],
     pub bo: &'a [f32],
     pub tail: Tail<'a>,
 }
@@ -144,24 +147,24 @@ pub fn encode_shared(b: &Block, hist: &Histories, rows: &Targets, threads: usize
     let (d, f, heads, len) = (b.tail.d, b.tail.f, b.heads, hist.len);
     assert!(heads > 0 && d % heads == 0, "encode_shared: heads must divide d");
     let u = hist.mask.len() / len.max(1);
-    for (s, w) in [(hist.x, d), (hist.q, d), (hist.k, d), (hist.v, d), (hist.max, heads), (hist.sum, heads), (hist.acc, d)] {
+    for (s, w) in [(hist.x, d), (hist.q, d), (hist.k, d), (hist.max, heads), (hist.sum, heads), (hist.acc_o, heads * d), (hist.v_o, heads * d)] {
         // Every operand holds `w` floats per event, whatever its layout.
         assert_eq!(s.len(), u * len * w, "encode_shared: history operand of the wrong length");
     }
     let n = rows.group.len();
-    for s in [rows.x, rows.q, rows.k, rows.v] {
-        assert_eq!(s.len(), n * d, "encode_shared: target operand of the wrong length");
+    for (s, w) in [(rows.x, d), (rows.q, d), (rows.k, d), (rows.v_o, heads * d)] {
+        assert_eq!(s.len(), n * w, "encode_shared: target operand of the wrong length");
     }
     assert!(rows.group.iter().all(|&g| g < u), "encode_shared: group out of range");
-    assert!(b.wo.len() == d * d && b.bo.len() == d && out.len() == n * 2 * d, "encode_shared: projection or output shape");
-    let (wot, w1t, w2t) = (transposed(b.wo, d, d), transposed(b.tail.w1, f, d), transposed(b.tail.w2, d, f));
+    assert!(b.bo.len() == d && out.len() == n * 2 * d, "encode_shared: bias or output shape");
+    let (w1t, w2t) = (transposed(b.tail.w1, f, d), transposed(b.tail.w2, d, f));
     // Rows per thread; each thread takes its rows in chunks of at most `cap` positions.
     let cap = CHUNK.max(len + 1);
     let parts = row_parts(n, threads);
     let lens: Vec<usize> = parts.iter().map(|r| r.len() * 2 * d).collect();
     let jobs: Vec<_> = parts.into_iter().zip(split_mut(out, lens)).collect();
     run_parts(jobs, |(range, out)| {
-        let mut buf = Scratch { x: vec![0.0; cap * d], ctx: vec![0.0; cap * d], a: vec![0.0; cap * d], y: vec![0.0; cap * d], hidden: vec![0.0; cap * f], per_event: Default::default() };
+        let mut buf = Scratch { x: vec![0.0; cap * d], a: vec![0.0; cap * d], y: vec![0.0; cap * d], hidden: vec![0.0; cap * f], per_event: Default::default() };
         let mut r = range.start;
         while r < range.end {
             // The chunk: rows r..e, their events then their target, row after row.
@@ -172,16 +175,11 @@ pub fn encode_shared(b: &Block, hist: &Histories, rows: &Targets, threads: usize
                 if p > 0 && p + count > cap {
                     break;
                 }
-                attend_row(d, heads, len, hist, rows, e, p, &mut buf.x, &mut buf.ctx, &mut buf.per_event);
+                attend_row(d, heads, len, hist, rows, b.bo, e, p, &mut buf.x, &mut buf.a, &mut buf.per_event);
                 p += count;
                 e += 1;
             }
-            let a = &mut buf.a[..p * d];
-            for row in a.chunks_exact_mut(d) {
-                row.copy_from_slice(b.bo);
-            }
-            gemm(p, d, d, mat(&buf.ctx, d, 1), &wot, d, 1.0, a, d);
-            tail_chunk(&b.tail, &w1t, &w2t, &buf.x[..p * d], a, &mut buf.hidden[..p * f], &mut buf.y[..p * d]);
+            tail_chunk(&b.tail, &w1t, &w2t, &buf.x[..p * d], &buf.a[..p * d], &mut buf.hidden[..p * f], &mut buf.y[..p * d]);
             // The readout, row after row in the chunk's order.
             let mut at = 0;
             for row in r..e {
@@ -205,7 +203,6 @@ pub fn encode_shared(b: &Block, hist: &Histories, rows: &Targets, threads: usize
 
 struct Scratch {
     x: Vec<f32>,
-    ctx: Vec<f32>,
     a: Vec<f32>,
     y: Vec<f32>,
     hidden: Vec<f32>,
@@ -215,19 +212,19 @@ struct Scratch {
 
 avx2_dispatch! {
     /// Row `r`'s events (those its history's mask marks) then its target, from position `p` of
-    /// the chunk: their block input into `x` and their attention context (heads side by side,
-    /// before the output projection) into `ctx`; `per_event` is scratch.
-    fn attend_row(d: usize, heads: usize, len: usize, hist: &Histories, rows: &Targets, r: usize, p: usize, x: &mut [f32], ctx: &mut [f32], per_event: &mut [Vec<f32>; 3]) => attend_row_body::<FMA>
+    /// the chunk: their block input into `x` and their attention output (after the output
+    /// projection, `bo` its bias) into `a`; `per_event` is scratch.
+    fn attend_row(d: usize, heads: usize, len: usize, hist: &Histories, rows: &Targets, bo: &[f32], r: usize, p: usize, x: &mut [f32], a: &mut [f32], per_event: &mut [Vec<f32>; 3]) => attend_row_body::<FMA>
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_row_body<const FMA: bool>(d: usize, heads: usize, len: usize, hist: &Histories, rows: &Targets, r: usize, p: usize, x: &mut [f32], ctx: &mut [f32], per_event: &mut [Vec<f32>; 3]) {
+fn attend_row_body<const FMA: bool>(d: usize, heads: usize, len: usize, hist: &Histories, rows: &Targets, bo: &[f32], r: usize, p: usize, x: &mut [f32], a: &mut [f32], per_event: &mut [Vec<f32>; 3]) {
     use crate::gru::exp;
     let dh = d / heads;
     let scale = 1.0 / (dh as f32).sqrt();
     let g = rows.group[r];
-    let (qt, kt, vt) = (&rows.q[r * d..(r + 1) * d], &rows.k[r * d..(r + 1) * d], &rows.v[r * d..(r + 1) * d]);
+    let (qt, kt) = (&rows.q[r * d..(r + 1) * d], &rows.k[r * d..(r + 1) * d]);
     let mask = &hist.mask[g * len..(g + 1) * len];
     let events = || (0..len).filter(|&i| mask[i] != 0);
     let count = events().count();
@@ -236,24 +233,34 @@ fn attend_row_body<const FMA: bool>(d: usize, heads: usize, len: usize, hist: &H
     }
     let t = p + count;
     x[t * d..(t + 1) * d].copy_from_slice(&rows.x[r * d..(r + 1) * d]);
+    for row in a[p * d..(t + 1) * d].chunks_exact_mut(d) {
+        row.copy_from_slice(bo);
+    }
     let [s, w_old, w_new] = per_event;
     for v in [&mut *s, &mut *w_old, &mut *w_new] {
         v.resize(len, 0.0);
     }
-    // `Σ_c a[c]·m[c, ·]` over `m` `[dh, L]`, scaled, into `s`: one score per event.
-    let scores = |a: &[f32], m: &[f32], s: &mut [f32]| {
+    // `Σ_c q[c]·m[c, ·]` over `m` `[dh, L]`, scaled, into `s`: one score per event.
+    let scores = |q: &[f32], m: &[f32], s: &mut [f32]| {
         s.fill(0.0);
         for (c, row) in m.chunks_exact(len).enumerate() {
-            let w = a[c] * scale;
-            for (s, q) in s.iter_mut().zip(row) {
-                *s = if FMA { w.mul_add(*q, *s) } else { *s + w * q };
+            let w = q[c] * scale;
+            for (s, m) in s.iter_mut().zip(row) {
+                *s = if FMA { w.mul_add(*m, *s) } else { *s + w * m };
             }
+        }
+    };
+    // `out += w·v`, `d` wide.
+    let axpy = |out: &mut [f32], w: f32, v: &[f32]| {
+        for (o, v) in out.iter_mut().zip(v) {
+            *o = if FMA { w.mul_add(*v, *o) } else { *o + w * v };
         }
     };
     for h in 0..heads {
         let cols = h * dh..(h + 1) * dh;
         let head = (g * heads + h) * len;
         let (max, sum) = (&hist.max[head..head + len], &hist.sum[head..head + len]);
+        let vt_o = &rows.v_o[(r * heads + h) * d..(r * heads + h + 1) * d];
         // Each history query against the target's key, joined to its shared softmax.
         scores(&kt[cols.clone()], &hist.q[head * dh..(head + len) * dh], s);
         for i in 0..len {
@@ -264,12 +271,9 @@ fn attend_row_body<const FMA: bool>(d: usize, heads: usize, len: usize, hist: &H
             w_new[i] = new * inv;
         }
         for (k, i) in events().enumerate() {
-            let acc = &hist.acc[(g * len + i) * d..(g * len + i + 1) * d][cols.clone()];
-            let c = &mut ctx[(p + k) * d..(p + k + 1) * d][cols.clone()];
-            let (wo, wn) = (w_old[i], w_new[i]);
-            for ((c, a), v) in c.iter_mut().zip(acc).zip(&vt[cols.clone()]) {
-                *c = a * wo + v * wn;
-            }
+            let out = &mut a[(p + k) * d..(p + k + 1) * d];
+            axpy(out, w_old[i], &hist.acc_o[(head + i) * d..(head + i + 1) * d]);
+            axpy(out, w_new[i], vt_o);
         }
         // The target's query over every event and itself.
         let q = &qt[cols.clone()];
@@ -284,12 +288,10 @@ fn attend_row_body<const FMA: bool>(d: usize, heads: usize, len: usize, hist: &H
             total += e;
         }
         let inv = 1.0 / total;
-        let c = &mut ctx[t * d..(t + 1) * d][cols.clone()];
-        c.iter_mut().zip(&vt[cols.clone()]).for_each(|(c, v)| *c = own * inv * v);
+        let out = &mut a[t * d..(t + 1) * d];
+        axpy(out, own * inv, vt_o);
         for i in events() {
-            let w = s[i] * inv;
-            let v = &hist.v[(g * len + i) * d..(g * len + i + 1) * d][cols.clone()];
-            c.iter_mut().zip(v).for_each(|(c, v)| *c = if FMA { w.mul_add(*v, *c) } else { *c + w * v });
+            axpy(out, s[i] * inv, &hist.v_o[(head + i) * d..(head + i + 1) * d]);
         }
     }
 }
@@ -467,7 +469,7 @@ mod tests {
                 act: Act::LeakyRelu(0.01),
                 norm2: Norm { weight: &g2, bias: &c2, eps: 1e-5 },
             };
-            let block = Block { heads, wo: &wo, bo: &bo, tail };
+            let block = Block { heads, bo: &bo, tail };
             // Four histories: full, events at both ends, none, one.
             let u = 4;
             let mut mask = vec![1u8; u * len];
@@ -514,8 +516,25 @@ mod tests {
                 out
             };
             let (q_heads, k_heads) = (per_head(&hq), per_head(&hk));
-            let hist = Histories { len, x: &hx, mask: &mask, q: &q_heads, k: &k_heads, v: &hv, max: &max, sum: &sum, acc: &acc };
-            let rows = Targets { group: &group, x: &tx, q: &tq, k: &tk, v: &tv };
+            // [rows, L, d] (heads side by side) through each head's share of the output
+            // projection: [rows, H, L, d].
+            let through_wo = |t: &[f32], rows: usize, len: usize| -> Vec<f32> {
+                let mut out = vec![0.0f32; rows * heads * len * d];
+                for g in 0..rows {
+                    for h in 0..heads {
+                        for i in 0..len {
+                            for o in 0..d {
+                                let v: f64 = (h * dh..(h + 1) * dh).map(|c| t[(g * len + i) * d + c] as f64 * wo[o * d + c] as f64).sum();
+                                out[((g * heads + h) * len + i) * d + o] = v as f32;
+                            }
+                        }
+                    }
+                }
+                out
+            };
+            let (acc_o, v_o, tv_o) = (through_wo(&acc, u, len), through_wo(&hv, u, len), through_wo(&tv, n, 1));
+            let hist = Histories { len, x: &hx, mask: &mask, q: &q_heads, k: &k_heads, max: &max, sum: &sum, acc_o: &acc_o, v_o: &v_o };
+            let rows = Targets { group: &group, x: &tx, q: &tq, k: &tk, v_o: &tv_o };
             // The reference, row by row.
             let mut want = Vec::new();
             for (r, &g) in group.iter().enumerate() {

@@ -760,16 +760,18 @@ fn repeated_histories() -> Batch {
     }
 }
 
-/// Scoring (no gradients) shares a repeated history's part of BST's first attention across its
-/// rows; the logits are those of the plain pass (gradients on) and of each row scored alone.
+/// Scoring (no gradients) shares a repeated history's work across its rows: BST's history part
+/// of its first attention (and, for one block, the fused kernel's whole encoder), din_sa's
+/// encoding of the history; the logits are those of the plain pass (gradients on) and of each
+/// row scored alone.
 #[test]
-fn bst_scores_repeated_histories_as_the_plain_pass() {
+fn self_attention_models_score_repeated_histories_as_the_plain_pass() {
     let mut two_blocks = ModelConfig::by_name("bst").unwrap();
     if let ModelConfig::Bst(c) = &mut two_blocks {
         c.transformer.blocks = 2;
         c.transformer.heads = 4;
     }
-    for (name, cfg) in [("bst", ModelConfig::by_name("bst").unwrap()), ("bst, 2 blocks of 4 heads", two_blocks)] {
+    for (name, cfg) in [("bst", ModelConfig::by_name("bst").unwrap()), ("bst, 2 blocks of 4 heads", two_blocks), ("din_sa", ModelConfig::by_name("din_sa").unwrap())] {
         let (_vs, model) = build(&cfg);
         let b = repeated_histories();
         let shared = tch::no_grad(|| model.forward_t(&b, false));

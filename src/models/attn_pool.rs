@@ -143,12 +143,17 @@ impl TargetPool {
             }
             FeedbackIn::KeysAndValues => {}
         }
-        let hist = self.emb.history(b);
         let keys = match &self.encoder {
-            Some(enc) => {
-                enc.forward_t(&hist, &b.hist_mask, &Encoder::history_positions(&b.hist_mask), train)
-            }
-            None => hist,
+            // The encoder sees the history alone, so rows that repeat a history (scoring) share
+            // its encoding: each distinct history is embedded and encoded once.
+            Some(enc) => match super::repeated_histories(b, train) {
+                Some((distinct, group)) => {
+                    let mask = &distinct.hist_mask;
+                    enc.forward_t(&self.emb.history(&distinct), mask, &Encoder::history_positions(mask), false).index_select(0, &group)
+                }
+                None => enc.forward_t(&self.emb.history(b), &b.hist_mask, &Encoder::history_positions(&b.hist_mask), train),
+            },
+            None => self.emb.history(b),
         };
         (keys, None)
     }

@@ -71,18 +71,7 @@ impl Bst {
     /// share a history only when all its inputs are equal ([`Batch::history_starts`]), so the
     /// result is the plain pass's up to float rounding.
     fn shared_histories(&self, b: &Batch, train: bool, target: &Tensor) -> Option<Shared> {
-        let n = b.size();
-        if train || crate::nn::grad_enabled() || n < 2 || b.hist_mask.size()[1] == 0 {
-            return None;
-        }
-        // Row r starts a new run unless it repeats row r − 1; group = the run's number.
-        let starts = b.history_starts();
-        let firsts = starts.nonzero().squeeze_dim(1);
-        if firsts.size()[0] == n {
-            return None;
-        }
-        let group = starts.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
-        let distinct = b.rows(&firsts);
+        let (distinct, group) = super::repeated_histories(b, train)?;
         let (hist, hmask) = (self.emb.history(&distinct), distinct.hist_mask);
         Some(match self.encoder.readout_shared_history(&hist, &hmask, target, &group) {
             Some(r) => Shared::Readout(r),

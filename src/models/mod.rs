@@ -260,10 +260,13 @@ impl ModelConfig {
     /// Rows per forward pass when scoring, unless the user sets it: 2,048 for a BST whose
     /// encoder scores through the fused kernel ([`crate::nn::TransformerConfig::scores_fused`]),
     /// which takes a batch in chunks that stay in cache, so larger batches only spread libtorch's
-    /// per-batch work thinner; 128 otherwise, where libtorch's intermediates stay in cache.
+    /// per-batch work thinner; 512 for din_sa, which encodes each distinct history of a batch
+    /// once, so a larger batch repeats fewer encodings; 128 otherwise, where libtorch's
+    /// intermediates stay in cache.
     pub fn scoring_batch_size(&self) -> usize {
         match self {
             ModelConfig::Bst(c) if c.transformer.scores_fused() => 2048,
+            ModelConfig::DinSa(_) => 512,
             _ => 128,
         }
     }
@@ -450,4 +453,23 @@ impl SideEmbeddings {
         shape.push(self.dim());
         Tensor::cat(&parts, -1).view(shape.as_slice())
     }
+}
+
+/// In evaluation mode without gradients (scoring a user against many candidates), the rows
+/// whose histories differ from the row before's ([`Batch::history_starts`]) as a batch of their
+/// own, and each row's index among them (`[B]` i64), so that a model can embed and encode each
+/// distinct history once. `None` when training, with gradients, or when no history repeats.
+pub(crate) fn repeated_histories(b: &Batch, train: bool) -> Option<(Batch, Tensor)> {
+    let n = b.size();
+    if train || crate::nn::grad_enabled() || n < 2 || b.hist_mask.size()[1] == 0 {
+        return None;
+    }
+    let starts = b.history_starts();
+    let firsts = starts.nonzero().squeeze_dim(1);
+    if firsts.size()[0] == n {
+        return None;
+    }
+    // Row r starts a new run unless it repeats row r − 1; its group is the run's number.
+    let group = starts.to_kind(tch::Kind::Int64).cumsum(0, tch::Kind::Int64) - 1;
+    Some((b.rows(&firsts), group))
 }

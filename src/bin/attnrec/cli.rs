@@ -564,7 +564,8 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "timestamp")]
     pub time_col: String,
     /// Rows per forward pass [default: 2048 for a one-block bst, whose encoder scores through a
-    /// fused kernel; 128 otherwise, which keeps libtorch's intermediates in cache].
+    /// fused kernel; 512 for din_sa, which encodes each distinct history of a batch once; 128
+    /// otherwise, which keeps libtorch's intermediates in cache].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Rows read, scored and written per chunk (bounds memory).

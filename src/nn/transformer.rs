@@ -113,7 +113,7 @@ impl TransformerBlock {
     /// `f32`, with a ReLU or LeakyReLU feed-forward. `None` where it does not apply.
     fn fused_tail(&self, x: &Tensor, a: &Tensor, train: bool) -> Option<Tensor> {
         use super::kernel_io::{floats, floats_mut, kernel_takes, output, threads};
-        use attnrec_kernels::encoder::{tail, Norm, Tail};
+        use attnrec_kernels::encoder::tail;
         let t = self.tail_params(train)?;
         if !kernel_takes(x) || !kernel_takes(a) || x.size() != a.size() {
             return None;
@@ -125,20 +125,7 @@ impl TransformerBlock {
         let mut out = output(&size);
         // SAFETY: contiguous CPU f32 tensors (checked above or made so), read only while the
         // kernel runs; `out` is fresh and not shared.
-        unsafe {
-            let t = Tail {
-                d: d as usize,
-                f: t.w1.size()[0] as usize,
-                norm1: Norm { weight: floats(&t.norm1[0]), bias: floats(&t.norm1[1]), eps: LN_EPS as f32 },
-                w1: floats(&t.w1),
-                b1: floats(&t.b1),
-                w2: floats(&t.w2),
-                b2: floats(&t.b2),
-                act: t.act,
-                norm2: Norm { weight: floats(&t.norm2[0]), bias: floats(&t.norm2[1]), eps: LN_EPS as f32 },
-            };
-            tail(&t, floats(&x), floats(&a), n, threads(), floats_mut(&mut out));
-        }
+        unsafe { tail(&t.kernel(d as usize), floats(&x), floats(&a), n, threads(), floats_mut(&mut out)) };
         Some(out)
     }
 
@@ -189,7 +176,7 @@ impl TransformerBlock {
     /// [B]`. `None` where the kernel does not apply.
     fn encode_shared(&self, hist: &Tensor, hmask: &Tensor, target: &Tensor, group: &Tensor) -> Option<Tensor> {
         use super::kernel_io::{bytes, floats, floats_mut, kernel_takes, output, threads};
-        use attnrec_kernels::encoder::{encode_shared, Block, Histories, Norm, Tail, Targets};
+        use attnrec_kernels::encoder::{encode_shared, Block, Histories, Targets};
         let t = self.tail_params(false)?;
         if !kernel_takes(hist) || !kernel_takes(target) {
             return None;
@@ -212,18 +199,7 @@ impl TransformerBlock {
         // SAFETY: contiguous CPU tensors of the kinds read (checked above or made so), read only
         // while the kernel runs; `out` is fresh and not shared.
         unsafe {
-            let tail = Tail {
-                d: d as usize,
-                f: t.w1.size()[0] as usize,
-                norm1: Norm { weight: floats(&t.norm1[0]), bias: floats(&t.norm1[1]), eps: LN_EPS as f32 },
-                w1: floats(&t.w1),
-                b1: floats(&t.b1),
-                w2: floats(&t.w2),
-                b2: floats(&t.b2),
-                act: t.act,
-                norm2: Norm { weight: floats(&t.norm2[0]), bias: floats(&t.norm2[1]), eps: LN_EPS as f32 },
-            };
-            let block = Block { heads: parts.heads as usize, bo: floats(&parts.bo), tail };
+            let block = Block { heads: parts.heads as usize, bo: floats(&parts.bo), tail: t.kernel(d as usize) };
             let hist = Histories {
                 len: len as usize,
                 x: floats(&hist),
@@ -270,6 +246,31 @@ struct TailParams {
     b2: Tensor,
     norm1: [Tensor; 2],
     norm2: [Tensor; 2],
+}
+
+impl TailParams {
+    /// The parameters as the kernel reads them, for a model width `d`.
+    ///
+    /// # Safety
+    /// As for [`super::kernel_io::floats`]: no one writes the parameters while the result lives.
+    unsafe fn kernel(&self, d: usize) -> attnrec_kernels::encoder::Tail<'_> {
+        use super::kernel_io::floats;
+        use attnrec_kernels::encoder::{Norm, Tail};
+        unsafe fn norm(p: &[Tensor; 2]) -> Norm<'_> {
+            Norm { weight: floats(&p[0]), bias: floats(&p[1]), eps: LN_EPS as f32 }
+        }
+        Tail {
+            d,
+            f: self.w1.size()[0] as usize,
+            norm1: norm(&self.norm1),
+            w1: floats(&self.w1),
+            b1: floats(&self.b1),
+            w2: floats(&self.w2),
+            b2: floats(&self.b2),
+            act: self.act,
+            norm2: norm(&self.norm2),
+        }
+    }
 }
 
 /// Recency position embeddings plus a stack of blocks.

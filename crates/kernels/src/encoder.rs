@@ -1,11 +1,14 @@
-//! The position-wise tail of a post-norm Transformer encoder block in evaluation mode (no
-//! dropout, no gradients), as scoring runs it: from the block's input `x` and its attention
-//! output `a` (after the output projection),
-//! `x₁ = LN₁(x + a)`, `y = LN₂(x₁ + W₂·act(W₁·x₁ + b₁) + b₂)`, per position.
+//! A post-norm Transformer encoder block in evaluation mode (no dropout, no gradients), as
+//! scoring runs it.
 //!
-//! libtorch runs this as eight operators, each a pass over `[positions, width]` or the 4×-wide
-//! hidden layer through memory; here a chunk of positions goes from `x + a` to `y` while it stays
-//! in cache, the two products through [`gemm`] with the weights transposed once per call.
+//! - [`tail`]: the position-wise tail, from the block's input `x` and its attention output `a`
+//!   (after the output projection), `x₁ = LN₁(x + a)`, `y = LN₂(x₁ + W₂·act(W₁·x₁ + b₁) + b₂)`.
+//!   libtorch runs this as eight operators, each a pass over `[positions, width]` or the 4×-wide
+//!   hidden layer through memory; here a chunk of positions goes from `x + a` to `y` while it
+//!   stays in cache, the two products through [`gemm`] with the weights transposed once per call.
+//! - [`encode_shared`]: a one-block BST's whole encoder and readout for rows that share
+//!   histories (a user scored against many candidates), the attention included, from what
+//!   libtorch computed once per distinct history.
 use crate::din::{avx2_dispatch, row_parts, split_mut};
 use crate::gemm::{gemm, mat, transposed};
 use crate::parallel::run_parts;

@@ -307,8 +307,8 @@ impl Batch {
             let rows: Vec<(&[u8], usize)> = inputs
                 .iter()
                 .map(|t| {
-                    let bytes = t.numel() * t.kind().elt_size_in_bytes();
-                    (unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, bytes) }, bytes / n as usize)
+                    let s = unsafe { crate::nn::kernel_io::raw_bytes(t) };
+                    (s, s.len() / n as usize)
                 })
                 .collect();
             let starts: Vec<bool> = (0..n as usize).map(|r| r == 0 || rows.iter().any(|(s, w)| s[r * w..(r + 1) * w] != s[(r - 1) * w..r * w])).collect();

@@ -92,19 +92,14 @@ impl CtrModel for Bst {
     fn forward_t(&self, b: &Batch, train: bool) -> Tensor {
         let l = b.hist_mask.size()[1];
         let target = self.emb.target(b);
+        // `[encoded target, mean of the encoded history]` from the encoded sequence.
+        let read_out = |h: Tensor| Tensor::cat(&[h.select(1, l), masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()))], -1);
         let readout = match self.shared_histories(b, train, &target) {
             Some(Shared::Readout(r)) => r,
-            shared => {
-                let h = match shared {
-                    Some(Shared::Encoded(h)) => h,
-                    _ => {
-                        let (seq, mask, position) = self.sequence(b, &target, &self.emb.history(b));
-                        self.encoder.forward_t(&seq, &mask, &position, train)
-                    }
-                };
-                let encoded_target = h.select(1, l);
-                let encoded_hist = masked_mean(&h.narrow(1, 0, l), &b.hist_mask.to_kind(h.kind()));
-                Tensor::cat(&[encoded_target, encoded_hist], -1)
+            Some(Shared::Encoded(h)) => read_out(h),
+            None => {
+                let (seq, mask, position) = self.sequence(b, &target, &self.emb.history(b));
+                read_out(self.encoder.forward_t(&seq, &mask, &position, train))
             }
         };
         let x = Tensor::cat(&[self.emb.user(b), target, readout], -1);

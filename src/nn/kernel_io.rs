@@ -23,6 +23,19 @@ pub(crate) unsafe fn elements<T>(t: &Tensor, kind: Kind) -> &[T] {
     std::slice::from_raw_parts(t.data_ptr() as *const T, n)
 }
 
+/// A contiguous CPU tensor's storage as bytes, whatever its kind.
+///
+/// # Safety
+/// As for [`elements`].
+pub(crate) unsafe fn raw_bytes(t: &Tensor) -> &[u8] {
+    debug_assert!(t.is_contiguous() && t.device() == Device::Cpu);
+    let n = t.numel() * t.kind().elt_size_in_bytes();
+    if n == 0 {
+        return &[];
+    }
+    std::slice::from_raw_parts(t.data_ptr() as *const u8, n)
+}
+
 /// # Safety
 /// As for [`elements`], of a `Float` tensor.
 pub(crate) unsafe fn floats(t: &Tensor) -> &[f32] {
